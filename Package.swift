@@ -1,0 +1,90 @@
+// swift-tools-version: 6.2
+//
+// Switchboard: an Envoy ext_proc gateway for vLLM fleets, a KV-cache node
+// agent, and the tools to measure them. Dependencies point one way:
+// C modules -> bindings -> protocol core -> domain -> composition root -> executables.
+// See docs/architecture.md for the map.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .treatAllWarnings(as: .error),
+]
+
+let package = Package(
+    name: "Switchboard",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "switchboard", targets: ["switchboard"]),
+        .executable(name: "vllm-sim", targets: ["vllm-sim"]),
+    ],
+    dependencies: [
+        // Chosen on purpose and kept few (2-core CI builds from scratch):
+        // argument parsing for the thin executables, the logging API, and a
+        // YAML reader for the pods file.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+    ],
+    targets: [
+        // MARK: C modules (system libraries and tiny shims). Each is imported
+        // by exactly one Swift binding module.
+        .systemLibrary(name: "CNghttp2", pkgConfig: "libnghttp2",
+                       providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c",
+                       providers: [.apt(["libprotobuf-c-dev"])]),
+        // hiredis and OpenSSL: module maps ready for the Redis and TLS
+        // bindings that arrive with the rate-limit and discovery issues.
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis",
+                       providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        .target(name: "CSystem"),
+        .target(name: "CExtProcProto", dependencies: ["CProtobufC"],
+                path: "Sources/CExtProcProto", sources: ["generated"]),
+
+        // MARK: bindings (the only places with unsafe pointer work)
+        .target(name: "EventLoop", dependencies: ["CSystem"], swiftSettings: strict),
+        .target(name: "HTTP2", dependencies: ["CNghttp2", "EventLoop"], swiftSettings: strict),
+        .target(name: "ExtProcProto", dependencies: ["CExtProcProto", "CProtobufC"], swiftSettings: strict),
+
+        // MARK: protocol core
+        .target(name: "GRPCServer", dependencies: [
+            "HTTP2", "EventLoop", .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .target(name: "HTTP1", dependencies: ["EventLoop"], swiftSettings: strict),
+        .target(name: "ExtProc", dependencies: ["ExtProcProto", "GRPCServer", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+
+        // MARK: domain
+        .target(name: "OpenAIAPI", swiftSettings: strict),
+        .target(name: "PodMetrics", dependencies: [
+            "Yams", .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .target(name: "Routing", dependencies: ["PodMetrics"], swiftSettings: strict),
+        .target(name: "VLLMSim", dependencies: ["HTTP1", "EventLoop", "OpenAIAPI"], swiftSettings: strict),
+
+        // MARK: composition root
+        .target(name: "Gateway", dependencies: [
+            "GRPCServer", "ExtProc", "ExtProcProto", "OpenAIAPI", "Routing", "PodMetrics", "EventLoop",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+
+        // MARK: thin executables
+        .executableTarget(name: "switchboard", dependencies: [
+            "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .executableTarget(name: "vllm-sim", dependencies: [
+            "VLLMSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: strict),
+
+        // MARK: tests (unit, in process; integration tests live in Tests/integration, pytest)
+        .testTarget(name: "ExtProcProtoTests", dependencies: ["ExtProcProto"], swiftSettings: strict),
+        .testTarget(name: "ExtProcTests", dependencies: ["ExtProc", "ExtProcProto"], swiftSettings: strict),
+        .testTarget(name: "GRPCServerTests", dependencies: ["GRPCServer", "HTTP2", "EventLoop"], swiftSettings: strict),
+        .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: strict),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodMetrics"], swiftSettings: strict),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ExtProc", "ExtProcProto", "PodMetrics"], swiftSettings: strict),
+        .testTarget(name: "VLLMSimTests", dependencies: ["VLLMSim", "HTTP1", "EventLoop"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,4 @@
+// Umbrella for OpenSSL; see module.modulemap.
+#pragma once
+#include <openssl/ssl.h>
+#include <openssl/err.h>

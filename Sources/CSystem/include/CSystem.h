@@ -1,0 +1,46 @@
+// CSystem: the few Linux calls Swift's Glibc module does not export
+// (epoll, eventfd, accept4, signalfd) plus a monotonic clock. Used only by
+// the EventLoop binding module.
+#pragma once
+#include <stdint.h>
+#include <stddef.h>
+
+enum {
+    CSYS_EV_IN = 0x001,
+    CSYS_EV_OUT = 0x004,
+    CSYS_EV_ERR = 0x008,
+    CSYS_EV_HUP = 0x010,
+    CSYS_EV_RDHUP = 0x2000,
+    CSYS_EV_EXCLUSIVE = 1 << 28,
+};
+
+/// epoll_create1(EPOLL_CLOEXEC). Returns -1 and sets errno on failure.
+int csys_epoll_create(void);
+/// op: 1 add, 2 del, 3 mod (EPOLL_CTL_*). `token` is returned by wait.
+int csys_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token);
+/// Waits and unpacks the (packed) epoll_event array into two plain arrays.
+int csys_epoll_wait(int epfd, uint32_t *events, uint64_t *tokens, int max, int timeout_ms);
+/// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC).
+int csys_eventfd(void);
+/// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC; addresses are not returned.
+int csys_accept(int fd);
+/// Blocks the given signals in the calling thread (threads created later
+/// inherit the mask) and returns a non-blocking signalfd that reports them.
+int csys_signalfd(const int *signals, int count);
+/// Reads one signal number from a signalfd; -1 when none is pending.
+int csys_signalfd_read(int fd);
+/// CLOCK_MONOTONIC in nanoseconds.
+uint64_t csys_monotonic_ns(void);
+/// Sets TCP_NODELAY on a socket; returns setsockopt's result.
+int csys_set_nodelay(int fd);
+/// Sets SO_REUSEADDR (and SO_REUSEPORT when reuse_port is non-zero).
+int csys_set_reuse(int fd, int reuse_port);
+/// Binds and listens on an IPv4/IPv6 literal address; returns the fd or -1.
+/// On success *bound_port receives the port actually bound (for port 0).
+int csys_listen_tcp(const char *host, int port, int backlog, int *bound_port);
+/// Binds and listens on a Unix domain socket path (unlinking a stale one).
+int csys_listen_unix(const char *path, int backlog);
+/// Non-blocking connect to a numeric host:port; returns fd (connect may be in progress) or -1.
+int csys_connect_tcp(const char *host, int port);
+/// Thread CPU time of the whole process (user+system) in microseconds.
+uint64_t csys_process_cpu_us(void);

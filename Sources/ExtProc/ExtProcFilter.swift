@@ -1,0 +1,50 @@
+import ExtProcProto
+
+/// The request logic plugged into the ext_proc state machine: it sees each
+/// HTTP phase once, synchronously, on the event loop, and decides.
+/// One instance per ext_proc stream (= per HTTP request).
+public protocol ExtProcFilter: AnyObject {
+    /// Request headers. Return `.waitForBody` to decide after the whole body.
+    func requestHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision
+    /// The complete request body (BUFFERED, or FULL_DUPLEX_STREAMED chunks
+    /// assembled), after `requestHeaders` returned `.waitForBody`.
+    func requestBody(_ body: [UInt8]) -> FilterDecision
+    /// Upstream response headers.
+    func responseHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision
+    /// One upstream response body chunk (STREAMED): inspect, do not hold.
+    func responseBody(_ chunk: HTTPBodyMessage) -> FilterDecision
+    /// The stream ended; called exactly once, whatever the ending.
+    func streamEnded(_ outcome: ExtProcOutcome)
+}
+
+/// What a filter decided for one phase.
+public enum FilterDecision: Sendable, Equatable {
+    /// Let the request go on, with headers to set/remove on the message of
+    /// this phase (request headers in the request phases, response headers
+    /// in the response phases), and optionally a mode override (only
+    /// honoured by Envoy in the answer to request headers).
+    case proceed(HeaderMutation?, modeOverride: ProcessingModeOverride?)
+    /// Only from `requestHeaders`: the decision needs the body. The optional
+    /// override (the full mode for the rest of the stream, as Envoy applies
+    /// it) lets a filter skip later phases it does not need.
+    case waitForBody(modeOverride: ProcessingModeOverride?)
+    /// Stop here: Envoy sends this response to the client.
+    case respond(ImmediateResponse)
+
+    public static let proceed = FilterDecision.proceed(nil, modeOverride: nil)
+    public static let needBody = FilterDecision.waitForBody(modeOverride: nil)
+}
+
+/// How an ext_proc stream ended, for bookkeeping that must happen exactly once.
+public enum ExtProcOutcome: Sendable, Equatable {
+    /// Envoy half-closed after the exchange (graceful close).
+    case completed
+    /// The processor answered with an immediate response (the request ended here).
+    case immediateResponse(status: Int)
+    /// Envoy reset the stream (its default close, or a client cancel / upstream error).
+    case reset
+    /// The connection dropped, the deadline passed or the server shut down.
+    case aborted(String)
+    /// Envoy broke the ext_proc protocol (out-of-order or malformed message).
+    case protocolViolation(String)
+}

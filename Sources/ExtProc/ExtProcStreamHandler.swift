@@ -1,0 +1,127 @@
+import ExtProcProto
+import GRPCServer
+
+/// Serves one `ExternalProcessor/Process` stream: decodes each
+/// ProcessingRequest, drives the phase state machine, asks the filter, and
+/// sends the encoded responses, all synchronously on the connection's loop.
+public final class ExtProcStreamHandler: GRPCStreamHandler {
+    private var machine: ExtProcStreamStateMachine
+    private let filter: any ExtProcFilter
+    private let stats: ExtProcStats
+    private var ended = false
+    private var observabilityMode = false
+
+    public init(filter: any ExtProcFilter, configuration: ExtProcConfiguration, stats: ExtProcStats) {
+        self.filter = filter
+        self.stats = stats
+        self.machine = ExtProcStreamStateMachine(requestBodyMode: configuration.requestBodyMode,
+                                                 responseBodyMode: configuration.responseBodyMode,
+                                                 maxBodyBytes: configuration.maxBodyBytes)
+        stats.streams.add(1)
+    }
+
+    public func received(message: [UInt8], stream: GRPCStream) {
+        let request: ProcessingRequest
+        do {
+            request = try ExtProcCodec.decodeRequest(message)
+        } catch {
+            stats.decodeErrors.add(1)
+            stream.finish(GRPCStatus(.invalidArgument, "\(error)"))
+            end(.protocolViolation("\(error)"))
+            return
+        }
+        if request.observabilityMode { observabilityMode = true }
+        switch machine.receive(request) {
+        case .askFilter(let call):
+            var responses = machine.decide(invoke(call))
+            while let follow = machine.pendingCall {
+                responses += machine.decide(invoke(follow))
+            }
+            send(responses, on: stream)
+        case .reply(let responses):
+            send(responses, on: stream)
+        case .wait:
+            break
+        case .violation(let why):
+            stats.violations.add(1)
+            stream.finish(GRPCStatus(.failedPrecondition, "ext_proc protocol violation: \(why)"))
+            end(.protocolViolation(why))
+        }
+    }
+
+    public func receivedEnd(stream: GRPCStream) {
+        stream.finish(.ok)
+        end(.completed)
+    }
+
+    public func cancelled(reason: GRPCCancelReason) {
+        switch reason {
+        case .peerReset: end(.reset)
+        case .deadlineExceeded: end(.aborted("deadline exceeded"))
+        case .connectionClosed: end(.aborted("connection closed"))
+        case .protocolError(let why): end(.aborted(why))
+        }
+    }
+
+    private func invoke(_ call: ExtProcStreamStateMachine.FilterCall) -> FilterDecision {
+        switch call {
+        case .requestHeaders(let h): return filter.requestHeaders(h)
+        case .requestBody(let b): return filter.requestBody(b)
+        case .responseHeaders(let h): return filter.responseHeaders(h)
+        case .responseBody(let c): return filter.responseBody(c)
+        }
+    }
+
+    private func send(_ responses: [ProcessingResponse], on stream: GRPCStream) {
+        for r in responses {
+            if !observabilityMode { stream.send(ExtProcCodec.encodeResponse(r)) }
+            if case .immediate(let ir) = r.reply {
+                stats.immediateResponses.add(1)
+                end(.immediateResponse(status: ir.status))
+            }
+        }
+    }
+
+    private func end(_ outcome: ExtProcOutcome) {
+        guard !ended else { return }
+        ended = true
+        filter.streamEnded(outcome)
+    }
+}
+
+/// What the processor assumes about Envoy's processing mode until Envoy's
+/// first message says otherwise (protocol_config).
+public struct ExtProcConfiguration: Sendable {
+    public var requestBodyMode: BodySendMode
+    public var responseBodyMode: BodySendMode
+    /// Largest request body collected in FULL_DUPLEX_STREAMED mode (then 413).
+    public var maxBodyBytes: Int
+    public init(requestBodyMode: BodySendMode = .buffered, responseBodyMode: BodySendMode = .none,
+                maxBodyBytes: Int = 8 << 20) {
+        self.requestBodyMode = requestBodyMode
+        self.responseBodyMode = responseBodyMode
+        self.maxBodyBytes = maxBodyBytes
+    }
+}
+
+/// ext_proc counters, readable from any thread.
+public final class ExtProcStats: Sendable {
+    public let streams = Counter()
+    public let decodeErrors = Counter()
+    public let violations = Counter()
+    public let immediateResponses = Counter()
+    public init() {}
+}
+
+/// The ext_proc gRPC method and a factory for the server's service table.
+public enum ExtProcService {
+    public static let path = "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
+    public static let serviceName = "envoy.service.ext_proc.v3.ExternalProcessor"
+
+    /// A handler factory: `makeFilter` runs on the loop thread per stream.
+    public static func factory(configuration: ExtProcConfiguration, stats: ExtProcStats,
+                               makeFilter: @escaping @Sendable () -> any ExtProcFilter)
+        -> @Sendable (GRPCStream) -> any GRPCStreamHandler {
+        return { _ in ExtProcStreamHandler(filter: makeFilter(), configuration: configuration, stats: stats) }
+    }
+}

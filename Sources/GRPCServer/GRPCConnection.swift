@@ -1,0 +1,330 @@
+import EventLoop
+import HTTP2
+import Logging
+
+/// One HTTP/2 connection carrying gRPC streams. Owns the socket and the
+/// nghttp2 session; confined to the event loop that accepted it.
+///
+/// Per read: feed bytes to nghttp2, act on the recorded events (open streams,
+/// decode messages, call handlers synchronously), then write what nghttp2
+/// queued. No task hops and no locks on this path.
+final class GRPCConnection: StreamSocketDelegate {
+    let socket: StreamSocket
+    let session: HTTP2ServerSession
+    unowned let server: GRPCServer
+    let logger: Logger
+    let connectionID: UInt64
+    private var streams: [Int32: GRPCStream] = [:]
+    private var lastActivity = monotonicNanos()
+    private var pingOutstandingSince: UInt64?
+    private var keepaliveTimer: TimerID?
+    private(set) var draining = false
+    private var closed = false
+    private var inEventHandling = false
+
+    init(socket: StreamSocket, server: GRPCServer, connectionID: UInt64) throws(HTTP2Error) {
+        self.socket = socket
+        self.server = server
+        self.connectionID = connectionID
+        var l = server.logger
+        l[metadataKey: "grpc.connection.id"] = "\(connectionID)"
+        self.logger = l
+        self.session = try HTTP2ServerSession(settings: server.configuration.http2)
+        socket.delegate = self
+        flushSession()
+        scheduleKeepalive()
+    }
+
+    var openStreamCount: Int { streams.count }
+
+    // MARK: socket events
+
+    func socketRead(_ socket: StreamSocket, _ bytes: ArraySlice<UInt8>) {
+        lastActivity = monotonicNanos()
+        pingOutstandingSince = nil
+        let events: [HTTP2ServerEvent]
+        do {
+            events = try session.receive(bytes)
+        } catch {
+            logger.warning("grpc.connection.protocol_error", metadata: ["error": "\(error)"])
+            server.stats.protocolErrors.add(1)
+            flushSession()
+            close()
+            return
+        }
+        inEventHandling = true
+        for e in events { handle(e) }
+        inEventHandling = false
+        flushSession()
+    }
+
+    func socketDrained(_ socket: StreamSocket) {
+        // The peer is reading again: nothing to do (nghttp2 pulls deferred data on the next flush).
+    }
+
+    func socketClosed(_ socket: StreamSocket, error: SystemError?) {
+        guard !closed else { return }
+        closed = true
+        if let e = error {
+            logger.debug("grpc.connection.closed", metadata: ["error": "\(e)"])
+        }
+        if let t = keepaliveTimer { socket.loop.cancel(t) }
+        let open = streams
+        streams.removeAll()
+        for (_, s) in open {
+            cancel(s, .connectionClosed)
+            server.streamEnded()
+        }
+        server.connectionClosed(self)
+    }
+
+    func close() {
+        socket.close()
+    }
+
+    // MARK: HTTP/2 events
+
+    private func handle(_ event: HTTP2ServerEvent) {
+        switch event {
+        case .requestHeaders(let id, let headers, let endStream):
+            openStream(id: id, headers: headers, endStream: endStream)
+        case .data(let id, let bytes):
+            guard let s = streams[id], !s.isFinished else { return }
+            let messages: [[UInt8]]
+            do {
+                messages = try s.decoder.feed(bytes)
+            } catch {
+                fail(s, decoderFailure(error))
+                return
+            }
+            for m in messages {
+                guard !s.isFinished else { break }
+                server.stats.messagesReceived.add(1)
+                s.handler?.received(message: m, stream: s)
+            }
+        case .endStream(let id):
+            guard let s = streams[id] else { return }
+            s.clientClosed = true
+            if s.isFinished {
+                if !s.trailersSent, let st = s.finishedStatus { sendTrailers(s, st) }
+                return
+            }
+            if s.decoder.bufferedBytes > 0 {
+                fail(s, GRPCStatus(.internal, "stream ended inside a gRPC message (\(s.decoder.bufferedBytes) bytes of an incomplete frame)"))
+                return
+            }
+            s.handler?.receivedEnd(stream: s)
+        case .streamClosed(let id, let code):
+            guard let s = streams.removeValue(forKey: id) else { return }
+            if let t = s.deadlineTimer { socket.loop.cancel(t); s.deadlineTimer = nil }
+            if s.finishedStatus == nil {
+                if code != 0 { server.stats.streamsReset.add(1) }
+                cancel(s, .peerReset(errorCode: code))
+            }
+            server.streamEnded()
+        case .goaway:
+            draining = true
+        case .pingAck:
+            pingOutstandingSince = nil
+            if draining { session.submitGoaway() }
+        }
+    }
+
+    private func openStream(id: Int32, headers: [HTTP2Header], endStream: Bool) {
+        var path = ""
+        var method = ""
+        var contentType = ""
+        var encoding = ""
+        var timeout: UInt64?
+        var metadata: [(String, String)] = []
+        metadata.reserveCapacity(headers.count)
+        for h in headers {
+            switch h.name {
+            case ":path": path = h.value
+            case ":method": method = h.value
+            case "content-type": contentType = h.value
+            case "grpc-encoding": encoding = h.value
+            case "grpc-timeout": timeout = parseGRPCTimeout(h.value)
+            default:
+                if !h.name.hasPrefix(":") { metadata.append((h.name, h.value)) }
+            }
+        }
+        server.stats.streamsOpened.add(1)
+        server.streamStarted()
+        let s = GRPCStream(id: id, path: path, metadata: metadata, connection: self,
+                           maxMessageSize: server.configuration.maxMessageSize)
+        streams[id] = s
+        s.clientClosed = endStream
+        guard method == "POST" else {
+            return fail(s, GRPCStatus(.unimplemented, "gRPC requires POST, got \(method)"), httpStatus: "405")
+        }
+        guard contentType.hasPrefix("application/grpc") else {
+            return fail(s, GRPCStatus(.unknown, "content-type '\(contentType)' is not application/grpc"), httpStatus: "415")
+        }
+        if draining && server.isDraining {
+            return fail(s, GRPCStatus(.unavailable, "server is shutting down"))
+        }
+        guard let factory = server.handler(for: path) else {
+            server.stats.unknownMethods.add(1)
+            return fail(s, GRPCStatus(.unimplemented, "unknown method \(path)"))
+        }
+        if !encoding.isEmpty && encoding != "identity" {
+            // We advertise identity only; a compressed message is rejected when it arrives.
+            logger.debug("grpc.stream.encoding_ignored", metadata: ["grpc.encoding": "\(encoding)"])
+        }
+        if let t = timeout {
+            s.deadlineTimer = socket.loop.schedule(afterNanos: t) { [weak self, weak s] in
+                guard let self, let s, !s.isFinished else { return }
+                self.fail(s, GRPCStatus(.deadlineExceeded, "deadline of the grpc-timeout header passed"),
+                          reason: .deadlineExceeded)
+                self.flushSession()
+            }
+        }
+        session.submitResponse(streamID: id, headers: [
+            HTTP2Header(":status", "200"),
+            HTTP2Header("content-type", "application/grpc"),
+            HTTP2Header("grpc-accept-encoding", "identity"),
+        ], body: true)
+        s.headersSent = true
+        s.handler = factory(s)
+        if endStream { s.handler?.receivedEnd(stream: s) }
+    }
+
+    private func decoderFailure(_ f: GRPCMessageDecoder.Failure) -> GRPCStatus {
+        switch f {
+        case .compressed:
+            server.stats.compressedRejected.add(1)
+            return GRPCStatus(.unimplemented, "compressed gRPC messages are not supported; send with grpc-encoding identity")
+        case .tooLarge(let len):
+            server.stats.oversizeRejected.add(1)
+            return GRPCStatus(.resourceExhausted, "message of \(len) bytes exceeds the limit of \(server.configuration.maxMessageSize) bytes")
+        case .badFlag(let b):
+            server.stats.protocolErrors.add(1)
+            return GRPCStatus(.internal, "invalid gRPC frame flag \(b)")
+        }
+    }
+
+    // MARK: sending
+
+    func send(_ message: [UInt8], on s: GRPCStream) {
+        server.stats.messagesSent.add(1)
+        session.sendData(streamID: s.id, GRPCMessageDecoder.frame(message))
+        if !inEventHandling { flushSession() }
+    }
+
+    func queuedBytes(_ s: GRPCStream) -> Int { session.queuedBytes(streamID: s.id) }
+
+    func finishRequested(_ s: GRPCStream) {
+        guard let st = s.finishedStatus else { return }
+        if st.code != .ok || s.clientClosed {
+            sendTrailers(s, st)
+        }
+        if !inEventHandling { flushSession() }
+    }
+
+    /// Ends a stream with an error status now and tells its handler why.
+    private func fail(_ s: GRPCStream, _ status: GRPCStatus, httpStatus: String? = nil,
+                      reason: GRPCCancelReason? = nil) {
+        guard s.finishedStatus == nil, !s.cancelled else { return }
+        s.finishedStatus = status
+        server.stats.errorStatuses.add(1)
+        sendTrailers(s, status, httpStatus: httpStatus)
+        if let h = s.handler {
+            s.handler = nil
+            s.cancelled = true
+            h.cancelled(reason: reason ?? .protocolError(status.description))
+        }
+    }
+
+    private func sendTrailers(_ s: GRPCStream, _ status: GRPCStatus, httpStatus: String? = nil) {
+        guard !s.trailersSent else { return }
+        s.trailersSent = true
+        if let t = s.deadlineTimer { socket.loop.cancel(t); s.deadlineTimer = nil }
+        let fields = status.trailerFields.map { HTTP2Header($0.0, $0.1) }
+        if s.headersSent {
+            session.finish(streamID: s.id, trailers: fields)
+        } else {
+            // Trailers-only response.
+            s.headersSent = true
+            session.submitResponse(streamID: s.id, headers: [
+                HTTP2Header(":status", httpStatus ?? "200"),
+                HTTP2Header("content-type", "application/grpc"),
+            ] + fields, body: false)
+        }
+        if !s.clientClosed && status.code != .ok {
+            // The client may keep sending; stop it without an error code.
+            session.reset(streamID: s.id, errorCode: 0)
+        }
+    }
+
+    /// Tells a handler that has not finished that its RPC is gone.
+    private func cancel(_ s: GRPCStream, _ reason: GRPCCancelReason) {
+        guard !s.cancelled, s.finishedStatus == nil else { return }
+        s.cancelled = true
+        if let t = s.deadlineTimer { socket.loop.cancel(t); s.deadlineTimer = nil }
+        let h = s.handler
+        s.handler = nil
+        h?.cancelled(reason: reason)
+    }
+
+    func flushSession() {
+        guard !closed else { return }
+        do {
+            try session.drainOutput { bytes in socket.write(bytes) }
+        } catch {
+            logger.warning("grpc.connection.send_error", metadata: ["error": "\(error)"])
+            close()
+            return
+        }
+        socket.flush()
+        if !session.isAlive { close() }
+    }
+
+    // MARK: keepalive and drain
+
+    private func scheduleKeepalive() {
+        let interval = server.configuration.keepaliveIntervalNanos
+        guard interval > 0 else { return }
+        let period = min(interval, server.configuration.keepaliveTimeoutNanos)
+        keepaliveTimer = socket.loop.schedule(afterNanos: period) { [weak self] in
+            self?.keepaliveTick()
+        }
+    }
+
+    private func keepaliveTick() {
+        guard !closed else { return }
+        let now = monotonicNanos()
+        if let since = pingOutstandingSince {
+            if now - since >= server.configuration.keepaliveTimeoutNanos {
+                logger.info("grpc.connection.keepalive_timeout")
+                session.submitGoaway(errorCode: 0, debug: "keepalive timeout")
+                flushSession()
+                close()
+                return
+            }
+        } else if now - lastActivity >= server.configuration.keepaliveIntervalNanos {
+            pingOutstandingSince = now
+            session.submitPing()
+            flushSession()
+        }
+        scheduleKeepalive()
+    }
+
+    /// Starts a graceful close: GOAWAY notice, then (after a PING round trip)
+    /// the final GOAWAY; the socket closes once in-flight streams finish.
+    func beginDrain() {
+        guard !closed, !draining else { return }
+        draining = true
+        session.submitShutdownNotice()
+        session.submitPing()
+        flushSession()
+    }
+
+    /// Closes without waiting any longer (drain timeout).
+    func forceClose() {
+        guard !closed else { return }
+        session.submitGoaway(errorCode: 0, debug: "drain timeout")
+        flushSession()
+        close()
+    }
+}

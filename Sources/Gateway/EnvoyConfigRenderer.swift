@@ -1,0 +1,182 @@
+import EventLoop
+import ExtProcProto
+
+/// Renders the Envoy bootstrap Switchboard expects: one HTTP listener, the
+/// anti-spoof `header_mutation` filter that strips client `target-pod`, the
+/// ext_proc filter pointing at the gateway (TCP or Unix socket, h2c), and the
+/// ORIGINAL_DST cluster that dials whatever `target-pod` the gateway set.
+///
+/// The template lives in `envoy/envoy.yaml.tmpl` for readers; this renderer
+/// is its single source of truth (a test checks the two agree).
+public struct EnvoyConfigRenderer: Sendable {
+    public var listen: SocketAddress = .tcp(host: "127.0.0.1", port: 10000)
+    public var admin: SocketAddress = .tcp(host: "127.0.0.1", port: 9901)
+    public var processor: SocketAddress = .tcp(host: "127.0.0.1", port: 50051)
+    public var requestBodyMode: BodySendMode = .buffered
+    public var responseBodyMode: BodySendMode = .streamed
+    public var messageTimeoutMillis = 5000
+    public var routeTimeoutSeconds = 300
+    public var connectTimeoutSeconds = 6
+    /// Per-connection buffer: the largest BUFFERED body Envoy accepts (larger gets 413).
+    public var bufferLimitBytes = 8 << 20
+    public var failureModeAllow = false
+    public var targetHeader = "target-pod"
+
+    public init() {}
+
+    public enum RenderError: Error, CustomStringConvertible, Sendable {
+        case unsupported(String)
+        public var description: String {
+            switch self { case .unsupported(let s): return s }
+        }
+    }
+
+    public func render() throws(RenderError) -> String {
+        guard case .tcp(let lh, let lp) = listen else { throw .unsupported("the Envoy listener must be host:port") }
+        guard case .tcp(let ah, let ap) = admin else { throw .unsupported("the Envoy admin address must be host:port") }
+        let allowed: [BodySendMode] = [.buffered, .bufferedPartial, .fullDuplexStreamed, .streamed, .none]
+        guard allowed.contains(requestBodyMode), allowed.contains(responseBodyMode) else {
+            throw .unsupported("body modes must be one of none, streamed, buffered, buffered_partial, full_duplex_streamed")
+        }
+        // Envoy requires trailers to be sent when a body is FULL_DUPLEX_STREAMED.
+        let reqTrailers = requestBodyMode == .fullDuplexStreamed ? "SEND" : "SKIP"
+        let respTrailers = responseBodyMode == .fullDuplexStreamed ? "SEND" : "SKIP"
+        let processorAddress: String
+        switch processor {
+        case .tcp(let h, let p):
+            processorAddress = "socket_address: { address: \(h), port_value: \(p) }"
+        case .unix(let path):
+            processorAddress = "pipe: { path: \(path) }"
+        }
+        return """
+        # Rendered by `switchboard envoy-config`. Envoy 1.40.
+        admin:
+          address:
+            socket_address: { address: \(ah), port_value: \(ap) }
+        layered_runtime:
+          layers:
+          - name: static
+            static_layer:
+              # Half-close ext_proc streams and wait for trailers instead of
+              # resetting each one (the RST_STREAM storm; see docs/decisions).
+              envoy.reloadable_features.ext_proc_graceful_grpc_close: true
+        static_resources:
+          listeners:
+          - name: openai
+            address:
+              socket_address: { address: \(lh), port_value: \(lp) }
+            per_connection_buffer_limit_bytes: \(bufferLimitBytes)
+            filter_chains:
+            - filters:
+              - name: envoy.filters.network.http_connection_manager
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                  stat_prefix: openai
+                  codec_type: AUTO
+                  stream_idle_timeout: \(routeTimeoutSeconds)s
+                  route_config:
+                    name: pods
+                    virtual_hosts:
+                    - name: all
+                      domains: ["*"]
+                      routes:
+                      - match: { prefix: "/" }
+                        route:
+                          cluster: vllm_pods
+                          timeout: \(routeTimeoutSeconds)s
+                  http_filters:
+                  # 1. Never let a client choose the upstream: drop any
+                  #    client-sent \(targetHeader) before ext_proc runs.
+                  - name: envoy.filters.http.header_mutation
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+                      mutations:
+                        request_mutations:
+                        - remove: \(targetHeader)
+                  # 2. Switchboard decides the pod and sets \(targetHeader).
+                  - name: envoy.filters.http.ext_proc
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+                      grpc_service:
+                        envoy_grpc: { cluster_name: switchboard }
+                      failure_mode_allow: \(failureModeAllow)
+                      message_timeout: \(Double(messageTimeoutMillis) / 1000)s
+                      allow_mode_override: true
+                      processing_mode:
+                        request_header_mode: SEND
+                        response_header_mode: SEND
+                        request_body_mode: \(Self.modeName(requestBodyMode))
+                        response_body_mode: \(Self.modeName(responseBodyMode))
+                        request_trailer_mode: \(reqTrailers)
+                        response_trailer_mode: \(respTrailers)
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+          clusters:
+          # The gateway, over h2c (HTTP/2 with prior knowledge).
+          - name: switchboard
+            type: STATIC
+            connect_timeout: 1s
+            typed_extension_protocol_options:
+              envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+                "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+                explicit_http_config:
+                  http2_protocol_options:
+                    connection_keepalive: { interval: 30s, timeout: 10s }
+            # One ext_proc stream per in-flight request: keep the breakers
+            # far above any real concurrency (the reference's collapse near
+            # 1000 in-flight requests came from Envoy's default of 1024).
+            circuit_breakers:
+              thresholds:
+              - { max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 }
+            load_assignment:
+              cluster_name: switchboard
+              endpoints:
+              - lb_endpoints:
+                - endpoint:
+                    address:
+                      \(processorAddress)
+          # Whatever pod the gateway named in \(targetHeader).
+          - name: vllm_pods
+            type: ORIGINAL_DST
+            lb_policy: CLUSTER_PROVIDED
+            connect_timeout: \(connectTimeoutSeconds)s
+            original_dst_lb_config:
+              use_http_header: true
+              http_header_name: \(targetHeader)
+            circuit_breakers:
+              thresholds:
+              - { max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 }
+
+        """
+    }
+
+    static func modeName(_ m: BodySendMode) -> String {
+        switch m {
+        case .none: return "NONE"
+        case .streamed: return "STREAMED"
+        case .buffered: return "BUFFERED"
+        case .bufferedPartial: return "BUFFERED_PARTIAL"
+        case .fullDuplexStreamed: return "FULL_DUPLEX_STREAMED"
+        case .grpc: return "GRPC"
+        }
+    }
+
+    /// Parses a body mode name as written on the command line.
+    public static func parseMode(_ s: String) -> BodySendMode? {
+        switch s.lowercased().replacingOccurrences(of: "-", with: "_") {
+        case "none": return BodySendMode.none
+        case "streamed": return .streamed
+        case "buffered": return .buffered
+        case "buffered_partial": return .bufferedPartial
+        case "full_duplex_streamed", "full_duplex": return .fullDuplexStreamed
+        default: return nil
+        }
+    }
+}
+
+extension String {
+    fileprivate func replacingOccurrences(of a: String, with b: String) -> String {
+        split(separator: Character(a), omittingEmptySubsequences: false).joined(separator: b)
+    }
+}

@@ -1,0 +1,140 @@
+import ExtProc
+import ExtProcProto
+import Logging
+import OpenAIAPI
+import PodMetrics
+import Routing
+
+/// The gateway's logic for one HTTP request: validate the OpenAI request,
+/// pick an endpoint with the strategy the client named, tell Envoy where to
+/// send it (`target-pod`, always overwritten), and name the pod in the reply.
+///
+/// One instance per ext_proc stream, used on one event loop.
+final class GatewayFilter: ExtProcFilter {
+    private let context: GatewayContext
+    private var endpoint: OpenAIEndpoint = .chatCompletions
+    private var router: (any Router)?
+    private var requestID = ""
+    private var chosen: PodEndpoint?
+
+    init(context: GatewayContext) {
+        self.context = context
+    }
+
+    func requestHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision {
+        let path = headers.value(of: ":path") ?? ""
+        let method = headers.value(of: ":method") ?? ""
+        requestID = headers.value(of: "x-request-id") ?? ""
+        guard let ep = OpenAIEndpoint(path: path) else {
+            return reject(OpenAIError(status: 404, message: "unknown endpoint '\(path)'; Switchboard serves \(OpenAIEndpoint.allCases.map(\.rawValue).joined(separator: ", "))",
+                                      code: "unknown_url"), diagnostic: ("x-error-unknown-path", "true"))
+        }
+        endpoint = ep
+        if ep == .models {
+            guard method == "GET" else {
+                return reject(OpenAIError(status: 405, message: "\(ep.rawValue) only accepts GET", code: "method_not_allowed"))
+            }
+            return .respond(modelsList())
+        }
+        guard method == "POST" else {
+            return reject(OpenAIError(status: 405, message: "\(ep.rawValue) only accepts POST", code: "method_not_allowed"))
+        }
+        do {
+            router = try context.routers.router(named: headers.value(of: "routing-strategy"))
+        } catch {
+            return reject(OpenAIError(status: 400, message: "\(error)", param: "routing-strategy", code: "invalid_routing_strategy"),
+                          diagnostic: ("x-error-invalid-routing-strategy", headers.value(of: "routing-strategy") ?? ""))
+        }
+        if headers.endOfStream {
+            return reject(OpenAIError(status: 400, message: "request body is empty; expected a JSON object", code: "invalid_json"))
+        }
+        return .waitForBody(modeOverride: context.modeOverrideAfterRequestHeaders)
+    }
+
+    func requestBody(_ body: [UInt8]) -> FilterDecision {
+        let summary: OpenAIRequestSummary
+        do {
+            summary = try OpenAIRequestSummary.parse(body, endpoint: endpoint)
+        } catch {
+            return reject(error)
+        }
+        let snapshot = context.registry.snapshot
+        guard let candidates = snapshot.endpoints(for: summary.model) else {
+            return reject(OpenAIError(status: 404, message: "The model '\(summary.model)' does not exist",
+                                      param: "model", code: "model_not_found"),
+                          diagnostic: ("x-error-no-model-backends", summary.model))
+        }
+        guard let router else { return reject(OpenAIError(status: 500, message: "no router resolved")) }
+        let pod: PodEndpoint
+        do {
+            pod = try router.route(RoutingRequest(model: summary.model, stream: summary.stream,
+                                                  bodyBytes: summary.bodyBytes, requestID: requestID),
+                                   candidates: candidates)
+        } catch {
+            context.logger.warning("gateway.route.failed", metadata: [
+                "request.id": "\(requestID)", "request.model": "\(summary.model)",
+                "router.name": "\(router.name)", "error": "\(error)",
+            ])
+            return reject(OpenAIError(status: 503, message: "\(error)", code: "no_ready_endpoints"),
+                          diagnostic: ("x-error-routing", "true"))
+        }
+        chosen = pod
+        context.stats.routed.add(1)
+        var m = HeaderMutation()
+        m.overwrite(context.targetHeader, pod.address)
+        m.overwrite("routing-strategy", router.name)
+        return .proceed(m, modeOverride: nil)
+    }
+
+    func responseHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision {
+        guard let pod = chosen else { return .proceed }
+        var m = HeaderMutation()
+        m.overwrite("x-switchboard-pod", pod.address)
+        if let r = router { m.overwrite("x-switchboard-strategy", r.name) }
+        return .proceed(m, modeOverride: nil)
+    }
+
+    func responseBody(_ chunk: HTTPBodyMessage) -> FilterDecision {
+        // Usage accounting reads these chunks once that issue lands.
+        .proceed
+    }
+
+    func streamEnded(_ outcome: ExtProcOutcome) {
+        switch outcome {
+        case .completed: context.stats.completed.add(1)
+        case .immediateResponse: context.stats.rejected.add(1)
+        case .reset: context.stats.reset.add(1)
+        case .aborted(let why):
+            context.stats.aborted.add(1)
+            context.logger.debug("gateway.stream.aborted", metadata: ["request.id": "\(requestID)", "reason": "\(why)"])
+        case .protocolViolation(let why):
+            context.stats.violations.add(1)
+            context.logger.warning("gateway.stream.protocol_violation", metadata: ["request.id": "\(requestID)", "reason": "\(why)"])
+        }
+    }
+
+    private func reject(_ error: OpenAIError, diagnostic: (String, String)? = nil) -> FilterDecision {
+        var h = HeaderMutation()
+        h.overwrite("content-type", "application/json")
+        if let d = diagnostic { h.overwrite(d.0, d.1) }
+        if !requestID.isEmpty { h.overwrite("x-request-id", requestID) }
+        context.logger.debug("gateway.request.rejected", metadata: [
+            "request.id": "\(requestID)", "http.status": "\(error.status)", "error.code": "\(error.code ?? "")",
+        ])
+        return .respond(ImmediateResponse(status: error.status, headers: h, body: error.jsonBody,
+                                          details: "switchboard_\(error.code ?? "error")"))
+    }
+
+    private func modelsList() -> ImmediateResponse {
+        let snap = context.registry.snapshot
+        var s = #"{"object":"list","data":["#
+        for (i, name) in snap.modelNames.enumerated() {
+            if i > 0 { s += "," }
+            s += #"{"id":"# + JSONText.quote(name) + #","object":"model","created":0,"owned_by":"switchboard"}"#
+        }
+        s += "]}"
+        var h = HeaderMutation()
+        h.overwrite("content-type", "application/json")
+        return ImmediateResponse(status: 200, headers: h, body: Array(s.utf8), details: "switchboard_models")
+    }
+}

@@ -1,0 +1,116 @@
+import EventLoop
+import ExtProc
+import ExtProcProto
+import GRPCServer
+import Logging
+import PodMetrics
+import Routing
+import Synchronization
+
+/// Everything `switchboard serve` needs to know.
+public struct GatewayConfiguration: Sendable {
+    public var listen: [SocketAddress] = [.tcp(host: "127.0.0.1", port: 50051)]
+    public var podsFile: String
+    public var loops: Int = 0
+    public var defaultStrategy: String? = "random"
+    public var seed: UInt64?
+    public var requestBodyMode: BodySendMode = .buffered
+    public var skipResponseBody = true
+    public var maxMessageBytes = 16 << 20
+    public var maxBodyBytes = 8 << 20
+    public var drainTimeoutSeconds: Double = 15
+    public var keepaliveSeconds: Double = 30
+
+    public init(podsFile: String) {
+        self.podsFile = podsFile
+    }
+}
+
+/// The composition root: builds the pod registry, routers, ext_proc service
+/// and gRPC server, runs them on one event loop per core, and drains on
+/// SIGTERM. `run()` returns the process exit code.
+public final class GatewayService {
+    let configuration: GatewayConfiguration
+    let logger: Logger
+
+    public init(configuration: GatewayConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Runs until SIGTERM/SIGINT has drained the server. 0 on a clean drain.
+    public func run() throws -> Int32 {
+        // Block the signals before any thread exists so all inherit the mask.
+        let signals = try SignalWatcher(signals: [15, 2])
+        let models = try StaticPodsFile.load(path: configuration.podsFile)
+        let registry = PodRegistry()
+        registry.publish(models: models)
+        logger.notice("gateway.pods.loaded", metadata: [
+            "pods.file": "\(configuration.podsFile)",
+            "pods.models": "\(models.keys.sorted().joined(separator: ","))",
+            "pods.endpoints": "\(models.values.reduce(0) { $0 + $1.count })",
+        ])
+
+        let routers = RouterRegistry.standard(defaultStrategy: configuration.defaultStrategy, seed: configuration.seed)
+        let extProc = ExtProcConfiguration(requestBodyMode: configuration.requestBodyMode,
+                                           responseBodyMode: .none, maxBodyBytes: configuration.maxBodyBytes)
+        let context = GatewayContext(registry: registry, routers: routers, logger: logger,
+                                     extProc: extProc, skipResponseBody: configuration.skipResponseBody)
+        let extStats = ExtProcStats()
+        var grpc = GRPCServerConfiguration(listen: configuration.listen)
+        grpc.maxMessageSize = configuration.maxMessageBytes
+        grpc.drainTimeoutNanos = UInt64(configuration.drainTimeoutSeconds * 1e9)
+        grpc.keepaliveIntervalNanos = UInt64(configuration.keepaliveSeconds * 1e9)
+        grpc.healthServices = ["", ExtProcService.serviceName]
+
+        let loopCount = configuration.loops > 0 ? configuration.loops : System.coreCount
+        let group = try EventLoopGroup(count: loopCount)
+        let server = GRPCServer(configuration: grpc, group: group, logger: logger, services: [
+            ExtProcService.path: ExtProcService.factory(configuration: extProc, stats: extStats) {
+                context.makeFilter()
+            },
+        ])
+        let bound = try server.start()
+        // The control loop handles signals and the drain; the I/O loops serve.
+        let control = try EventLoop(index: -1)
+        let exit = ExitCode()
+        try signals.attach(to: control) { [logger] sig in
+            if server.isDraining {
+                logger.warning("gateway.signal.again", metadata: ["signal": "\(sig)"])
+                return
+            }
+            logger.notice("gateway.draining", metadata: ["signal": "\(sig)", "grpc.open_streams": "\(server.openStreams)"])
+            server.drain(controlLoop: control) { timedOut in
+                exit.set(timedOut ? 1 : 0)
+                control.stop()
+            }
+        }
+        group.start()
+        logger.notice("gateway.listening", metadata: [
+            "grpc.listen": "\(bound.map(\.description).joined(separator: ","))",
+            "loops": "\(loopCount)",
+            "router.default": "\(configuration.defaultStrategy ?? "(header required)")",
+            "router.available": "\(routers.names.joined(separator: ","))",
+        ])
+        control.run()
+        group.stopAll()
+        group.join()
+        logger.notice("gateway.stopped", metadata: [
+            "requests.routed": "\(context.stats.routed.value)",
+            "requests.completed": "\(context.stats.completed.value)",
+            "requests.rejected": "\(context.stats.rejected.value)",
+            "requests.reset": "\(context.stats.reset.value)",
+            "requests.aborted": "\(context.stats.aborted.value)",
+            "extproc.violations": "\(extStats.violations.value)",
+            "grpc.protocol_errors": "\(server.stats.protocolErrors.value)",
+        ])
+        return exit.value
+    }
+}
+
+/// The exit code chosen on the control loop, read after it returns.
+final class ExitCode: Sendable {
+    private let code = Atomic<Int32>(0)
+    func set(_ c: Int32) { code.store(c, ordering: .relaxed) }
+    var value: Int32 { code.load(ordering: .relaxed) }
+}

@@ -1,0 +1,166 @@
+import EventLoop
+
+/// Answers one request. Call exactly one of `respond` or `startStream` …
+/// `endStream`. Confined to the connection's loop.
+public final class HTTP1ResponseWriter {
+    unowned let connection: HTTP1Connection
+    let keepAlive: Bool
+    private var started = false
+    private var finished = false
+
+    init(connection: HTTP1Connection, keepAlive: Bool) {
+        self.connection = connection
+        self.keepAlive = keepAlive
+    }
+
+    /// The loop this response runs on (for timers).
+    public var loop: EventLoop { connection.socket.loop }
+    /// False once the client went away.
+    public var isOpen: Bool { !connection.socket.isClosed }
+
+    /// A whole response with Content-Length.
+    public func respond(status: Int, headers: [(String, String)] = [], body: [UInt8] = []) {
+        guard !started else { return }
+        started = true
+        finished = true
+        var head = "HTTP/1.1 \(status) \(Self.reason(status))\r\ncontent-length: \(body.count)\r\n"
+        for (n, v) in headers { head += "\(n): \(v)\r\n" }
+        if !keepAlive { head += "connection: close\r\n" }
+        head += "\r\n"
+        connection.socket.write(Array(head.utf8))
+        connection.socket.write(body)
+        connection.socket.flush()
+        connection.responseFinished(keepAlive: keepAlive)
+    }
+
+    /// Starts a chunked response (server-sent events and other streams).
+    public func startStream(status: Int, headers: [(String, String)]) {
+        guard !started else { return }
+        started = true
+        var head = "HTTP/1.1 \(status) \(Self.reason(status))\r\ntransfer-encoding: chunked\r\n"
+        for (n, v) in headers { head += "\(n): \(v)\r\n" }
+        if !keepAlive { head += "connection: close\r\n" }
+        head += "\r\n"
+        connection.socket.write(Array(head.utf8))
+        connection.socket.flush()
+    }
+
+    /// Sends one chunk of a stream.
+    public func writeChunk(_ bytes: [UInt8]) {
+        guard started, !finished, !bytes.isEmpty else { return }
+        connection.socket.write(Array(String(bytes.count, radix: 16).utf8) + [13, 10])
+        connection.socket.write(bytes)
+        connection.socket.write([13, 10])
+        connection.socket.flush()
+    }
+
+    /// Ends a stream.
+    public func endStream() {
+        guard started, !finished else { return }
+        finished = true
+        connection.socket.write(Array("0\r\n\r\n".utf8))
+        connection.socket.flush()
+        connection.responseFinished(keepAlive: keepAlive)
+    }
+
+    static func reason(_ s: Int) -> String {
+        switch s {
+        case 200: return "OK"
+        case 400: return "Bad Request"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 413: return "Payload Too Large"
+        case 500: return "Internal Server Error"
+        case 503: return "Service Unavailable"
+        default: return "Status"
+        }
+    }
+}
+
+/// Handles requests for an `HTTP1Server`; called on the connection's loop.
+public typealias HTTP1Handler = @Sendable (HTTP1Request, HTTP1ResponseWriter) -> Void
+
+/// A small HTTP/1.1 server (keep-alive, chunked bodies both ways) on the
+/// project's event loops. Used by the vLLM simulator and admin endpoints.
+public final class HTTP1Server: Sendable {
+    let group: EventLoopGroup
+    let handler: HTTP1Handler
+    public let listener: Listener
+
+    public init(address: SocketAddress, group: EventLoopGroup, handler: @escaping HTTP1Handler) throws {
+        self.group = group
+        self.handler = handler
+        self.listener = try Listener(address: address)
+        for loop in group.loops {
+            try listener.attach(to: loop) { [handler] fd, loop in
+                guard let sock = try? StreamSocket(fd: fd, loop: loop) else { return }
+                let c = HTTP1Connection(socket: sock, handler: handler)
+                HTTP1Connection.retain(c, on: loop)
+            }
+        }
+    }
+}
+
+/// One client connection; requests are answered in order.
+final class HTTP1Connection: StreamSocketDelegate {
+    let socket: StreamSocket
+    let handler: HTTP1Handler
+    private var parser = HTTP1RequestParser()
+    private var queue: [HTTP1Request] = []
+    private var busy = false
+
+    init(socket: StreamSocket, handler: @escaping HTTP1Handler) {
+        self.socket = socket
+        self.handler = handler
+        socket.delegate = self
+    }
+
+    static func retain(_ c: HTTP1Connection, on loop: EventLoop) {
+        let set = (loop.loopLocal["http1"] as? HTTP1ConnectionSet) ?? {
+            let s = HTTP1ConnectionSet()
+            loop.loopLocal["http1"] = s
+            return s
+        }()
+        set.all[ObjectIdentifier(c)] = c
+    }
+
+    func socketRead(_ socket: StreamSocket, _ bytes: ArraySlice<UInt8>) {
+        do {
+            queue += try parser.feed(bytes)
+        } catch {
+            let status = error == .bodyTooLarge ? 413 : (error == .headersTooLarge ? 431 : 400)
+            let w = HTTP1ResponseWriter(connection: self, keepAlive: false)
+            w.respond(status: status, headers: [("content-type", "text/plain")], body: Array("bad request: \(error)\n".utf8))
+            return
+        }
+        dispatch()
+    }
+
+    private func dispatch() {
+        guard !busy, !queue.isEmpty, !socket.isClosed else { return }
+        let r = queue.removeFirst()
+        busy = true
+        let keep = (r.header("connection")?.lowercased() != "close")
+        handler(r, HTTP1ResponseWriter(connection: self, keepAlive: keep))
+    }
+
+    func responseFinished(keepAlive: Bool) {
+        busy = false
+        if !keepAlive {
+            socket.shutdownWrite()
+            socket.close()
+            return
+        }
+        dispatch()
+    }
+
+    func socketDrained(_ socket: StreamSocket) {}
+
+    func socketClosed(_ socket: StreamSocket, error: SystemError?) {
+        (socket.loop.loopLocal["http1"] as? HTTP1ConnectionSet)?.all[ObjectIdentifier(self)] = nil
+    }
+}
+
+final class HTTP1ConnectionSet {
+    var all: [ObjectIdentifier: HTTP1Connection] = [:]
+}

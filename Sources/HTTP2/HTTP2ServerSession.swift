@@ -1,0 +1,367 @@
+import CNghttp2
+
+/// One request or response header field.
+public struct HTTP2Header: Sendable, Equatable {
+    public var name: String
+    public var value: String
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// What the peer did, recorded by nghttp2 callbacks during `receive(_:)` and
+/// handed to the owner after nghttp2 returns (callbacks never act).
+public enum HTTP2ServerEvent: Sendable {
+    /// A request's header block completed. `endStream` means no body follows.
+    case requestHeaders(streamID: Int32, headers: [HTTP2Header], endStream: Bool)
+    /// A DATA frame's payload (copied).
+    case data(streamID: Int32, bytes: [UInt8])
+    /// The peer half-closed the stream (END_STREAM on DATA or trailers).
+    case endStream(streamID: Int32)
+    /// The stream is gone; `errorCode` is non-zero when it was reset.
+    case streamClosed(streamID: Int32, errorCode: UInt32)
+    /// The peer sent GOAWAY.
+    case goaway(errorCode: UInt32)
+    /// An acknowledgement of our PING arrived.
+    case pingAck
+}
+
+/// Settings and limits for a server session.
+public struct HTTP2Settings: Sendable {
+    public var maxConcurrentStreams: UInt32 = 4096
+    public var initialWindowSize: UInt32 = 1 << 20
+    public var maxHeaderListSize: UInt32 = 64 * 1024
+    /// nghttp2's incoming RST_STREAM rate limit (burst, per second). Envoy
+    /// resets one ext_proc stream per HTTP request unless
+    /// `ext_proc_graceful_grpc_close` is on; nghttp2's default (1000, 33/s)
+    /// turns that into a GOAWAY every ~1000 requests. Raise it for a trusted peer.
+    public var streamResetBurst: UInt64 = 1_000_000
+    public var streamResetRate: UInt64 = 1_000_000
+    public init() {}
+}
+
+/// A protocol violation or an nghttp2 failure that ends the session.
+public struct HTTP2Error: Error, CustomStringConvertible, Sendable {
+    public let code: Int32
+    public let message: String
+    init(_ code: Int32) {
+        self.code = code
+        self.message = String(cString: nghttp2_strerror(code))
+    }
+    public var description: String { "HTTP/2 error \(code): \(message)" }
+}
+
+/// An nghttp2 server session driven entirely in memory: feed it received
+/// bytes, take the bytes it wants to send.
+///
+/// Ownership: this object owns the `nghttp2_session` and frees it in `deinit`.
+/// Threading: confined to one thread (the connection's event loop); not Sendable.
+/// Callbacks recover `self` from `user_data` (unretained: the session never
+/// outlives its owner) and only record events or copy bytes.
+public final class HTTP2ServerSession {
+    private var session: OpaquePointer?
+    fileprivate var events: [HTTP2ServerEvent] = []
+    fileprivate var pendingHeaders: [Int32: [HTTP2Header]] = [:]
+    fileprivate var outbound: [Int32: StreamOutbound] = [:]
+    fileprivate var callbackFailure = false
+
+    struct StreamOutbound {
+        var bytes: [UInt8] = []
+        var offset = 0
+        var trailers: [HTTP2Header]?
+        var deferred = false
+    }
+
+    public init(settings: HTTP2Settings = HTTP2Settings()) throws(HTTP2Error) {
+        var callbacks: OpaquePointer?
+        var rv = nghttp2_session_callbacks_new(&callbacks)
+        guard rv == 0, let cbs = callbacks else { throw HTTP2Error(rv) }
+        defer { nghttp2_session_callbacks_del(cbs) }
+        nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, onBeginHeaders)
+        nghttp2_session_callbacks_set_on_header_callback(cbs, onHeader)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, onFrameRecv)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, onDataChunk)
+        nghttp2_session_callbacks_set_on_stream_close_callback(cbs, onStreamClose)
+
+        var option: OpaquePointer?
+        rv = nghttp2_option_new(&option)
+        guard rv == 0, let opt = option else { throw HTTP2Error(rv) }
+        defer { nghttp2_option_del(opt) }
+        nghttp2_option_set_stream_reset_rate_limit(opt, settings.streamResetBurst, settings.streamResetRate)
+        nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024)
+
+        var s: OpaquePointer?
+        rv = nghttp2_session_server_new2(&s, cbs, Unmanaged.passUnretained(self).toOpaque(), opt)
+        guard rv == 0, let made = s else { throw HTTP2Error(rv) }
+        session = made
+
+        var iv = [
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: settings.initialWindowSize),
+            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: settings.maxHeaderListSize),
+        ]
+        rv = nghttp2_submit_settings(made, UInt8(NGHTTP2_FLAG_NONE.rawValue), &iv, iv.count)
+        guard rv == 0 else { throw HTTP2Error(rv) }
+        // Open the connection-level window as wide as the per-stream one so a
+        // large body on one stream does not stall the others.
+        _ = nghttp2_session_set_local_window_size(made, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, Int32(settings.initialWindowSize) * 4)
+    }
+
+    deinit {
+        if let s = session { nghttp2_session_del(s) }
+    }
+
+    /// Feeds received bytes; returns what happened. Throws when the peer broke
+    /// the protocol badly enough that the session must end (after `drainOutput`
+    /// has sent the GOAWAY nghttp2 queued).
+    public func receive(_ bytes: ArraySlice<UInt8>) throws(HTTP2Error) -> [HTTP2ServerEvent] {
+        guard let s = session else { return [] }
+        let rv = bytes.withUnsafeBufferPointer { buf in
+            nghttp2_session_mem_recv(s, buf.baseAddress, buf.count)
+        }
+        let out = events
+        events.removeAll(keepingCapacity: true)
+        if rv < 0 { throw HTTP2Error(Int32(rv)) }
+        return out
+    }
+
+    /// Appends everything nghttp2 wants to send to `sink`.
+    public func drainOutput(into sink: (UnsafeRawBufferPointer) -> Void) throws(HTTP2Error) {
+        guard let s = session else { return }
+        while true {
+            var ptr: UnsafePointer<UInt8>?
+            let n = nghttp2_session_mem_send(s, &ptr)
+            if n < 0 { throw HTTP2Error(Int32(n)) }
+            if n == 0 { return }
+            sink(UnsafeRawBufferPointer(start: ptr, count: n))
+        }
+    }
+
+    /// False once both sides are done (after GOAWAY and all streams closed).
+    public var isAlive: Bool {
+        guard let s = session else { return false }
+        return nghttp2_session_want_read(s) != 0 || nghttp2_session_want_write(s) != 0
+    }
+
+    /// Number of streams nghttp2 still tracks as open.
+    public var hasOutputPending: Bool {
+        guard let s = session else { return false }
+        return nghttp2_session_want_write(s) != 0
+    }
+
+    /// Sends response headers. With `body == false` the headers end the stream
+    /// (a gRPC trailers-only response); otherwise a deferred data source is
+    /// attached and bytes flow through `sendData` / `finish`.
+    public func submitResponse(streamID: Int32, headers: [HTTP2Header], body: Bool) {
+        guard let s = session else { return }
+        if body { outbound[streamID] = StreamOutbound() }
+        withNVArray(headers) { nva, count in
+            if body {
+                var provider = nghttp2_data_provider(source: nghttp2_data_source(fd: streamID), read_callback: readData)
+                _ = nghttp2_submit_response(s, streamID, nva, count, &provider)
+            } else {
+                _ = nghttp2_submit_response(s, streamID, nva, count, nil)
+            }
+        }
+    }
+
+    /// Queues body bytes on a stream opened with `submitResponse(body: true)`.
+    public func sendData(streamID: Int32, _ bytes: [UInt8]) {
+        guard outbound[streamID] != nil else { return }
+        outbound[streamID]!.bytes.append(contentsOf: bytes)
+        resume(streamID)
+    }
+
+    /// Ends a body stream with trailers, after the queued bytes.
+    public func finish(streamID: Int32, trailers: [HTTP2Header]) {
+        guard outbound[streamID] != nil else { return }
+        outbound[streamID]!.trailers = trailers
+        resume(streamID)
+    }
+
+    /// Bytes queued on a stream and not yet taken by nghttp2.
+    public func queuedBytes(streamID: Int32) -> Int {
+        guard let o = outbound[streamID] else { return 0 }
+        return o.bytes.count - o.offset
+    }
+
+    private func resume(_ streamID: Int32) {
+        guard let s = session, outbound[streamID]?.deferred == true else { return }
+        outbound[streamID]!.deferred = false
+        _ = nghttp2_session_resume_data(s, streamID)
+    }
+
+    /// Resets a stream (RST_STREAM with `errorCode`, 0 = NO_ERROR).
+    public func reset(streamID: Int32, errorCode: UInt32) {
+        guard let s = session else { return }
+        _ = nghttp2_submit_rst_stream(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
+    }
+
+    /// Graceful-shutdown step 1: a GOAWAY with the maximum stream id.
+    public func submitShutdownNotice() {
+        guard let s = session else { return }
+        _ = nghttp2_submit_shutdown_notice(s)
+    }
+
+    /// Final GOAWAY naming the last stream processed; the session ends once
+    /// those streams close.
+    public func submitGoaway(errorCode: UInt32 = 0, debug: String = "") {
+        guard let s = session else { return }
+        let last = nghttp2_session_get_last_proc_stream_id(s)
+        var d = Array(debug.utf8)
+        _ = nghttp2_submit_goaway(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, errorCode, &d, d.count)
+    }
+
+    /// Sends a PING (keepalive); the ack arrives as `.pingAck`.
+    public func submitPing() {
+        guard let s = session else { return }
+        _ = nghttp2_submit_ping(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
+    }
+
+    // MARK: callback bodies (called only from the file-level callbacks below)
+
+    fileprivate func fillData(streamID: Int32, into buf: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+        guard var o = outbound[streamID] else {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+            return 0
+        }
+        let available = o.bytes.count - o.offset
+        if available > 0 {
+            let n = min(available, length)
+            o.bytes.withUnsafeBufferPointer { src in
+                buf.update(from: src.baseAddress! + o.offset, count: n)
+            }
+            o.offset += n
+            if o.offset == o.bytes.count {
+                o.bytes.removeAll(keepingCapacity: true)
+                o.offset = 0
+            }
+            if o.offset == 0, o.bytes.isEmpty, let t = o.trailers {
+                flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                outbound[streamID] = nil
+                submitTrailer(streamID, t)
+                return n
+            }
+            outbound[streamID] = o
+            return n
+        }
+        if let t = o.trailers {
+            flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+            outbound[streamID] = nil
+            submitTrailer(streamID, t)
+            return 0
+        }
+        o.deferred = true
+        outbound[streamID] = o
+        return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+    }
+
+    private func submitTrailer(_ streamID: Int32, _ trailers: [HTTP2Header]) {
+        guard let s = session else { return }
+        withNVArray(trailers) { nva, count in
+            _ = nghttp2_submit_trailer(s, streamID, nva, count)
+        }
+    }
+
+    fileprivate func streamClosed(_ id: Int32, _ code: UInt32) {
+        outbound[id] = nil
+        pendingHeaders[id] = nil
+        events.append(.streamClosed(streamID: id, errorCode: code))
+    }
+}
+
+/// Builds a temporary nghttp2_nv array over one flat byte buffer. nghttp2
+/// copies header names and values during the submit call.
+private func withNVArray(_ headers: [HTTP2Header], _ body: (UnsafeMutablePointer<nghttp2_nv>?, Int) -> Void) {
+    var flat: [UInt8] = []
+    flat.reserveCapacity(headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count })
+    var spans: [(Int, Int, Int, Int)] = []
+    for h in headers {
+        let n0 = flat.count
+        flat.append(contentsOf: h.name.utf8)
+        let v0 = flat.count
+        flat.append(contentsOf: h.value.utf8)
+        spans.append((n0, v0 - n0, v0, flat.count - v0))
+    }
+    if flat.isEmpty { flat.append(0) }
+    flat.withUnsafeMutableBufferPointer { raw in
+        let base = raw.baseAddress!
+        var nva = spans.map { s in
+            nghttp2_nv(name: base + s.0, value: base + s.2, namelen: s.1, valuelen: s.3,
+                       flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+        }
+        nva.withUnsafeMutableBufferPointer { body($0.baseAddress, $0.count) }
+    }
+}
+
+@inline(__always)
+private func owner(_ userData: UnsafeMutableRawPointer?) -> HTTP2ServerSession {
+    Unmanaged<HTTP2ServerSession>.fromOpaque(userData!).takeUnretainedValue()
+}
+
+private func onBeginHeaders(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    guard let f = frame else { return 0 }
+    let o = owner(userData)
+    if f.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue), f.pointee.headers.cat == NGHTTP2_HCAT_REQUEST {
+        o.pendingHeaders[f.pointee.hd.stream_id] = []
+    }
+    return 0
+}
+
+private func onHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?,
+                      _ name: UnsafePointer<UInt8>?, _ namelen: Int,
+                      _ value: UnsafePointer<UInt8>?, _ valuelen: Int,
+                      _ flags: UInt8, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    guard let f = frame, let name, let value else { return 0 }
+    let o = owner(userData)
+    let id = f.pointee.hd.stream_id
+    guard o.pendingHeaders[id] != nil else { return 0 }  // trailers: content not needed
+    let n = String(decoding: UnsafeBufferPointer(start: name, count: namelen), as: UTF8.self)
+    let v = String(decoding: UnsafeBufferPointer(start: value, count: valuelen), as: UTF8.self)
+    o.pendingHeaders[id]!.append(HTTP2Header(n, v))
+    return 0
+}
+
+private func onFrameRecv(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    guard let f = frame else { return 0 }
+    let o = owner(userData)
+    let id = f.pointee.hd.stream_id
+    let endStream = (f.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue)) != 0
+    switch UInt32(f.pointee.hd.type) {
+    case NGHTTP2_HEADERS.rawValue:
+        if let h = o.pendingHeaders.removeValue(forKey: id) {
+            o.events.append(.requestHeaders(streamID: id, headers: h, endStream: endStream))
+        } else if endStream {
+            o.events.append(.endStream(streamID: id))
+        }
+    case NGHTTP2_DATA.rawValue:
+        if endStream { o.events.append(.endStream(streamID: id)) }
+    case NGHTTP2_GOAWAY.rawValue:
+        o.events.append(.goaway(errorCode: f.pointee.goaway.error_code))
+    case NGHTTP2_PING.rawValue:
+        if (f.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue)) != 0 { o.events.append(.pingAck) }
+    default:
+        break
+    }
+    return 0
+}
+
+private func onDataChunk(_ session: OpaquePointer?, _ flags: UInt8, _ streamID: Int32,
+                         _ data: UnsafePointer<UInt8>?, _ len: Int, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    guard let data, len > 0 else { return 0 }
+    owner(userData).events.append(.data(streamID: streamID, bytes: Array(UnsafeBufferPointer(start: data, count: len))))
+    return 0
+}
+
+private func onStreamClose(_ session: OpaquePointer?, _ streamID: Int32, _ errorCode: UInt32, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    owner(userData).streamClosed(streamID, errorCode)
+    return 0
+}
+
+private func readData(_ session: OpaquePointer?, _ streamID: Int32, _ buf: UnsafeMutablePointer<UInt8>?, _ length: Int,
+                      _ flags: UnsafeMutablePointer<UInt32>?, _ source: UnsafeMutablePointer<nghttp2_data_source>?,
+                      _ userData: UnsafeMutableRawPointer?) -> Int {
+    guard let buf, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
+    return owner(userData).fillData(streamID: streamID, into: buf, length: length, flags: flags)
+}

@@ -1,0 +1,238 @@
+/// A validating, allocation-light JSON reader that extracts a few top-level
+/// members of an object without building a tree. It checks the whole
+/// document's syntax (RFC 8259), bounds nesting depth, and decodes only the
+/// string values it is asked for.
+public struct JSONScanner {
+    /// A top-level member value as the scanner saw it.
+    public enum Value: Sendable, Equatable {
+        case string(String)
+        case bool(Bool)
+        case number
+        case null
+        case object
+        case array
+        /// A string that is not worth decoding (too long, or not requested).
+        case skippedString
+    }
+
+    /// Where and why the document is not valid JSON.
+    public struct SyntaxError: Error, Sendable, Equatable, CustomStringConvertible {
+        public let offset: Int
+        public let reason: String
+        public var description: String { "\(reason) at byte \(offset)" }
+    }
+
+    private let b: [UInt8]
+    private var i = 0
+    private let maxDepth: Int
+
+    public init(_ bytes: [UInt8], maxDepth: Int = 64) {
+        self.b = bytes
+        self.maxDepth = maxDepth
+    }
+
+    /// Parses the document, which must be an object, and returns the values
+    /// of the requested top-level keys (strings decoded only for these keys).
+    public static func topLevelMembers(of bytes: [UInt8], keys: Set<String>, maxDepth: Int = 64) throws(SyntaxError) -> [String: Value] {
+        var s = JSONScanner(bytes, maxDepth: maxDepth)
+        var out: [String: Value] = [:]
+        s.skipWS()
+        guard s.i < s.b.count else { throw SyntaxError(offset: 0, reason: "empty body") }
+        guard s.b[s.i] == UInt8(ascii: "{") else { throw SyntaxError(offset: s.i, reason: "expected a JSON object") }
+        s.i += 1
+        s.skipWS()
+        if s.peek() == UInt8(ascii: "}") {
+            s.i += 1
+        } else {
+            while true {
+                s.skipWS()
+                guard s.peek() == UInt8(ascii: "\"") else { throw s.err("expected a member name") }
+                let key = try s.readString(decode: true) ?? ""
+                s.skipWS()
+                guard s.peek() == UInt8(ascii: ":") else { throw s.err("expected ':'") }
+                s.i += 1
+                s.skipWS()
+                let wanted = keys.contains(key)
+                let v = try s.readValue(depth: 1, decodeString: wanted)
+                if wanted && out[key] == nil { out[key] = v }
+                s.skipWS()
+                guard let c = s.peek() else { throw s.err("unterminated object") }
+                s.i += 1
+                if c == UInt8(ascii: ",") { continue }
+                if c == UInt8(ascii: "}") { break }
+                throw SyntaxError(offset: s.i - 1, reason: "expected ',' or '}'")
+            }
+        }
+        s.skipWS()
+        if s.i != s.b.count { throw s.err("trailing data after the JSON object") }
+        return out
+    }
+
+    private func peek() -> UInt8? { i < b.count ? b[i] : nil }
+    private func err(_ r: String) -> SyntaxError { SyntaxError(offset: i, reason: r) }
+
+    private mutating func skipWS() {
+        while i < b.count {
+            switch b[i] {
+            case 0x20, 0x09, 0x0A, 0x0D: i += 1
+            default: return
+            }
+        }
+    }
+
+    private mutating func readValue(depth: Int, decodeString: Bool) throws(SyntaxError) -> Value {
+        guard let c = peek() else { throw err("unexpected end of input") }
+        switch c {
+        case UInt8(ascii: "\""):
+            if let s = try readString(decode: decodeString) { return .string(s) }
+            return .skippedString
+        case UInt8(ascii: "{"):
+            try skipContainer(close: UInt8(ascii: "}"), depth: depth + 1, object: true)
+            return .object
+        case UInt8(ascii: "["):
+            try skipContainer(close: UInt8(ascii: "]"), depth: depth + 1, object: false)
+            return .array
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            try number()
+            return .number
+        default:
+            throw err("unexpected character")
+        }
+    }
+
+    private mutating func literal(_ word: StaticString) throws(SyntaxError) {
+        let n = word.utf8CodeUnitCount
+        guard i + n <= b.count else { throw err("invalid literal") }
+        let p = word.utf8Start
+        for k in 0..<n where b[i + k] != p[k] { throw err("invalid literal") }
+        i += n
+    }
+
+    private mutating func number() throws(SyntaxError) {
+        if peek() == UInt8(ascii: "-") { i += 1 }
+        guard let d = peek(), d >= 0x30 && d <= 0x39 else { throw err("invalid number") }
+        if d == 0x30 { i += 1 } else { while let x = peek(), x >= 0x30 && x <= 0x39 { i += 1 } }
+        if peek() == UInt8(ascii: ".") {
+            i += 1
+            guard let x = peek(), x >= 0x30 && x <= 0x39 else { throw err("invalid number") }
+            while let x = peek(), x >= 0x30 && x <= 0x39 { i += 1 }
+        }
+        if let e = peek(), e == UInt8(ascii: "e") || e == UInt8(ascii: "E") {
+            i += 1
+            if let s = peek(), s == UInt8(ascii: "+") || s == UInt8(ascii: "-") { i += 1 }
+            guard let x = peek(), x >= 0x30 && x <= 0x39 else { throw err("invalid number") }
+            while let x = peek(), x >= 0x30 && x <= 0x39 { i += 1 }
+        }
+    }
+
+    private mutating func skipContainer(close: UInt8, depth: Int, object: Bool) throws(SyntaxError) {
+        guard depth <= maxDepth else { throw err("nesting deeper than \(maxDepth) levels") }
+        i += 1
+        skipWS()
+        if peek() == close { i += 1; return }
+        while true {
+            skipWS()
+            if object {
+                guard peek() == UInt8(ascii: "\"") else { throw err("expected a member name") }
+                _ = try readString(decode: false)
+                skipWS()
+                guard peek() == UInt8(ascii: ":") else { throw err("expected ':'") }
+                i += 1
+                skipWS()
+            }
+            _ = try readValue(depth: depth, decodeString: false)
+            skipWS()
+            guard let c = peek() else { throw err("unterminated \(object ? "object" : "array")") }
+            i += 1
+            if c == UInt8(ascii: ",") { continue }
+            if c == close { return }
+            throw SyntaxError(offset: i - 1, reason: "expected ',' or '\(Character(Unicode.Scalar(close)))'")
+        }
+    }
+
+    /// Reads a string starting at the opening quote. Returns the decoded
+    /// string when `decode`, else nil (after validating it).
+    private mutating func readString(decode: Bool) throws(SyntaxError) -> String? {
+        i += 1
+        let start = i
+        var simple = true
+        while i < b.count {
+            let c = b[i]
+            if c == UInt8(ascii: "\"") {
+                defer { i += 1 }
+                guard decode else { return nil }
+                if simple { return String(decoding: b[start..<i], as: UTF8.self) }
+                return try unescape(start, i)
+            }
+            if c == UInt8(ascii: "\\") {
+                simple = false
+                i += 1
+                guard i < b.count else { break }
+                switch b[i] {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
+                     UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    i += 1
+                case UInt8(ascii: "u"):
+                    guard i + 4 < b.count, (1...4).allSatisfy({ Self.hex(b[i + $0]) != nil }) else {
+                        throw err("invalid \\u escape")
+                    }
+                    i += 5
+                default:
+                    throw err("invalid escape")
+                }
+                continue
+            }
+            if c < 0x20 { throw err("control character in string") }
+            i += 1
+        }
+        throw SyntaxError(offset: start - 1, reason: "unterminated string")
+    }
+
+    private static func hex(_ c: UInt8) -> UInt32? {
+        switch c {
+        case 0x30...0x39: return UInt32(c - 0x30)
+        case 0x41...0x46: return UInt32(c - 0x41 + 10)
+        case 0x61...0x66: return UInt32(c - 0x61 + 10)
+        default: return nil
+        }
+    }
+
+    private func unescape(_ from: Int, _ to: Int) throws(SyntaxError) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(to - from)
+        var k = from
+        func hex4(_ at: Int) -> UInt32 {
+            (Self.hex(b[at])! << 12) | (Self.hex(b[at + 1])! << 8) | (Self.hex(b[at + 2])! << 4) | Self.hex(b[at + 3])!
+        }
+        while k < to {
+            let c = b[k]
+            if c != UInt8(ascii: "\\") { out.append(c); k += 1; continue }
+            let e = b[k + 1]
+            k += 2
+            switch e {
+            case UInt8(ascii: "b"): out.append(8)
+            case UInt8(ascii: "f"): out.append(12)
+            case UInt8(ascii: "n"): out.append(10)
+            case UInt8(ascii: "r"): out.append(13)
+            case UInt8(ascii: "t"): out.append(9)
+            case UInt8(ascii: "u"):
+                var scalar = hex4(k)
+                k += 4
+                if (0xD800...0xDBFF).contains(scalar), k + 5 < to + 1, b[k] == UInt8(ascii: "\\"), b[k + 1] == UInt8(ascii: "u") {
+                    let low = hex4(k + 2)
+                    if (0xDC00...0xDFFF).contains(low) {
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                        k += 6
+                    }
+                }
+                let u = Unicode.Scalar(scalar) ?? "\u{FFFD}"
+                out.append(contentsOf: Array(String(Character(u)).utf8))
+            default: out.append(e)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

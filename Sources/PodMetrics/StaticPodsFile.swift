@@ -1,0 +1,87 @@
+import Foundation
+import Yams
+
+/// Reads the static pods file (YAML): which endpoints serve which model.
+///
+/// ```yaml
+/// models:
+///   - name: llama-3-8b
+///     endpoints:
+///       - 10.0.0.7:8000                 # host:port
+///       - address: 10.0.0.8:8000        # or a mapping
+///         metricsPort: 9000
+///         engine: vllm
+/// ```
+public enum StaticPodsFile {
+    /// A pods file that cannot be used, with the reason.
+    public struct LoadError: Error, CustomStringConvertible, Sendable {
+        public let path: String
+        public let reason: String
+        public var description: String { "pods file \(path): \(reason)" }
+    }
+
+    /// Loads and validates a pods file.
+    public static func load(path: String) throws(LoadError) -> [String: [PodEndpoint]] {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw LoadError(path: path, reason: "cannot read: \(error.localizedDescription)")
+        }
+        return try parse(text, path: path)
+    }
+
+    /// Parses pods-file YAML text.
+    public static func parse(_ text: String, path: String = "<inline>") throws(LoadError) -> [String: [PodEndpoint]] {
+        let root: Any?
+        do {
+            root = try Yams.load(yaml: text)
+        } catch {
+            throw LoadError(path: path, reason: "invalid YAML: \(error)")
+        }
+        guard let top = root as? [String: Any] else { throw LoadError(path: path, reason: "expected a mapping with a 'models' list") }
+        guard let models = top["models"] as? [Any] else { throw LoadError(path: path, reason: "'models' must be a list") }
+        var out: [String: [PodEndpoint]] = [:]
+        for (i, m) in models.enumerated() {
+            guard let entry = m as? [String: Any] else { throw LoadError(path: path, reason: "models[\(i)] must be a mapping") }
+            guard let name = entry["name"] as? String, !name.isEmpty else {
+                throw LoadError(path: path, reason: "models[\(i)].name must be a non-empty string")
+            }
+            guard out[name] == nil else { throw LoadError(path: path, reason: "model '\(name)' is listed twice") }
+            let engine = entry["engine"] as? String ?? "vllm"
+            let eps = entry["endpoints"] as? [Any] ?? []
+            var list: [PodEndpoint] = []
+            for (j, e) in eps.enumerated() {
+                let whereText = "models[\(i)].endpoints[\(j)]"
+                if let s = e as? String {
+                    list.append(try endpoint(s, metricsPort: nil, engine: engine, at: whereText, path: path))
+                } else if let d = e as? [String: Any], let a = d["address"] as? String {
+                    let mp: Int?
+                    if let v = d["metricsPort"] {
+                        guard let p = v as? Int, (1...65535).contains(p) else {
+                            throw LoadError(path: path, reason: "\(whereText).metricsPort must be a port number")
+                        }
+                        mp = p
+                    } else {
+                        mp = nil
+                    }
+                    list.append(try endpoint(a, metricsPort: mp, engine: d["engine"] as? String ?? engine, at: whereText, path: path))
+                } else {
+                    throw LoadError(path: path, reason: "\(whereText) must be 'host:port' or a mapping with 'address'")
+                }
+            }
+            out[name] = list
+        }
+        return out
+    }
+
+    private static func endpoint(_ text: String, metricsPort: Int?, engine: String, at whereText: String, path: String) throws(LoadError) -> PodEndpoint {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+            throw LoadError(path: path, reason: "\(whereText) '\(text)' is not host:port")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw LoadError(path: path, reason: "\(whereText) '\(text)' has no host") }
+        return PodEndpoint(host: host, port: port, metricsPort: metricsPort, engine: engine)
+    }
+}

@@ -1,0 +1,42 @@
+import PodMetrics
+import Synchronization
+
+/// `random`: a uniformly random ready endpoint.
+public struct RandomRouter: Router {
+    public let name = "random"
+    private let source: RandomSource
+
+    /// `seed` makes choices reproducible (tests, benchmarks); nil uses the system generator.
+    public init(seed: UInt64? = nil) {
+        source = RandomSource(seed: seed)
+    }
+
+    public func route(_ request: RoutingRequest, candidates: [PodEndpoint]) throws(RoutingError) -> PodEndpoint {
+        guard !candidates.isEmpty else { throw .noCandidates(model: request.model) }
+        if candidates.count == 1 { return candidates[0] }
+        return candidates[Int(source.next() % UInt64(candidates.count))]
+    }
+}
+
+/// A thread-safe random source: the system generator, or a seeded
+/// SplitMix64 behind an atomic (lock-free, reproducible).
+public final class RandomSource: Sendable {
+    private let state: Atomic<UInt64>
+    private let seeded: Bool
+
+    public init(seed: UInt64?) {
+        state = Atomic(seed ?? 0)
+        seeded = seed != nil
+    }
+
+    public func next() -> UInt64 {
+        guard seeded else {
+            var g = SystemRandomNumberGenerator()
+            return g.next()
+        }
+        var z = state.add(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

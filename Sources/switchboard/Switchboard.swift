@@ -1,0 +1,151 @@
+import ArgumentParser
+import EventLoop
+import Foundation
+import Gateway
+import Logging
+
+@main
+struct Switchboard: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchboard",
+        abstract: "Envoy ext_proc gateway that routes OpenAI requests to vLLM pods.",
+        discussion: """
+        Envoy streams each HTTP request to Switchboard over gRPC (ext_proc). Switchboard \
+        reads the model from the OpenAI body, picks a pod with the strategy named in the \
+        client's `routing-strategy` header, and sets `target-pod: IP:PORT`, which Envoy's \
+        ORIGINAL_DST cluster dials.
+
+        Quick start:
+          switchboard envoy-config --processor 127.0.0.1:50051 > envoy.yaml
+          switchboard serve --pods-file pods.yaml --listen 127.0.0.1:50051
+          envoy -c envoy.yaml
+        """,
+        subcommands: [Serve.self, EnvoyConfig.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct LogOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func bootstrap(label: String) throws -> Logger {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("unknown --log-level '\(logLevel)'")
+        }
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var l = Logger(label: label)
+        l.logLevel = level
+        return l
+    }
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the ext_proc gRPC server.",
+        discussion: """
+        SIGTERM drains: health turns NOT_SERVING, listeners close, connections get GOAWAY, \
+        in-flight requests finish, then the process exits 0 (1 if --drain-timeout passed first). \
+        SIGINT does the same.
+        """)
+
+    @Option(name: .customLong("listen"), help: "Address to serve gRPC on: host:port or unix:/path. Repeatable.")
+    var listen: [String] = ["127.0.0.1:50051"]
+
+    @Option(help: "YAML file mapping models to endpoints (see docs/pods-file.md).")
+    var podsFile: String
+
+    @Option(help: "Strategy when a request has no routing-strategy header; 'none' makes the header mandatory.")
+    var defaultStrategy: String = "random"
+
+    @Option(help: "Event loops (threads); 0 = one per core.")
+    var loops: Int = 0
+
+    @Option(help: "Envoy's request_body_mode: buffered or full-duplex-streamed (must match the Envoy config).")
+    var requestBodyMode: String = "buffered"
+
+    @Option(help: "Largest gRPC message accepted, in bytes.")
+    var maxMessageBytes: Int = 16 << 20
+
+    @Option(help: "Largest request body collected in full-duplex mode, in bytes (then 413).")
+    var maxBodyBytes: Int = 8 << 20
+
+    @Option(help: "Seconds to wait for in-flight requests on SIGTERM.")
+    var drainTimeout: Double = 15
+
+    @Option(help: "Idle seconds before a keepalive PING (0 = off).")
+    var keepalive: Double = 30
+
+    @Option(help: "Seed for the random router (reproducible runs).")
+    var seed: UInt64?
+
+    @OptionGroup var log: LogOptions
+
+    func run() throws {
+        let logger = try log.bootstrap(label: "switchboard")
+        var c = GatewayConfiguration(podsFile: podsFile)
+        c.listen = try listen.map { try SocketAddress(parsing: $0) }
+        c.loops = loops
+        c.defaultStrategy = defaultStrategy == "none" ? nil : defaultStrategy
+        guard let mode = EnvoyConfigRenderer.parseMode(requestBodyMode), mode == .buffered || mode == .fullDuplexStreamed else {
+            throw ValidationError("--request-body-mode must be buffered or full-duplex-streamed")
+        }
+        c.requestBodyMode = mode
+        c.maxMessageBytes = maxMessageBytes
+        c.maxBodyBytes = maxBodyBytes
+        c.drainTimeoutSeconds = drainTimeout
+        c.keepaliveSeconds = keepalive
+        c.seed = seed
+        let code = try GatewayService(configuration: c, logger: logger).run()
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct EnvoyConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "envoy-config",
+        abstract: "Print the Envoy bootstrap YAML that fronts this gateway.",
+        discussion: "Validate it with: envoy --mode validate -c FILE")
+
+    @Option(help: "Envoy's HTTP listener (host:port).")
+    var listen: String = "127.0.0.1:10000"
+
+    @Option(help: "Envoy's admin address (keep it on loopback).")
+    var admin: String = "127.0.0.1:9901"
+
+    @Option(help: "Where Switchboard serves gRPC: host:port or unix:/path.")
+    var processor: String = "127.0.0.1:50051"
+
+    @Option(help: "request_body_mode: buffered or full-duplex-streamed.")
+    var requestBodyMode: String = "buffered"
+
+    @Option(help: "response_body_mode: none or streamed.")
+    var responseBodyMode: String = "streamed"
+
+    @Option(help: "ext_proc per-message timeout in milliseconds.")
+    var messageTimeoutMs: Int = 5000
+
+    @Option(help: "Route and stream-idle timeout in seconds (long generations need minutes).")
+    var routeTimeout: Int = 300
+
+    @Option(help: "Largest buffered request body in bytes (Envoy answers 413 above it).")
+    var bufferLimit: Int = 8 << 20
+
+    @Flag(help: "Let requests through when the gateway is unreachable (not recommended: no routing then).")
+    var failureModeAllow = false
+
+    func run() throws {
+        var r = EnvoyConfigRenderer()
+        r.listen = try SocketAddress(parsing: listen)
+        r.admin = try SocketAddress(parsing: admin)
+        r.processor = try SocketAddress(parsing: processor)
+        guard let rq = EnvoyConfigRenderer.parseMode(requestBodyMode) else { throw ValidationError("bad --request-body-mode") }
+        guard let rs = EnvoyConfigRenderer.parseMode(responseBodyMode) else { throw ValidationError("bad --response-body-mode") }
+        r.requestBodyMode = rq
+        r.responseBodyMode = rs
+        r.messageTimeoutMillis = messageTimeoutMs
+        r.routeTimeoutSeconds = routeTimeout
+        r.bufferLimitBytes = bufferLimit
+        r.failureModeAllow = failureModeAllow
+        print(try r.render(), terminator: "")
+    }
+}
