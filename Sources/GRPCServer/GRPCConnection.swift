@@ -19,6 +19,7 @@ final class GRPCConnection: StreamSocketDelegate {
     private var pingOutstandingSince: UInt64?
     private var keepaliveTimer: TimerID?
     private(set) var draining = false
+    private var finalGoawaySent = false
     private var closed = false
     private var inEventHandling = false
 
@@ -123,10 +124,11 @@ final class GRPCConnection: StreamSocketDelegate {
             }
             server.streamEnded()
         case .goaway:
-            draining = true
+            // The peer is going away; let its streams finish.
+            break
         case .pingAck:
             pingOutstandingSince = nil
-            if draining { session.submitGoaway() }
+            if draining { sendFinalGoaway() }
         }
     }
 
@@ -161,7 +163,8 @@ final class GRPCConnection: StreamSocketDelegate {
         guard contentType.hasPrefix("application/grpc") else {
             return fail(s, GRPCStatus(.unknown, "content-type '\(contentType)' is not application/grpc"), httpStatus: "415")
         }
-        if draining && server.isDraining {
+        if server.isDraining && path != GRPCServer.healthCheckPath {
+            // Health checks still answer (NOT_SERVING) so probes see the drain.
             return fail(s, GRPCStatus(.unavailable, "server is shutting down"))
         }
         guard let factory = server.handler(for: path) else {
@@ -241,8 +244,11 @@ final class GRPCConnection: StreamSocketDelegate {
         s.trailersSent = true
         if let t = s.deadlineTimer { socket.loop.cancel(t); s.deadlineTimer = nil }
         let fields = status.trailerFields.map { HTTP2Header($0.0, $0.1) }
+        // The client may keep sending after an early end: reset the stream
+        // (NO_ERROR) once the trailers are out.
+        let resetAfter = !s.clientClosed && status.code != .ok
         if s.headersSent {
-            session.finish(streamID: s.id, trailers: fields)
+            session.finish(streamID: s.id, trailers: fields, resetAfter: resetAfter)
         } else {
             // Trailers-only response.
             s.headersSent = true
@@ -250,10 +256,7 @@ final class GRPCConnection: StreamSocketDelegate {
                 HTTP2Header(":status", httpStatus ?? "200"),
                 HTTP2Header("content-type", "application/grpc"),
             ] + fields, body: false)
-        }
-        if !s.clientClosed && status.code != .ok {
-            // The client may keep sending; stop it without an error code.
-            session.reset(streamID: s.id, errorCode: 0)
+            if resetAfter { session.resetAfterHeaders(streamID: s.id) }
         }
     }
 
@@ -318,6 +321,18 @@ final class GRPCConnection: StreamSocketDelegate {
         session.submitShutdownNotice()
         session.submitPing()
         flushSession()
+        // A peer that never acks the PING still gets the final GOAWAY.
+        socket.loop.schedule(afterNanos: 1_000_000_000) { [weak self] in
+            guard let self, !self.closed else { return }
+            self.sendFinalGoaway()
+            self.flushSession()
+        }
+    }
+
+    private func sendFinalGoaway() {
+        guard !finalGoawaySent else { return }
+        finalGoawaySent = true
+        session.submitGoaway()
     }
 
     /// Closes without waiting any longer (drain timeout).

@@ -64,7 +64,10 @@ public final class HTTP2ServerSession {
     fileprivate var events: [HTTP2ServerEvent] = []
     fileprivate var pendingHeaders: [Int32: [HTTP2Header]] = [:]
     fileprivate var outbound: [Int32: StreamOutbound] = [:]
-    fileprivate var callbackFailure = false
+    /// Streams to reset (NO_ERROR) once their trailers are on the wire.
+    fileprivate var resetAfterTrailers: Set<Int32> = []
+    /// Filled by the frame-sent callback; acted on after mem_send returns.
+    fileprivate var trailersSent: [Int32] = []
 
     struct StreamOutbound {
         var bytes: [UInt8] = []
@@ -83,6 +86,7 @@ public final class HTTP2ServerSession {
         nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, onFrameRecv)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, onDataChunk)
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, onStreamClose)
+        nghttp2_session_callbacks_set_on_frame_send_callback(cbs, onFrameSend)
 
         var option: OpaquePointer?
         rv = nghttp2_option_new(&option)
@@ -133,7 +137,16 @@ public final class HTTP2ServerSession {
             var ptr: UnsafePointer<UInt8>?
             let n = nghttp2_session_mem_send(s, &ptr)
             if n < 0 { throw HTTP2Error(Int32(n)) }
-            if n == 0 { return }
+            if n == 0 {
+                guard !trailersSent.isEmpty else { return }
+                // Trailers of an early-ended stream went out: now stop the
+                // client from sending more (RST_STREAM NO_ERROR, as gRPC does).
+                for id in trailersSent where resetAfterTrailers.remove(id) != nil {
+                    _ = nghttp2_submit_rst_stream(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, 0)
+                }
+                trailersSent.removeAll()
+                continue
+            }
             sink(UnsafeRawBufferPointer(start: ptr, count: n))
         }
     }
@@ -173,11 +186,19 @@ public final class HTTP2ServerSession {
         resume(streamID)
     }
 
-    /// Ends a body stream with trailers, after the queued bytes.
-    public func finish(streamID: Int32, trailers: [HTTP2Header]) {
+    /// Ends a body stream with trailers, after the queued bytes. With
+    /// `resetAfter`, the stream is reset with NO_ERROR once the trailers are
+    /// sent (for a server that ends an RPC before the client half-closed).
+    public func finish(streamID: Int32, trailers: [HTTP2Header], resetAfter: Bool = false) {
         guard outbound[streamID] != nil else { return }
+        if resetAfter { resetAfterTrailers.insert(streamID) }
         outbound[streamID]!.trailers = trailers
         resume(streamID)
+    }
+
+    /// Resets the stream once its (trailers-only) response headers are sent.
+    public func resetAfterHeaders(streamID: Int32) {
+        resetAfterTrailers.insert(streamID)
     }
 
     /// Bytes queued on a stream and not yet taken by nghttp2.
@@ -266,6 +287,7 @@ public final class HTTP2ServerSession {
 
     fileprivate func streamClosed(_ id: Int32, _ code: UInt32) {
         outbound[id] = nil
+        resetAfterTrailers.remove(id)
         pendingHeaders[id] = nil
         events.append(.streamClosed(streamID: id, errorCode: code))
     }
@@ -344,6 +366,14 @@ private func onFrameRecv(_ session: OpaquePointer?, _ frame: UnsafePointer<nghtt
     default:
         break
     }
+    return 0
+}
+
+private func onFrameSend(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_frame>?, _ userData: UnsafeMutableRawPointer?) -> Int32 {
+    guard let f = frame, f.pointee.hd.type == UInt8(NGHTTP2_HEADERS.rawValue),
+          (f.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue)) != 0 else { return 0 }
+    let o = owner(userData)
+    if o.resetAfterTrailers.contains(f.pointee.hd.stream_id) { o.trailersSent.append(f.pointee.hd.stream_id) }
     return 0
 }
 

