@@ -79,7 +79,7 @@ let package = Package(
         ], swiftSettings: strict),
 
         // MARK: tests (unit, in process; integration tests live in Tests/integration, pytest)
-        .testTarget(name: "ExtProcProtoTests", dependencies: ["ExtProcProto"], swiftSettings: strict),
+        .testTarget(name: "ExtProcProtoTests", dependencies: ["ExtProcProto"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "ExtProcTests", dependencies: ["ExtProc", "ExtProcProto"], swiftSettings: strict),
         .testTarget(name: "GRPCServerTests", dependencies: ["GRPCServer", "HTTP2", "EventLoop"], swiftSettings: strict),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: strict),

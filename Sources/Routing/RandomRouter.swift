@@ -34,7 +34,7 @@ public final class RandomSource: Sendable {
             var g = SystemRandomNumberGenerator()
             return g.next()
         }
-        var z = state.add(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
+        var z = state.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)

@@ -1,0 +1,109 @@
+import ExtProc
+import ExtProcProto
+import Foundation
+@testable import Gateway
+import Logging
+import PodMetrics
+import Routing
+import Testing
+
+@Suite struct GatewayFilterTests {
+    let context: GatewayContext = {
+        let reg = PodRegistry()
+        reg.publish(models: ["tiny": [PodEndpoint(host: "10.0.0.1", port: 8000), PodEndpoint(host: "10.0.0.2", port: 8001)],
+                             "empty": []])
+        return GatewayContext(registry: reg, routers: .standard(seed: 1), logger: Logger(label: "test"),
+                              extProc: ExtProcConfiguration(), skipResponseBody: true)
+    }()
+
+    func headers(_ path: String = "/v1/chat/completions", method: String = "POST", eos: Bool = false,
+                 extra: [HeaderField] = []) -> HTTPHeadersMessage {
+        HTTPHeadersMessage(headers: [HeaderField(":path", path), HeaderField(":method", method),
+                                     HeaderField("x-request-id", "rid")] + extra, endOfStream: eos)
+    }
+
+    func immediate(_ d: FilterDecision) -> (Int, [String: Any])? {
+        guard case .respond(let ir) = d,
+              let obj = try? JSONSerialization.jsonObject(with: Data(ir.body)) as? [String: Any] else { return nil }
+        return (ir.status, obj)
+    }
+
+    @Test func routesOnTheBodyAndAlwaysOverwritesTargetPod() {
+        let f = context.makeFilter()
+        guard case .waitForBody(let override?) = f.requestHeaders(headers(extra: [HeaderField("target-pod", "6.6.6.6:1")])) else {
+            Issue.record("expected to wait for the body with an override"); return
+        }
+        #expect(override.responseBodyMode == .none && override.requestBodyMode == .buffered)
+        guard case .proceed(let m?, nil) = f.requestBody(Array(#"{"model":"tiny","messages":[]}"#.utf8)) else {
+            Issue.record("expected to proceed"); return
+        }
+        let target = m.setHeaders.first { $0.field.name == "target-pod" }
+        #expect(target?.action == .overwriteIfExistsOrAdd)
+        #expect(["10.0.0.1:8000", "10.0.0.2:8001"].contains(target?.field.value ?? ""))
+        guard case .proceed(let r?, nil) = f.responseHeaders(HTTPHeadersMessage(headers: [], endOfStream: false)) else {
+            Issue.record("expected response headers"); return
+        }
+        #expect(r.setHeaders.first { $0.field.name == "x-switchboard-pod" }?.field.value == target?.field.value)
+        f.streamEnded(.completed)
+    }
+
+    @Test func unknownModelIs404ModelNotFound() throws {
+        let f = context.makeFilter()
+        _ = f.requestHeaders(headers())
+        let (status, obj) = try #require(immediate(f.requestBody(Array(#"{"model":"gpt-9","messages":[]}"#.utf8))))
+        #expect(status == 404)
+        #expect((obj["error"] as? [String: Any])?["code"] as? String == "model_not_found")
+    }
+
+    @Test func modelWithoutEndpointsIs503() throws {
+        let f = context.makeFilter()
+        _ = f.requestHeaders(headers())
+        #expect(try #require(immediate(f.requestBody(Array(#"{"model":"empty","messages":[]}"#.utf8)))).0 == 503)
+    }
+
+    @Test func unknownStrategyIs400BeforeTheBody() throws {
+        let d = context.makeFilter().requestHeaders(headers(extra: [HeaderField("routing-strategy", "telepathy")]))
+        let (status, obj) = try #require(immediate(d))
+        #expect(status == 400)
+        #expect(((obj["error"] as? [String: Any])?["message"] as? String)?.contains("random") == true)
+        guard case .respond(let ir) = d else { return }
+        #expect(ir.headers.setHeaders.contains { $0.field == HeaderField("x-error-invalid-routing-strategy", "telepathy") })
+    }
+
+    @Test func pathsAndMethods() throws {
+        #expect(try #require(immediate(context.makeFilter().requestHeaders(headers("/v1/embeddings")))).0 == 404)
+        #expect(try #require(immediate(context.makeFilter().requestHeaders(headers(method: "GET", eos: true)))).0 == 405)
+        #expect(try #require(immediate(context.makeFilter().requestHeaders(headers(eos: true)))).0 == 400)
+        let (status, obj) = try #require(immediate(context.makeFilter().requestHeaders(headers("/v1/models", method: "GET", eos: true))))
+        #expect(status == 200)
+        #expect((obj["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == ["empty", "tiny"])
+    }
+}
+
+@Suite struct EnvoyConfigRendererTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    @Test func checkedInConfigIsTheRenderedDefault() throws {
+        let file = try String(contentsOf: Self.root.appendingPathComponent("envoy/envoy.yaml"), encoding: .utf8)
+        #expect(file == (try EnvoyConfigRenderer().render()))
+    }
+
+    @Test func rendersTheSafetyPieces() throws {
+        var r = EnvoyConfigRenderer()
+        r.processor = .unix(path: "/run/sb.sock")
+        r.requestBodyMode = .fullDuplexStreamed
+        let y = try r.render()
+        #expect(y.contains("pipe: { path: /run/sb.sock }"))
+        #expect(y.contains("- remove: target-pod"))
+        #expect(y.contains("envoy.reloadable_features.ext_proc_graceful_grpc_close: true"))
+        #expect(y.contains("type: ORIGINAL_DST"))
+        #expect(y.contains("request_body_mode: FULL_DUPLEX_STREAMED"))
+        #expect(y.contains("request_trailer_mode: SEND"))
+        // The anti-spoof filter runs before ext_proc.
+        let a = try #require(y.range(of: "envoy.filters.http.header_mutation"))
+        let b = try #require(y.range(of: "envoy.filters.http.ext_proc"))
+        #expect(a.lowerBound < b.lowerBound)
+        r.listen = .unix(path: "/x")
+        #expect(throws: EnvoyConfigRenderer.RenderError.self) { try r.render() }
+    }
+}

@@ -1,1 +1,0 @@
-// Tests arrive in the next commit.
