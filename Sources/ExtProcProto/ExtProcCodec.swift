@@ -18,11 +18,16 @@ public enum ExtProcCodec {
 
     /// Decodes a ProcessingRequest. Unknown fields are skipped (protobuf rules).
     public static func decodeRequest(_ bytes: [UInt8]) throws(ExtProcCodecError) -> ProcessingRequest {
-        let msg = bytes.withUnsafeBufferPointer { buf in
-            envoy__service__ext_proc__v3__processing_request__unpack(nil, buf.count, buf.baseAddress)
+        // protobuf-c allocates every submessage, string and byte field; the
+        // arena makes that one bump allocation, freed in one go (no
+        // free_unpacked walk).
+        let arena = CArena()
+        let msg = arena.withAllocator { allocator in
+            bytes.withUnsafeBufferPointer { buf in
+                envoy__service__ext_proc__v3__processing_request__unpack(allocator, buf.count, buf.baseAddress)
+            }
         }
         guard let m = msg else { throw ExtProcCodecError(message: "ProcessingRequest: invalid protobuf (\(bytes.count) bytes)") }
-        defer { envoy__service__ext_proc__v3__processing_request__free_unpacked(m, nil) }
         var out = ProcessingRequest(phase: nil, observabilityMode: m.pointee.observability_mode != 0)
         if let pc = m.pointee.protocol_config {
             out.requestBodyMode = BodySendMode(rawValue: Int(pc.pointee.request_body_mode.rawValue))
@@ -139,11 +144,13 @@ public enum ExtProcCodec {
     /// Decodes a ProcessingResponse (tests and load generators use it to
     /// check what the processor sent).
     public static func decodeResponse(_ bytes: [UInt8]) throws(ExtProcCodecError) -> ProcessingResponse {
-        let msg = bytes.withUnsafeBufferPointer { buf in
-            envoy__service__ext_proc__v3__processing_response__unpack(nil, buf.count, buf.baseAddress)
+        let arena = CArena()
+        let msg = arena.withAllocator { allocator in
+            bytes.withUnsafeBufferPointer { buf in
+                envoy__service__ext_proc__v3__processing_response__unpack(allocator, buf.count, buf.baseAddress)
+            }
         }
         guard let m = msg else { throw ExtProcCodecError(message: "ProcessingResponse: invalid protobuf") }
-        defer { envoy__service__ext_proc__v3__processing_response__free_unpacked(m, nil) }
         var override: ProcessingModeOverride?
         if let pm = m.pointee.mode_override {
             override = ProcessingModeOverride(
@@ -270,7 +277,7 @@ public enum ExtProcCodec {
         for (i, f) in fields.enumerated() {
             let hv = a.make(Envoy__Config__Core__V3__HeaderValue.self, envoy__config__core__v3__header_value__init)
             hv.pointee.key = a.cString(f.name)
-            hv.pointee.raw_value = a.binary(Array(f.value.utf8))
+            hv.pointee.raw_value = a.binary(f.value)
             arr[i] = hv
         }
         map.pointee.n_headers = fields.count
@@ -307,7 +314,7 @@ public enum ExtProcCodec {
                 let opt = a.make(Envoy__Config__Core__V3__HeaderValueOption.self, envoy__config__core__v3__header_value_option__init)
                 let hv = a.make(Envoy__Config__Core__V3__HeaderValue.self, envoy__config__core__v3__header_value__init)
                 hv.pointee.key = a.cString(s.field.name)
-                hv.pointee.raw_value = a.binary(Array(s.field.value.utf8))
+                hv.pointee.raw_value = a.binary(s.field.value)
                 opt.pointee.header = hv
                 opt.pointee.append_action = .init(UInt32(s.action.rawValue))
                 arr[i] = opt
@@ -378,46 +385,104 @@ public enum ExtProcCodec {
     }
 }
 
-/// Owns every C allocation made while building one message; frees them all
-/// on deinit. Single-use, single-thread.
+/// Owns every C allocation made while building one message and frees them
+/// all on deinit. Small pieces are bump-allocated from 4 KB blocks (one
+/// malloc for a typical response instead of one per field); large byte
+/// buffers get their own block. Single-use, single-thread.
 final class CArena {
     private var blocks: [UnsafeMutableRawPointer] = []
+    private var cursor: UnsafeMutableRawPointer?
+    private var remaining = 0
+    private static let blockSize = 4096
 
     deinit {
         for b in blocks { b.deallocate() }
     }
 
+    private func raw(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer {
+        if size > Self.blockSize / 4 {
+            let p = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: max(alignment, 16))
+            blocks.append(p)
+            return p
+        }
+        if let c = cursor {
+            let pad = (alignment - Int(bitPattern: c) % alignment) % alignment
+            if pad + size <= remaining {
+                let p = c + pad
+                cursor = p + size
+                remaining -= pad + size
+                return p
+            }
+        }
+        let b = UnsafeMutableRawPointer.allocate(byteCount: Self.blockSize, alignment: 16)
+        blocks.append(b)
+        cursor = b + size
+        remaining = Self.blockSize - size
+        return b
+    }
+
+    /// Runs `body` with a ProtobufCAllocator that allocates from this arena
+    /// (its free is a no-op: the arena frees everything at deinit). The
+    /// allocator only lives for the call; the arena must outlive what was
+    /// unpacked with it, which `decodeRequest` guarantees by copying into
+    /// Swift values before the arena goes away.
+    func withAllocator<R>(_ body: (UnsafeMutablePointer<ProtobufCAllocator>) -> R) -> R {
+        var a = ProtobufCAllocator(alloc: arenaAlloc, free: arenaFree,
+                                   allocator_data: Unmanaged.passUnretained(self).toOpaque())
+        return withExtendedLifetime(self) { withUnsafeMutablePointer(to: &a) { body($0) } }
+    }
+
+    fileprivate func allocate(_ size: Int) -> UnsafeMutableRawPointer {
+        raw(max(size, 1), alignment: 16)
+    }
+
     /// Allocates a message struct and runs its generated `__init` function.
     func make<T>(_: T.Type, _ initFn: (UnsafeMutablePointer<T>?) -> Void) -> UnsafeMutablePointer<T> {
-        let p = UnsafeMutablePointer<T>.allocate(capacity: 1)
-        blocks.append(UnsafeMutableRawPointer(p))
+        let p = raw(MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment).bindMemory(to: T.self, capacity: 1)
         initFn(p)
         return p
     }
 
     func array<T>(_: T.Type, count: Int) -> UnsafeMutablePointer<T?> where T: _Pointer {
-        let p = UnsafeMutablePointer<T?>.allocate(capacity: max(count, 1))
-        p.initialize(repeating: nil, count: max(count, 1))
-        blocks.append(UnsafeMutableRawPointer(p))
+        let n = max(count, 1)
+        let p = raw(MemoryLayout<T?>.stride * n, alignment: MemoryLayout<T?>.alignment).bindMemory(to: T?.self, capacity: n)
+        p.initialize(repeating: nil, count: n)
         return p
     }
 
     func cString(_ s: String) -> UnsafeMutablePointer<CChar> {
-        let u = Array(s.utf8)
-        let p = UnsafeMutablePointer<CChar>.allocate(capacity: u.count + 1)
-        u.withUnsafeBufferPointer { src in
-            UnsafeMutableRawPointer(p).copyMemory(from: src.baseAddress!, byteCount: u.count)
+        var s = s
+        return s.withUTF8 { u in
+            let p = raw(u.count + 1, alignment: 1).bindMemory(to: CChar.self, capacity: u.count + 1)
+            if let base = u.baseAddress { UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: u.count) }
+            p[u.count] = 0
+            return p
         }
-        p[u.count] = 0
-        blocks.append(UnsafeMutableRawPointer(p))
-        return p
     }
 
     func binary(_ bytes: [UInt8]) -> ProtobufCBinaryData {
         guard !bytes.isEmpty else { return ProtobufCBinaryData(len: 0, data: nil) }
-        let p = UnsafeMutablePointer<UInt8>.allocate(capacity: bytes.count)
-        bytes.withUnsafeBufferPointer { p.initialize(from: $0.baseAddress!, count: bytes.count) }
-        blocks.append(UnsafeMutableRawPointer(p))
+        let p = raw(bytes.count, alignment: 1).bindMemory(to: UInt8.self, capacity: bytes.count)
+        bytes.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: bytes.count) }
         return ProtobufCBinaryData(len: bytes.count, data: p)
     }
+
+    func binary(_ s: String) -> ProtobufCBinaryData {
+        var s = s
+        return s.withUTF8 { u in
+            guard let base = u.baseAddress, u.count > 0 else { return ProtobufCBinaryData(len: 0, data: nil) }
+            let p = raw(u.count, alignment: 1).bindMemory(to: UInt8.self, capacity: u.count)
+            p.update(from: base, count: u.count)
+            return ProtobufCBinaryData(len: u.count, data: p)
+        }
+    }
+}
+
+/// ProtobufCAllocator callbacks: recover the arena from allocator_data.
+private func arenaAlloc(_ data: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
+    Unmanaged<CArena>.fromOpaque(data!).takeUnretainedValue().allocate(size)
+}
+
+private func arenaFree(_ data: UnsafeMutableRawPointer?, _ pointer: UnsafeMutableRawPointer?) {
+    // Freed with the arena.
 }

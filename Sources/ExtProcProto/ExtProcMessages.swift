@@ -20,10 +20,10 @@ public struct HTTPHeadersMessage: Sendable, Equatable {
         self.headers = headers
         self.endOfStream = endOfStream
     }
-    /// First value of a header (names compared case-insensitively; Envoy sends lower case).
+    /// First value of a header. `name` must be lower case: HTTP/2 (and so
+    /// Envoy's ext_proc) carries header names in lower case only.
     public func value(of name: String) -> String? {
         for h in headers where h.name == name { return h.value }
-        for h in headers where h.name.lowercased() == name { return h.value }
         return nil
     }
 }

@@ -9,6 +9,14 @@ import Logging
 /// decode messages, call handlers synchronously), then write what nghttp2
 /// queued. No task hops and no locks on this path.
 final class GRPCConnection: StreamSocketDelegate {
+    /// Header blocks every stream sends, laid out once.
+    static let responseHeaders = HTTP2PreparedHeaders([
+        HTTP2Header(":status", "200"),
+        HTTP2Header("content-type", "application/grpc"),
+        HTTP2Header("grpc-accept-encoding", "identity"),
+    ])
+    static let okTrailers = HTTP2PreparedHeaders([HTTP2Header("grpc-status", "0")])
+
     let socket: StreamSocket
     let session: HTTP2ServerSession
     unowned let server: GRPCServer
@@ -138,8 +146,6 @@ final class GRPCConnection: StreamSocketDelegate {
         var contentType = ""
         var encoding = ""
         var timeout: UInt64?
-        var metadata: [(String, String)] = []
-        metadata.reserveCapacity(headers.count)
         for h in headers {
             switch h.name {
             case ":path": path = h.value
@@ -147,13 +153,12 @@ final class GRPCConnection: StreamSocketDelegate {
             case "content-type": contentType = h.value
             case "grpc-encoding": encoding = h.value
             case "grpc-timeout": timeout = parseGRPCTimeout(h.value)
-            default:
-                if !h.name.hasPrefix(":") { metadata.append((h.name, h.value)) }
+            default: break
             }
         }
         server.stats.streamsOpened.add(1)
         server.streamStarted()
-        let s = GRPCStream(id: id, path: path, metadata: metadata, connection: self,
+        let s = GRPCStream(id: id, path: path, headers: headers, connection: self,
                            maxMessageSize: server.configuration.maxMessageSize)
         streams[id] = s
         s.clientClosed = endStream
@@ -183,11 +188,7 @@ final class GRPCConnection: StreamSocketDelegate {
                 self.flushSession()
             }
         }
-        session.submitResponse(streamID: id, headers: [
-            HTTP2Header(":status", "200"),
-            HTTP2Header("content-type", "application/grpc"),
-            HTTP2Header("grpc-accept-encoding", "identity"),
-        ], body: true)
+        session.submitResponse(streamID: id, headers: Self.responseHeaders, body: true)
         s.headersSent = true
         s.handler = factory(s)
         if endStream { s.handler?.receivedEnd(stream: s) }
@@ -211,7 +212,7 @@ final class GRPCConnection: StreamSocketDelegate {
 
     func send(_ message: [UInt8], on s: GRPCStream) {
         server.stats.messagesSent.add(1)
-        session.sendData(streamID: s.id, GRPCMessageDecoder.frame(message))
+        session.sendData(streamID: s.id, prefix: GRPCMessageDecoder.prefix(length: message.count), message)
         if !inEventHandling { flushSession() }
     }
 
@@ -243,13 +244,15 @@ final class GRPCConnection: StreamSocketDelegate {
         guard !s.trailersSent else { return }
         s.trailersSent = true
         if let t = s.deadlineTimer { socket.loop.cancel(t); s.deadlineTimer = nil }
-        let fields = status.trailerFields.map { HTTP2Header($0.0, $0.1) }
         // The client may keep sending after an early end: reset the stream
         // (NO_ERROR) once the trailers are out.
         let resetAfter = !s.clientClosed && status.code != .ok
         if s.headersSent {
-            session.finish(streamID: s.id, trailers: fields, resetAfter: resetAfter)
+            let trailers = status == .ok ? Self.okTrailers
+                : HTTP2PreparedHeaders(status.trailerFields.map { HTTP2Header($0.0, $0.1) })
+            session.finish(streamID: s.id, trailers: trailers, resetAfter: resetAfter)
         } else {
+            let fields = status.trailerFields.map { HTTP2Header($0.0, $0.1) }
             // Trailers-only response.
             s.headersSent = true
             session.submitResponse(streamID: s.id, headers: [

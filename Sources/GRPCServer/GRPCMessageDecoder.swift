@@ -68,15 +68,14 @@ public struct GRPCMessageDecoder: Sendable {
         return len
     }
 
+    /// The 5-byte prefix of an uncompressed message of `length` bytes.
+    public static func prefix(length: Int) -> [UInt8] {
+        let n = UInt32(length)
+        return [0, UInt8(n >> 24), UInt8((n >> 16) & 0xFF), UInt8((n >> 8) & 0xFF), UInt8(n & 0xFF)]
+    }
+
     /// Frames one message (uncompressed) for sending.
     public static func frame(_ message: [UInt8]) -> [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(message.count + 5)
-        let n = UInt32(message.count)
-        out.append(0)
-        out.append(UInt8(n >> 24)); out.append(UInt8((n >> 16) & 0xFF))
-        out.append(UInt8((n >> 8) & 0xFF)); out.append(UInt8(n & 0xFF))
-        out.append(contentsOf: message)
-        return out
+        prefix(length: message.count) + message
     }
 }

@@ -1,4 +1,5 @@
 import EventLoop
+import HTTP2
 
 /// Serves one RPC (one HTTP/2 stream). Every method is called synchronously
 /// on the connection's event loop; implementations must not block.
@@ -29,8 +30,8 @@ public final class GRPCStream {
     public let id: Int32
     /// `:path`, e.g. `/envoy.service.ext_proc.v3.ExternalProcessor/Process`.
     public let path: String
-    /// Request metadata (lower-case names, pseudo-headers dropped).
-    public let metadata: [(String, String)]
+    /// Request headers as received (lower-case names, pseudo-headers included).
+    public let headers: [HTTP2Header]
     unowned let connection: GRPCConnection
     var headersSent = false
     var clientClosed = false
@@ -41,10 +42,10 @@ public final class GRPCStream {
     var handler: (any GRPCStreamHandler)?
     var deadlineTimer: TimerID?
 
-    init(id: Int32, path: String, metadata: [(String, String)], connection: GRPCConnection, maxMessageSize: Int) {
+    init(id: Int32, path: String, headers: [HTTP2Header], connection: GRPCConnection, maxMessageSize: Int) {
         self.id = id
         self.path = path
-        self.metadata = metadata
+        self.headers = headers
         self.connection = connection
         self.decoder = GRPCMessageDecoder(maxMessageSize: maxMessageSize)
     }

@@ -72,7 +72,7 @@ public final class HTTP2ServerSession {
     struct StreamOutbound {
         var bytes: [UInt8] = []
         var offset = 0
-        var trailers: [HTTP2Header]?
+        var trailers: HTTP2PreparedHeaders?
         var deferred = false
     }
 
@@ -125,7 +125,7 @@ public final class HTTP2ServerSession {
             nghttp2_session_mem_recv(s, buf.baseAddress, buf.count)
         }
         let out = events
-        events.removeAll(keepingCapacity: true)
+        events = []
         if rv < 0 { throw HTTP2Error(Int32(rv)) }
         return out
     }
@@ -167,21 +167,27 @@ public final class HTTP2ServerSession {
     /// (a gRPC trailers-only response); otherwise a deferred data source is
     /// attached and bytes flow through `sendData` / `finish`.
     public func submitResponse(streamID: Int32, headers: [HTTP2Header], body: Bool) {
+        submitResponse(streamID: streamID, headers: HTTP2PreparedHeaders(headers), body: body)
+    }
+
+    /// `submitResponse` with a header block built once and reused.
+    public func submitResponse(streamID: Int32, headers: HTTP2PreparedHeaders, body: Bool) {
         guard let s = session else { return }
-        if body { outbound[streamID] = StreamOutbound() }
-        withNVArray(headers) { nva, count in
-            if body {
-                var provider = nghttp2_data_provider(source: nghttp2_data_source(fd: streamID), read_callback: readData)
-                _ = nghttp2_submit_response(s, streamID, nva, count, &provider)
-            } else {
-                _ = nghttp2_submit_response(s, streamID, nva, count, nil)
-            }
+        if body {
+            outbound[streamID] = StreamOutbound()
+            var provider = nghttp2_data_provider(source: nghttp2_data_source(fd: streamID), read_callback: readData)
+            _ = nghttp2_submit_response(s, streamID, headers.nva, headers.count, &provider)
+        } else {
+            _ = nghttp2_submit_response(s, streamID, headers.nva, headers.count, nil)
         }
     }
 
-    /// Queues body bytes on a stream opened with `submitResponse(body: true)`.
-    public func sendData(streamID: Int32, _ bytes: [UInt8]) {
+    /// Queues body bytes on a stream opened with `submitResponse(body: true)`,
+    /// after an optional short prefix (a gRPC length prefix) without
+    /// concatenating them first.
+    public func sendData(streamID: Int32, prefix: [UInt8] = [], _ bytes: [UInt8]) {
         guard outbound[streamID] != nil else { return }
+        outbound[streamID]!.bytes.append(contentsOf: prefix)
         outbound[streamID]!.bytes.append(contentsOf: bytes)
         resume(streamID)
     }
@@ -189,7 +195,7 @@ public final class HTTP2ServerSession {
     /// Ends a body stream with trailers, after the queued bytes. With
     /// `resetAfter`, the stream is reset with NO_ERROR once the trailers are
     /// sent (for a server that ends an RPC before the client half-closed).
-    public func finish(streamID: Int32, trailers: [HTTP2Header], resetAfter: Bool = false) {
+    public func finish(streamID: Int32, trailers: HTTP2PreparedHeaders, resetAfter: Bool = false) {
         guard outbound[streamID] != nil else { return }
         if resetAfter { resetAfterTrailers.insert(streamID) }
         outbound[streamID]!.trailers = trailers
@@ -278,11 +284,9 @@ public final class HTTP2ServerSession {
         return Int(NGHTTP2_ERR_DEFERRED.rawValue)
     }
 
-    private func submitTrailer(_ streamID: Int32, _ trailers: [HTTP2Header]) {
+    private func submitTrailer(_ streamID: Int32, _ trailers: HTTP2PreparedHeaders) {
         guard let s = session else { return }
-        withNVArray(trailers) { nva, count in
-            _ = nghttp2_submit_trailer(s, streamID, nva, count)
-        }
+        _ = nghttp2_submit_trailer(s, streamID, trailers.nva, trailers.count)
     }
 
     fileprivate func streamClosed(_ id: Int32, _ code: UInt32) {
@@ -293,27 +297,37 @@ public final class HTTP2ServerSession {
     }
 }
 
-/// Builds a temporary nghttp2_nv array over one flat byte buffer. nghttp2
-/// copies header names and values during the submit call.
-private func withNVArray(_ headers: [HTTP2Header], _ body: (UnsafeMutablePointer<nghttp2_nv>?, Int) -> Void) {
-    var flat: [UInt8] = []
-    flat.reserveCapacity(headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count })
-    var spans: [(Int, Int, Int, Int)] = []
-    for h in headers {
-        let n0 = flat.count
-        flat.append(contentsOf: h.name.utf8)
-        let v0 = flat.count
-        flat.append(contentsOf: h.value.utf8)
-        spans.append((n0, v0 - n0, v0, flat.count - v0))
-    }
-    if flat.isEmpty { flat.append(0) }
-    flat.withUnsafeMutableBufferPointer { raw in
-        let base = raw.baseAddress!
-        var nva = spans.map { s in
-            nghttp2_nv(name: base + s.0, value: base + s.2, namelen: s.1, valuelen: s.3,
-                       flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+/// A header block laid out once as an nghttp2_nv array over one flat byte
+/// buffer, for the blocks a server sends on every stream (gRPC response
+/// headers, the OK trailers). nghttp2 copies names and values during each
+/// submit call, so one instance can serve any number of streams.
+///
+/// Immutable after init and freed in deinit; the raw buffers are never
+/// written after construction, which makes the `@unchecked Sendable` sound.
+public final class HTTP2PreparedHeaders: @unchecked Sendable {
+    fileprivate let nva: UnsafeMutablePointer<nghttp2_nv>
+    fileprivate let count: Int
+    private let bytes: UnsafeMutablePointer<UInt8>
+
+    public init(_ headers: [HTTP2Header]) {
+        let total = headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
+        bytes = .allocate(capacity: max(total, 1))
+        nva = .allocate(capacity: max(headers.count, 1))
+        count = headers.count
+        var at = 0
+        for (i, h) in headers.enumerated() {
+            let name = bytes + at
+            for b in h.name.utf8 { bytes[at] = b; at += 1 }
+            let value = bytes + at
+            for b in h.value.utf8 { bytes[at] = b; at += 1 }
+            nva[i] = nghttp2_nv(name: name, value: value, namelen: h.name.utf8.count, valuelen: h.value.utf8.count,
+                                flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
         }
-        nva.withUnsafeMutableBufferPointer { body($0.baseAddress, $0.count) }
+    }
+
+    deinit {
+        bytes.deallocate()
+        nva.deallocate()
     }
 }
 

@@ -6,6 +6,10 @@ public enum OpenAIEndpoint: String, Sendable, CaseIterable {
 
     /// Matches a request `:path`, ignoring a query string.
     public init?(path: String) {
+        if let exact = OpenAIEndpoint(rawValue: path) {
+            self = exact
+            return
+        }
         let p = path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? path
         var trimmed = Substring(p)
         while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }

@@ -1,22 +1,23 @@
 /// One serving endpoint of a model (a vLLM pod, or one port of it).
 public struct PodEndpoint: Sendable, Hashable, CustomStringConvertible {
     /// IP address or host name as Envoy's ORIGINAL_DST cluster will dial it.
-    public var host: String
-    public var port: Int
+    public let host: String
+    public let port: Int
     /// Where `/metrics` is scraped (defaults to the serving port).
-    public var metricsPort: Int
+    public let metricsPort: Int
     /// Engine kind (`vllm`, `sglang`, …); selects metric names later.
-    public var engine: String
+    public let engine: String
+    /// `host:port`, the value of the `target-pod` header (IPv6 bracketed).
+    /// Built once: routing reads it on every request.
+    public let address: String
 
     public init(host: String, port: Int, metricsPort: Int? = nil, engine: String = "vllm") {
         self.host = host
         self.port = port
         self.metricsPort = metricsPort ?? port
         self.engine = engine
+        self.address = host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
-
-    /// `host:port`, the value of the `target-pod` header (IPv6 bracketed).
-    public var address: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
     public var description: String { address }
 }
 

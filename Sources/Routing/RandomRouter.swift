@@ -18,22 +18,18 @@ public struct RandomRouter: Router {
     }
 }
 
-/// A thread-safe random source: the system generator, or a seeded
-/// SplitMix64 behind an atomic (lock-free, reproducible).
+/// A thread-safe random source: SplitMix64 over an atomic counter
+/// (lock-free; reproducible when seeded).
 public final class RandomSource: Sendable {
     private let state: Atomic<UInt64>
-    private let seeded: Bool
 
+    /// nil seeds once from the system generator (no system call per draw).
     public init(seed: UInt64?) {
-        state = Atomic(seed ?? 0)
-        seeded = seed != nil
+        var g = SystemRandomNumberGenerator()
+        state = Atomic(seed ?? g.next())
     }
 
     public func next() -> UInt64 {
-        guard seeded else {
-            var g = SystemRandomNumberGenerator()
-            return g.next()
-        }
         var z = state.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB

@@ -21,20 +21,17 @@ public struct RouterRegistry: Sendable {
 
     /// Resolves a header value (trimmed; nil or empty means the default).
     public func router(named header: String?) throws(RoutingError) -> any Router {
-        let trimmed = header.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        if let h = header, let r = routers[h] { return r }  // the common, exact case
+        let trimmed = header.map(Self.trimBlanks) ?? ""
         let name = trimmed.isEmpty ? (defaultStrategy ?? "") : trimmed
         guard let r = routers[name] else { throw .unknownStrategy(name: name, known: names) }
         return r
     }
-}
 
-extension String {
-    fileprivate func trimmingCharacters(in _: WhitespaceSet) -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
+    private static func trimBlanks(_ s: String) -> String {
+        var t = Substring(s)
+        while let f = t.first, f == " " || f == "\t" { t = t.dropFirst() }
+        while let l = t.last, l == " " || l == "\t" { t = t.dropLast() }
+        return String(t)
     }
 }
-
-private enum WhitespaceSet { case whitespaces }

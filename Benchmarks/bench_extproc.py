@@ -1,0 +1,214 @@
+"""ext_proc benchmark (see scripts/bench-extproc). Prints, from one run on
+the same Envoy binary and the same simulated upstream:
+  1. Envoy alone (no ext_proc; round robin to the pods): the ceiling.
+  2. Envoy + switchboard (ext_proc over h2c).
+  3. Envoy + the Python grpc.aio reference processor (Benchmarks/peers).
+  4. Direct gRPC load without Envoy (h2load): ext_proc exchanges per second,
+     and per CPU-second of the processor (= per core).
+Nothing here is asserted: machines are noisy, read the ratios."""
+import argparse
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Tests", "integration"))
+from harness import Proc, binary, envoy_binary, free_port, wait_port  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / TICK
+
+
+def chat_body(size=4096):
+    base = {"model": "tiny", "messages": [{"role": "system", "content": "You are helpful."},
+                                          {"role": "user", "content": ""}], "max_tokens": 4}
+    pad = size - len(json.dumps(base))
+    base["messages"][1]["content"] = ("lorem ipsum dolor sit amet " * (pad // 27 + 1))[:pad]
+    return json.dumps(base).encode()
+
+
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    v, u = float(m.group(1)), m.group(2)
+    return v * {"us": 1e-3, "ms": 1, "s": 1e3, "m": 6e4}[u]
+
+
+def wrk(port, seconds, conns, lua):
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", lua,
+                          f"http://127.0.0.1:{port}/v1/chat/completions"],
+                         capture_output=True, text=True, check=True).stdout
+    r = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+         "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+         "p50": to_ms(re.search(r"\s50%\s+(\S+)", out).group(1)),
+         "p99": to_ms(re.search(r"\s99%\s+(\S+)", out).group(1))}
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errs = re.search(r"Socket errors: .*", out)
+    r["non2xx"] = int(bad.group(1)) if bad else 0
+    r["socket_errors"] = errs.group(0) if errs else ""
+    return r
+
+
+def h2load(port, seconds, payload, conns=4, streams=32):
+    out = subprocess.run(["h2load", "-D", str(seconds), "-c", str(conns), "-m", str(streams), "-t", "1",
+                          "-H", "content-type: application/grpc", "-H", "te: trailers", "-d", payload,
+                          f"http://127.0.0.1:{port}/envoy.service.ext_proc.v3.ExternalProcessor/Process"],
+                         capture_output=True, text=True).stdout
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+    secs = float(re.search(r"finished in ([\d.]+)s", out).group(1))
+    return {"done": int(m.group(3)), "ok": int(m.group(4)), "failed": int(m.group(5)), "seconds": secs}
+
+
+ENVOY_ALONE = """
+admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+static_resources:
+  listeners:
+  - address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    per_connection_buffer_limit_bytes: 8388608
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: openai
+          route_config:
+            virtual_hosts: [{{name: all, domains: ["*"], routes: [{{match: {{prefix: "/"}}, route: {{cluster: pods}}}}]}}]
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: pods
+    type: STATIC
+    connect_timeout: 1s
+    circuit_breakers: {{thresholds: [{{max_connections: 100000, max_pending_requests: 100000, max_requests: 100000}}]}}
+    load_assignment:
+      cluster_name: pods
+      endpoints: [{{lb_endpoints: [{eps}]}}]
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=16)
+    a = ap.parse_args()
+    d = tempfile.mkdtemp(prefix="switchboard-bench-")
+    procs = []
+
+    def spawn(name, args):
+        p = Proc(name, args, d)
+        procs.append(p)
+        return p
+
+    try:
+        pods = [free_port() for _ in range(3)]
+        pods_file = os.path.join(d, "pods.yaml")
+        with open(pods_file, "w") as f:
+            f.write("models:\n  - name: tiny\n    endpoints: [" + ", ".join(f"127.0.0.1:{p}" for p in pods) + "]\n")
+        sim = spawn("vllm-sim", [binary("vllm-sim"), "--loops", "1", "--max-tokens", "4"]
+                    + sum((["--listen", f"127.0.0.1:{p}"] for p in pods), []))
+        for p in pods:
+            wait_port(p)
+        body = chat_body()
+        lua = os.path.join(d, "post.lua")
+        with open(lua, "w") as f:
+            f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                    f"wrk.body = {json.dumps(body.decode())}\n")
+
+        def envoy_run(config_text, label, processor=None):
+            port, admin = free_port(), free_port()
+            cfg = os.path.join(d, f"envoy-{label}.yaml")
+            text = config_text(port, admin)
+            with open(cfg, "w") as f:
+                f.write(text)
+            e = spawn(f"envoy-{label}", [envoy_binary(), "-c", cfg, "--concurrency", "1", "-l", "error",
+                                         "--base-id", str(free_port())])
+            wait_port(port)
+            wrk(port, 2, a.connections, lua)  # warm-up
+            c0 = cpu_seconds(processor.pid) if processor else 0
+            e0 = cpu_seconds(e.pid)
+            r = wrk(port, a.seconds, a.connections, lua)
+            r["proc_cpu_us"] = (cpu_seconds(processor.pid) - c0) * 1e6 / r["requests"] if processor else None
+            r["envoy_cpu_us"] = (cpu_seconds(e.pid) - e0) * 1e6 / r["requests"]
+            e.stop()
+            return r
+
+        def rendered(processor_addr):
+            def make(port, admin):
+                return subprocess.run([binary("switchboard"), "envoy-config", "--listen", f"127.0.0.1:{port}",
+                                       "--admin", f"127.0.0.1:{admin}", "--processor", processor_addr],
+                                      capture_output=True, text=True, check=True).stdout
+            return make
+
+        results = {}
+        eps = ", ".join(f"{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {p}}}}}}}}}" for p in pods)
+        results["Envoy alone"] = envoy_run(lambda port, admin: ENVOY_ALONE.format(port=port, admin=admin, eps=eps), "alone")
+
+        sb_port = free_port()
+        sb = spawn("switchboard", [binary("switchboard"), "serve", "--pods-file", pods_file, "--listen",
+                                   f"127.0.0.1:{sb_port}", "--loops", "1", "--log-level", "warning"])
+        wait_port(sb_port)
+        results["Envoy + switchboard"] = envoy_run(rendered(f"127.0.0.1:{sb_port}"), "switchboard", sb)
+
+        py_port = free_port()
+        py = spawn("python-peer", [sys.executable, os.path.join(ROOT, "Benchmarks", "peers", "python_extproc.py"),
+                                   "--listen", f"127.0.0.1:{py_port}", "--pods-file", pods_file])
+        wait_port(py_port)
+        results["Envoy + Python peer"] = envoy_run(rendered(f"127.0.0.1:{py_port}"), "python", py)
+
+        # Direct gRPC: each stream carries two messages (request headers, then
+        # the 4 KB buffered body) and gets two answers (continue, then the
+        # target-pod mutation), as Envoy's BUFFERED mode would.
+        from envoy.config.core.v3 import base_pb2
+        from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+        hs = base_pb2.HeaderMap(headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in [
+            (":path", "/v1/chat/completions"), (":method", "POST"), ("content-type", "application/json"),
+            ("x-request-id", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")]])
+        msgs = [ep.ProcessingRequest(request_headers=ep.HttpHeaders(headers=hs)).SerializeToString(),
+                ep.ProcessingRequest(request_body=ep.HttpBody(body=body, end_of_stream=True)).SerializeToString()]
+        payload = os.path.join(d, "exchange.bin")
+        with open(payload, "wb") as f:
+            f.write(b"".join(struct.pack(">BI", 0, len(m)) + m for m in msgs))
+        direct = {}
+        for label, proc, port in [("switchboard", sb, sb_port), ("Python peer", py, py_port)]:
+            h2load(port, 2, payload)
+            c0 = cpu_seconds(proc.pid)
+            r = h2load(port, a.seconds, payload)
+            cpu = cpu_seconds(proc.pid) - c0
+            r["exchanges_per_s"] = 2 * r["ok"] / r["seconds"]
+            r["exchanges_per_cpu_s"] = 2 * r["ok"] / cpu if cpu > 0 else float("nan")
+            direct[label] = r
+
+        print(f"\next_proc benchmark: {a.seconds}s per run, wrk -t1 -c{a.connections}, 4 KB chat body, "
+              f"Envoy --concurrency 1, processors on 1 event loop, {os.cpu_count()} cores\n")
+        print(f"{'':<22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'proc CPU µs/req':>17}{'Envoy CPU µs/req':>18}")
+        for k, r in results.items():
+            cpu = f"{r['proc_cpu_us']:.1f}" if r["proc_cpu_us"] is not None else "-"
+            print(f"{k:<22}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9}{cpu:>17}{r['envoy_cpu_us']:>18.1f}")
+        sbr, pyr, al = results["Envoy + switchboard"], results["Envoy + Python peer"], results["Envoy alone"]
+        print(f"\nratios: switchboard / Envoy alone = {sbr['rps'] / al['rps']:.2f}   "
+              f"switchboard / Python peer = {sbr['rps'] / pyr['rps']:.2f}x   "
+              f"p99 Python / switchboard = {pyr['p99'] / sbr['p99']:.1f}x")
+        print("\ndirect gRPC (h2load -c4 -m32, no Envoy), 2 exchanges per stream:")
+        print(f"{'':<22}{'streams ok':>12}{'failed':>8}{'exchanges/s':>14}{'exchanges per CPU-s (per core)':>33}")
+        for k, r in direct.items():
+            print(f"{k:<22}{r['ok']:>12}{r['failed']:>8}{r['exchanges_per_s']:>14.0f}{r['exchanges_per_cpu_s']:>33.0f}")
+        print(f"\nratio: switchboard / Python peer exchanges/s = "
+              f"{direct['switchboard']['exchanges_per_s'] / direct['Python peer']['exchanges_per_s']:.1f}x")
+        print(f"logs: {d}")
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+if __name__ == "__main__":
+    main()
