@@ -181,12 +181,20 @@ def main():
         direct = {}
         for label, proc, port in [("switchboard", sb, sb_port), ("Python peer", py, py_port)]:
             h2load(port, 2, payload)
-            c0 = cpu_seconds(proc.pid)
-            r = h2load(port, a.seconds, payload)
-            cpu = cpu_seconds(proc.pid) - c0
-            r["exchanges_per_s"] = 2 * r["ok"] / r["seconds"]
-            r["exchanges_per_cpu_s"] = 2 * r["ok"] / cpu if cpu > 0 else float("nan")
-            direct[label] = r
+            runs = []
+            for _ in range(3):  # this machine is noisy: three runs, report median and best
+                c0 = cpu_seconds(proc.pid)
+                r = h2load(port, max(3, a.seconds // 2), payload)
+                cpu = cpu_seconds(proc.pid) - c0
+                r["exchanges_per_s"] = 2 * r["ok"] / r["seconds"]
+                r["exchanges_per_cpu_s"] = 2 * r["ok"] / cpu if cpu > 0 else float("nan")
+                runs.append(r)
+            runs.sort(key=lambda r: r["exchanges_per_cpu_s"])
+            best, median = runs[-1], runs[1]
+            direct[label] = {"ok": sum(r["ok"] for r in runs), "failed": sum(r["failed"] for r in runs),
+                             "exchanges_per_s": median["exchanges_per_s"],
+                             "exchanges_per_cpu_s": median["exchanges_per_cpu_s"],
+                             "best_per_cpu_s": best["exchanges_per_cpu_s"]}
 
         print(f"\next_proc benchmark: {a.seconds}s per run, wrk -t1 -c{a.connections}, 4 KB chat body, "
               f"Envoy --concurrency 1, processors on 1 event loop, {os.cpu_count()} cores\n")
@@ -198,10 +206,11 @@ def main():
         print(f"\nratios: switchboard / Envoy alone = {sbr['rps'] / al['rps']:.2f}   "
               f"switchboard / Python peer = {sbr['rps'] / pyr['rps']:.2f}x   "
               f"p99 Python / switchboard = {pyr['p99'] / sbr['p99']:.1f}x")
-        print("\ndirect gRPC (h2load -c4 -m32, no Envoy), 2 exchanges per stream:")
-        print(f"{'':<22}{'streams ok':>12}{'failed':>8}{'exchanges/s':>14}{'exchanges per CPU-s (per core)':>33}")
+        print("\ndirect gRPC (h2load -c4 -m32, no Envoy), 2 exchanges per stream, median of 3 runs (best in brackets):")
+        print(f"{'':<22}{'streams ok':>12}{'failed':>8}{'exchanges/s':>14}{'exchanges per CPU-s (= per core)':>36}")
         for k, r in direct.items():
-            print(f"{k:<22}{r['ok']:>12}{r['failed']:>8}{r['exchanges_per_s']:>14.0f}{r['exchanges_per_cpu_s']:>33.0f}")
+            per = f"{r['exchanges_per_cpu_s']:.0f} [{r['best_per_cpu_s']:.0f}]"
+            print(f"{k:<22}{r['ok']:>12}{r['failed']:>8}{r['exchanges_per_s']:>14.0f}{per:>36}")
         print(f"\nratio: switchboard / Python peer exchanges/s = "
               f"{direct['switchboard']['exchanges_per_s'] / direct['Python peer']['exchanges_per_s']:.1f}x")
         print(f"logs: {d}")

@@ -20,7 +20,7 @@ public final class ExtProcStreamHandler: GRPCStreamHandler {
         stats.streams.add(1)
     }
 
-    public func received(message: [UInt8], stream: GRPCStream) {
+    public func received(message: ArraySlice<UInt8>, stream: GRPCStream) {
         let request: ProcessingRequest
         do {
             request = try ExtProcCodec.decodeRequest(message)

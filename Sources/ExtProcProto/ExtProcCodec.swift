@@ -18,6 +18,11 @@ public enum ExtProcCodec {
 
     /// Decodes a ProcessingRequest. Unknown fields are skipped (protobuf rules).
     public static func decodeRequest(_ bytes: [UInt8]) throws(ExtProcCodecError) -> ProcessingRequest {
+        try decodeRequest(bytes[...])
+    }
+
+    /// Decodes a ProcessingRequest from a slice (a gRPC message inside a received chunk).
+    public static func decodeRequest(_ bytes: ArraySlice<UInt8>) throws(ExtProcCodecError) -> ProcessingRequest {
         // protobuf-c allocates every submessage, string and byte field; the
         // arena makes that one bump allocation, freed in one go (no
         // free_unpacked walk).

@@ -99,7 +99,7 @@ final class GRPCConnection: StreamSocketDelegate {
             openStream(id: id, headers: headers, endStream: endStream)
         case .data(let id, let bytes):
             guard let s = streams[id], !s.isFinished else { return }
-            let messages: [[UInt8]]
+            let messages: [ArraySlice<UInt8>]
             do {
                 messages = try s.decoder.feed(bytes)
             } catch {

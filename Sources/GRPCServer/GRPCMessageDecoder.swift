@@ -20,16 +20,17 @@ public struct GRPCMessageDecoder: Sendable {
     /// Bytes buffered that do not yet form a whole message.
     public var bufferedBytes: Int { buffer.count - start }
 
-    /// Appends bytes and returns every message now complete.
-    public mutating func feed(_ bytes: [UInt8]) throws(Failure) -> [[UInt8]] {
+    /// Appends bytes and returns every message now complete, as slices that
+    /// share storage with the received chunk where possible (no copy).
+    public mutating func feed(_ bytes: [UInt8]) throws(Failure) -> [ArraySlice<UInt8>] {
         // Fast path: nothing buffered and the chunk holds whole messages.
         if bufferedBytes == 0 {
-            var out: [[UInt8]] = []
+            var out: [ArraySlice<UInt8>] = []
             var i = 0
             while bytes.count - i >= 5 {
                 let len = try Self.checkHeader(bytes, at: i, max: maxMessageSize)
                 if bytes.count - i - 5 < len { break }
-                out.append(Array(bytes[(i + 5)..<(i + 5 + len)]))
+                out.append(bytes[(i + 5)..<(i + 5 + len)])
                 i += 5 + len
             }
             if i < bytes.count {
@@ -40,11 +41,11 @@ public struct GRPCMessageDecoder: Sendable {
             return out
         }
         buffer.append(contentsOf: bytes)
-        var out: [[UInt8]] = []
+        var out: [ArraySlice<UInt8>] = []
         while buffer.count - start >= 5 {
             let len = try Self.checkHeader(buffer, at: start, max: maxMessageSize)
             if buffer.count - start - 5 < len { break }
-            out.append(Array(buffer[(start + 5)..<(start + 5 + len)]))
+            out.append(buffer[(start + 5)..<(start + 5 + len)])
             start += 5 + len
         }
         if start == buffer.count {

@@ -30,13 +30,15 @@ public final class GRPCServer: Sendable {
     /// called on the loop thread for each new stream.
     public init(configuration: GRPCServerConfiguration, group: EventLoopGroup, logger: Logger,
                 services: [String: @Sendable (GRPCStream) -> any GRPCStreamHandler]) {
-        self.configuration = configuration
         self.group = group
         self.logger = logger
         var all = services
         let names = configuration.healthServices
         all[Self.healthCheckPath] = { [names] _ in HealthCheckHandler(services: names) }
         self.handlers = all
+        var c = configuration
+        c.http2.internedValues += ["application/grpc", "trailers", "POST", "http"] + all.keys.sorted()
+        self.configuration = c
         self.localKey = "grpc-server-\(UInt(bitPattern: ObjectIdentifier(Self.self).hashValue))-\(Int.random(in: 0..<Int.max))"
     }
 

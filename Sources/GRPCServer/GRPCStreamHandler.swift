@@ -4,8 +4,8 @@ import HTTP2
 /// Serves one RPC (one HTTP/2 stream). Every method is called synchronously
 /// on the connection's event loop; implementations must not block.
 public protocol GRPCStreamHandler: AnyObject {
-    /// One complete, uncompressed request message.
-    func received(message: [UInt8], stream: GRPCStream)
+    /// One complete, uncompressed request message (a slice of the received bytes).
+    func received(message: ArraySlice<UInt8>, stream: GRPCStream)
     /// The client half-closed. Call `stream.finish` now or later.
     func receivedEnd(stream: GRPCStream)
     /// The RPC ended without a normal finish (reset by the peer, deadline,

@@ -5,8 +5,8 @@ final class HealthCheckHandler: GRPCStreamHandler {
     let services: Set<String>
     init(services: Set<String>) { self.services = services }
 
-    func received(message: [UInt8], stream: GRPCStream) {
-        guard let name = Self.serviceName(message) else {
+    func received(message: ArraySlice<UInt8>, stream: GRPCStream) {
+        guard let name = Self.serviceName(Array(message)) else {
             return stream.finish(GRPCStatus(.invalidArgument, "malformed HealthCheckRequest"))
         }
         guard services.contains(name) else {

@@ -38,6 +38,10 @@ public struct HTTP2Settings: Sendable {
     /// turns that into a GOAWAY every ~1000 requests. Raise it for a trusted peer.
     public var streamResetBurst: UInt64 = 1_000_000
     public var streamResetRate: UInt64 = 1_000_000
+    /// Header values seen on nearly every request (a gRPC server's method
+    /// paths, `application/grpc`): received values equal to one of these
+    /// reuse the stored String instead of allocating a new one.
+    public var internedValues: [String] = []
     public init() {}
 }
 
@@ -66,6 +70,8 @@ public final class HTTP2ServerSession {
     fileprivate var outbound: [Int32: StreamOutbound] = [:]
     /// Streams to reset (NO_ERROR) once their trailers are on the wire.
     fileprivate var resetAfterTrailers: Set<Int32> = []
+    /// Interned header values with their bytes, for `onHeader`.
+    fileprivate let interned: [(bytes: [UInt8], string: String)]
     /// Filled by the frame-sent callback; acted on after mem_send returns.
     fileprivate var trailersSent: [Int32] = []
 
@@ -77,6 +83,7 @@ public final class HTTP2ServerSession {
     }
 
     public init(settings: HTTP2Settings = HTTP2Settings()) throws(HTTP2Error) {
+        interned = settings.internedValues.map { (Array($0.utf8), $0) }
         var callbacks: OpaquePointer?
         var rv = nghttp2_session_callbacks_new(&callbacks)
         guard rv == 0, let cbs = callbacks else { throw HTTP2Error(rv) }
@@ -354,7 +361,13 @@ private func onHeader(_ session: OpaquePointer?, _ frame: UnsafePointer<nghttp2_
     let id = f.pointee.hd.stream_id
     guard o.pendingHeaders[id] != nil else { return 0 }  // trailers: content not needed
     let n = String(decoding: UnsafeBufferPointer(start: name, count: namelen), as: UTF8.self)
-    let v = String(decoding: UnsafeBufferPointer(start: value, count: valuelen), as: UTF8.self)
+    let raw = UnsafeBufferPointer(start: value, count: valuelen)
+    var known: String?
+    for entry in o.interned where entry.bytes.count == valuelen && entry.bytes.elementsEqual(raw) {
+        known = entry.string
+        break
+    }
+    let v = known ?? String(decoding: raw, as: UTF8.self)
     o.pendingHeaders[id]!.append(HTTP2Header(n, v))
     return 0
 }
