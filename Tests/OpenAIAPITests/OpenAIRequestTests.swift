@@ -89,3 +89,38 @@ import Testing
         #expect(OpenAIEndpoint(path: "/v2/chat/completions") == nil)
     }
 }
+
+@Suite struct JSONScannerDifferentialTests {
+    /// The word-at-a-time string scan must agree with Foundation on where
+    /// strings end and which bytes are invalid, at every alignment.
+    @Test func agreesWithFoundationOnGeneratedStrings() throws {
+        var rng = SplitMix(seed: 7)
+        let alphabet: [UInt8] = Array("abcXYZ 09é".utf8) + [0x22, 0x5C, 0x01, 0x1F, 0x7F, 0x80, 0xFF, 0x6E, 0x75]
+        var valid = 0, invalid = 0
+        for _ in 0..<3000 {
+            let n = Int(rng.next() % 40)
+            var s: [UInt8] = []
+            for _ in 0..<n { s.append(alphabet[Int(rng.next() % UInt64(alphabet.count))]) }
+            let doc = Array(#"{"model":""#.utf8) + s + Array(#"","stream":false}"#.utf8)
+            let ours = (try? JSONScanner.topLevelMembers(of: doc, keys: ["model"])) != nil
+            let foundation = (try? JSONSerialization.jsonObject(with: Data(doc))) as? [String: Any]
+            // Foundation also rejects invalid UTF-8, which we pass through; compare on valid UTF-8 only.
+            guard String(validating: s, as: UTF8.self) != nil else { continue }
+            #expect(ours == (foundation?.count == 2), "disagree on \(s)")
+            if ours { valid += 1 } else { invalid += 1 }
+        }
+        #expect(valid > 100 && invalid > 100)
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
