@@ -20,6 +20,7 @@ public struct GatewayConfiguration: Sendable {
     public var maxBodyBytes = 8 << 20
     public var drainTimeoutSeconds: Double = 15
     public var keepaliveSeconds: Double = 30
+    public var keepaliveTimeoutSeconds: Double = 10
 
     public init(podsFile: String) {
         self.podsFile = podsFile
@@ -61,6 +62,7 @@ public final class GatewayService {
         grpc.maxMessageSize = configuration.maxMessageBytes
         grpc.drainTimeoutNanos = UInt64(configuration.drainTimeoutSeconds * 1e9)
         grpc.keepaliveIntervalNanos = UInt64(configuration.keepaliveSeconds * 1e9)
+        grpc.keepaliveTimeoutNanos = UInt64(configuration.keepaliveTimeoutSeconds * 1e9)
         grpc.healthServices = ["", ExtProcService.serviceName]
 
         let loopCount = configuration.loops > 0 ? configuration.loops : System.coreCount

@@ -75,6 +75,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Idle seconds before a keepalive PING (0 = off).")
     var keepalive: Double = 30
 
+    @Option(help: "Seconds to wait for the PING's answer before closing the connection.")
+    var keepaliveTimeout: Double = 10
+
     @Option(help: "Seed for the random router (reproducible runs).")
     var seed: UInt64?
 
@@ -94,6 +97,7 @@ struct Serve: ParsableCommand {
         c.maxBodyBytes = maxBodyBytes
         c.drainTimeoutSeconds = drainTimeout
         c.keepaliveSeconds = keepalive
+        c.keepaliveTimeoutSeconds = keepaliveTimeout
         c.seed = seed
         let code = try GatewayService(configuration: c, logger: logger).run()
         if code != 0 { throw ExitCode(code) }

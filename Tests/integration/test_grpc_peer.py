@@ -344,3 +344,52 @@ def test_many_concurrent_streams_on_one_connection(gateway):
         for call in calls:
             out = list(call)
             assert "target-pod" in set_headers(out[1].request_body.response)
+
+
+def test_reset_flood_from_a_trusted_peer_does_not_drop_the_connection(gateway):
+    # nghttp2's default limit (burst 1000, 33/s) would answer this with GOAWAY.
+    port, _ = gateway
+    c = RawH2(port)
+    for _ in range(3000):
+        sid = c.open()
+        c.conn.reset_stream(sid)
+    c.flush()
+    sid = c.open(path="/grpc.health.v1.Health/Check")
+    c.send(sid, grpc_frame(b""), end=True)
+    res = c.collect([sid], timeout=10)
+    assert res[sid][1]["grpc-status"] == "0"
+    assert res[sid][0][5:] == b"\x08\x01"
+    c.close()
+
+
+def test_keepalive_pings_and_closes_a_silent_peer():
+    import hyperframe.frame as hf
+    d = tempfile.mkdtemp(prefix="switchboard-ka-")
+    pods = os.path.join(d, "pods.yaml")
+    with open(pods, "w") as f:
+        f.write("models: []\n")
+    port = free_port()
+    p = Proc("switchboard", [binary("switchboard"), "serve", "--pods-file", pods, "--listen", f"127.0.0.1:{port}",
+                             "--keepalive", "0.2", "--keepalive-timeout", "0.5"], d)
+    try:
+        wait_port(port)
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        # Client preface + empty SETTINGS, then silence: never ack anything.
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + hf.SettingsFrame(0).serialize())
+        buf, kinds = b"", []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break  # the server closed the connection
+            buf += chunk
+            while len(buf) >= 9:
+                frame, length = hf.Frame.parse_frame_header(memoryview(buf[:9]))
+                if len(buf) < 9 + length:
+                    break
+                buf = buf[9 + length:]
+                kinds.append(type(frame).__name__)
+        assert "PingFrame" in kinds
+        assert kinds[-1] == "GoAwayFrame"
+        s.close()
+    finally:
+        p.stop()

@@ -1,0 +1,44 @@
+"""Every rendered Envoy config passes `envoy --mode validate`."""
+import itertools
+import os
+import subprocess
+import tempfile
+
+import pytest
+
+from harness import ROOT, binary, envoy_binary
+
+
+def validate(text):
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+    r = subprocess.run([envoy_binary(), "--mode", "validate", "-c", f.name, "-l", "error"],
+                       capture_output=True, text=True)
+    os.unlink(f.name)
+    return r.returncode, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("processor,req,resp", list(itertools.product(
+    ["127.0.0.1:50051", "unix:/tmp/switchboard.sock"], ["buffered", "full-duplex-streamed"], ["none", "streamed"])))
+def test_rendered_configs_validate(processor, req, resp):
+    text = subprocess.run([binary("switchboard"), "envoy-config", "--processor", processor,
+                           "--request-body-mode", req, "--response-body-mode", resp],
+                          capture_output=True, text=True, check=True).stdout
+    rc, out = validate(text)
+    assert rc == 0, out
+    assert "OK" in out
+
+
+def test_checked_in_config_validates():
+    with open(os.path.join(ROOT, "envoy", "envoy.yaml")) as f:
+        rc, out = validate(f.read())
+    assert rc == 0, out
+
+
+def test_bad_options_are_rejected_with_a_message():
+    r = subprocess.run([binary("switchboard"), "envoy-config", "--processor", "nowhere"], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "invalid address 'nowhere'" in r.stderr
+    r = subprocess.run([binary("switchboard"), "serve", "--pods-file", "/nonexistent.yaml"], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "pods file /nonexistent.yaml: cannot read" in r.stderr
