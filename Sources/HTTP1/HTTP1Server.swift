@@ -23,11 +23,7 @@ public final class HTTP1ResponseWriter {
         guard !started else { return }
         started = true
         finished = true
-        var head = "HTTP/1.1 \(status) \(Self.reason(status))\r\ncontent-length: \(body.count)\r\n"
-        for (n, v) in headers { head += "\(n): \(v)\r\n" }
-        if !keepAlive { head += "connection: close\r\n" }
-        head += "\r\n"
-        connection.socket.write(Array(head.utf8))
+        writeHead(status, framing: "content-length: \(body.count)", headers)
         connection.socket.write(body)
         connection.socket.flush()
         connection.responseFinished(keepAlive: keepAlive)
@@ -37,12 +33,16 @@ public final class HTTP1ResponseWriter {
     public func startStream(status: Int, headers: [(String, String)]) {
         guard !started else { return }
         started = true
-        var head = "HTTP/1.1 \(status) \(Self.reason(status))\r\ntransfer-encoding: chunked\r\n"
+        writeHead(status, framing: "transfer-encoding: chunked", headers)
+        connection.socket.flush()
+    }
+
+    private func writeHead(_ status: Int, framing: String, _ headers: [(String, String)]) {
+        var head = "HTTP/1.1 \(status) \(Self.reason(status))\r\n\(framing)\r\n"
         for (n, v) in headers { head += "\(n): \(v)\r\n" }
         if !keepAlive { head += "connection: close\r\n" }
         head += "\r\n"
         connection.socket.write(Array(head.utf8))
-        connection.socket.flush()
     }
 
     /// Sends one chunk of a stream.

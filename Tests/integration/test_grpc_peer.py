@@ -23,16 +23,23 @@ from harness import Proc, binary, free_port, wait_port
 PM = processing_mode_pb2.ProcessingMode
 
 
-@pytest.fixture(scope="module")
-def gateway():
+def start_gateway(pods_yaml, *args):
+    """A switchboard with no Envoy in front, on a free port."""
     d = tempfile.mkdtemp(prefix="switchboard-peer-")
     pods = os.path.join(d, "pods.yaml")
     with open(pods, "w") as f:
-        f.write("models:\n  - name: tiny\n    endpoints: [10.1.2.3:8000, 10.1.2.4:8000]\n")
+        f.write(pods_yaml)
     port = free_port()
-    p = Proc("switchboard", [binary("switchboard"), "serve", "--pods-file", pods, "--listen", f"127.0.0.1:{port}",
-                             "--max-message-bytes", str(2 << 20), "--max-body-bytes", str(3 << 20)], d)
+    p = Proc("switchboard", [binary("switchboard"), "serve", "--pods-file", pods,
+                             "--listen", f"127.0.0.1:{port}"] + list(args), d)
     wait_port(port)
+    return port, p
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    port, p = start_gateway("models:\n  - name: tiny\n    endpoints: [10.1.2.3:8000, 10.1.2.4:8000]\n",
+                            "--max-message-bytes", str(2 << 20), "--max-body-bytes", str(3 << 20))
     yield port, p
     p.stop()
     assert "Fatal" not in p.output()
@@ -364,15 +371,8 @@ def test_reset_flood_from_a_trusted_peer_does_not_drop_the_connection(gateway):
 
 def test_keepalive_pings_and_closes_a_silent_peer():
     import hyperframe.frame as hf
-    d = tempfile.mkdtemp(prefix="switchboard-ka-")
-    pods = os.path.join(d, "pods.yaml")
-    with open(pods, "w") as f:
-        f.write("models: []\n")
-    port = free_port()
-    p = Proc("switchboard", [binary("switchboard"), "serve", "--pods-file", pods, "--listen", f"127.0.0.1:{port}",
-                             "--keepalive", "0.2", "--keepalive-timeout", "0.5"], d)
+    port, p = start_gateway("models: []\n", "--keepalive", "0.2", "--keepalive-timeout", "0.5")
     try:
-        wait_port(port)
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
         # Client preface + empty SETTINGS, then silence: never ack anything.
         s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + hf.SettingsFrame(0).serialize())
