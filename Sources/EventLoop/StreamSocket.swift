@@ -18,7 +18,8 @@ public protocol StreamSocketDelegate: AnyObject {
 /// process buffer without bound.
 public final class StreamSocket: FDHandler {
     public let fd: Int32
-    public unowned let loop: EventLoop
+    /// Strong: loops outlive their sockets, and an unowned load costs a check per access.
+    public let loop: EventLoop
     public weak var delegate: (any StreamSocketDelegate)?
     private var readBuffer: [UInt8]
     private var outbound: [UInt8] = []

@@ -19,7 +19,8 @@ final class GRPCConnection: StreamSocketDelegate {
 
     let socket: StreamSocket
     let session: HTTP2ServerSession
-    unowned let server: GRPCServer
+    /// Strong: the server outlives its connections and holds none of them itself.
+    let server: GRPCServer
     let logger: Logger
     let connectionID: UInt64
     private var streams: [Int32: GRPCStream] = [:]
