@@ -84,6 +84,7 @@ let package = Package(
         .testTarget(name: "GRPCServerTests", dependencies: ["GRPCServer", "HTTP2", "EventLoop"], swiftSettings: strict),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: strict),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodMetrics"], swiftSettings: strict),
+        .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ExtProc", "ExtProcProto", "PodMetrics"], swiftSettings: strict),
         .testTarget(name: "VLLMSimTests", dependencies: ["VLLMSim", "HTTP1", "EventLoop"], swiftSettings: strict),
     ]

@@ -1,0 +1,87 @@
+/// What routers may know about one model on one pod, derived from recent
+/// scrapes. Every value may be nil ("unknown"): never yesterday's numbers.
+public struct ModelMetrics: Sendable, Equatable {
+    /// Monotonic time (ns) of the newest scrape these values come from.
+    public var scrapedAtNanos: UInt64
+    public var running: Double?
+    public var waiting: Double?
+    public var kvCacheUsage: Double?
+    /// Δhits / Δqueries over the window.
+    public var prefixCacheHitRate: Double?
+    public var promptTokensPerSecond: Double?
+    public var generationTokensPerSecond: Double?
+    /// From histogram deltas over the window (not since engine start).
+    public var ttftMean: Double?
+    public var ttftP90: Double?
+    public var tpotMean: Double?
+    public var queueTimeMean: Double?
+    public var e2eMean: Double?
+    /// Requests finished inside the window (Δ of the TTFT histogram count).
+    public var requestsInWindow: Double?
+
+    public init(scrapedAtNanos: UInt64) {
+        self.scrapedAtNanos = scrapedAtNanos
+    }
+}
+
+/// The recent scrapes of one pod, and the values derived from them.
+public struct MetricsWindow: Sendable {
+    public let windowNanos: UInt64
+    private var samples: [(at: UInt64, models: [String: VLLMEngineSample])] = []
+
+    public init(windowNanos: UInt64) {
+        self.windowNanos = windowNanos
+    }
+
+    public var isEmpty: Bool { samples.isEmpty }
+
+    /// Adds a scrape taken at `at` (monotonic ns) and drops those older than the window
+    /// (keeping one older sample as the baseline for deltas).
+    public mutating func add(_ models: [String: VLLMEngineSample], at: UInt64) {
+        samples.append((at, models))
+        let cutoff = at > windowNanos ? at - windowNanos : 0
+        while samples.count > 2, samples[1].at <= cutoff { samples.removeFirst() }
+    }
+
+    /// Forgets everything (the pod went stale or away).
+    public mutating func reset() { samples.removeAll() }
+
+    /// Derived values per model.
+    public func current() -> [String: ModelMetrics] {
+        guard let last = samples.last else { return [:] }
+        let first = samples.count > 1 ? samples.first : nil
+        var out: [String: ModelMetrics] = [:]
+        for (model, now) in last.models {
+            var m = ModelMetrics(scrapedAtNanos: last.at)
+            m.running = now.running
+            m.waiting = now.waiting
+            m.kvCacheUsage = now.kvCacheUsage
+            if let first, let then = first.models[model], last.at > first.at {
+                let dt = Double(last.at - first.at) / 1e9
+                m.promptTokensPerSecond = Self.increase(now.promptTokens, then.promptTokens).map { $0 / dt }
+                m.generationTokensPerSecond = Self.increase(now.generationTokens, then.generationTokens).map { $0 / dt }
+                if let q = Self.increase(now.prefixCacheQueries, then.prefixCacheQueries), q > 0,
+                   let h = Self.increase(now.prefixCacheHits, then.prefixCacheHits) {
+                    m.prefixCacheHitRate = h / q
+                }
+                if let a = now.timeToFirstToken, let b = then.timeToFirstToken, let d = a.delta(since: b) {
+                    m.ttftMean = d.mean
+                    m.ttftP90 = d.quantile(0.9)
+                    m.requestsInWindow = d.count
+                }
+                if let a = now.timePerOutputToken, let b = then.timePerOutputToken { m.tpotMean = a.delta(since: b)?.mean }
+                if let a = now.queueTime, let b = then.queueTime { m.queueTimeMean = a.delta(since: b)?.mean }
+                if let a = now.e2eLatency, let b = then.e2eLatency { m.e2eMean = a.delta(since: b)?.mean }
+            }
+            out[model] = m
+        }
+        return out
+    }
+
+    /// Counter increase with reset handling (a smaller value means the
+    /// engine restarted: the increase is the new value).
+    static func increase(_ now: Double?, _ then: Double?) -> Double? {
+        guard let now, let then else { return nil }
+        return now >= then ? now - then : now
+    }
+}
