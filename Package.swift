@@ -53,19 +53,19 @@ let package = Package(
             "HTTP2", "EventLoop", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "HTTP1", dependencies: ["EventLoop"], swiftSettings: strict),
-        .target(name: "ExtProc", dependencies: ["ExtProcProto", "GRPCServer", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "ExtProc", dependencies: ["ExtProcProto", "GRPCServer", "EventLoop", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
 
         // MARK: domain
         .target(name: "OpenAIAPI", swiftSettings: strict),
         .target(name: "PodMetrics", dependencies: [
-            "Yams", .product(name: "Logging", package: "swift-log"),
+            "EventLoop", "HTTP1", "Yams", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "Routing", dependencies: ["PodMetrics"], swiftSettings: strict),
         .target(name: "VLLMSim", dependencies: ["HTTP1", "EventLoop", "OpenAIAPI"], swiftSettings: strict),
 
         // MARK: composition root
         .target(name: "Gateway", dependencies: [
-            "GRPCServer", "ExtProc", "ExtProcProto", "OpenAIAPI", "Routing", "PodMetrics", "EventLoop",
+            "GRPCServer", "ExtProc", "ExtProcProto", "OpenAIAPI", "Routing", "PodMetrics", "EventLoop", "HTTP1",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
 
@@ -84,7 +84,7 @@ let package = Package(
         .testTarget(name: "GRPCServerTests", dependencies: ["GRPCServer", "HTTP2", "EventLoop"], swiftSettings: strict),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: strict),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodMetrics"], swiftSettings: strict),
-        .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics"], resources: [.copy("Inputs")], swiftSettings: strict),
+        .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics", "EventLoop", "HTTP1"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ExtProc", "ExtProcProto", "PodMetrics"], swiftSettings: strict),
         .testTarget(name: "VLLMSimTests", dependencies: ["VLLMSim", "HTTP1", "EventLoop"], swiftSettings: strict),
     ]

@@ -155,7 +155,8 @@ def main():
 
         sb_port = free_port()
         sb = spawn("switchboard", [binary("switchboard"), "serve", "--pods-file", pods_file, "--listen",
-                                   f"127.0.0.1:{sb_port}", "--loops", "1", "--log-level", "warning"])
+                                   f"127.0.0.1:{sb_port}", "--loops", "1", "--log-level", "warning",
+                                   "--admin-listen", "off"])
         wait_port(sb_port)
         results["Envoy + switchboard"] = envoy_run(rendered(f"127.0.0.1:{sb_port}"), "switchboard", sb)
 

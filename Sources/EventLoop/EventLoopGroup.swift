@@ -51,3 +51,11 @@ public enum System {
     /// Online CPU cores (at least 1).
     public static var coreCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 }
+
+/// A relaxed atomic counter, readable from any thread.
+public final class Counter: Sendable {
+    private let v = Atomic<UInt64>(0)
+    public init() {}
+    public func add(_ n: UInt64) { v.add(n, ordering: .relaxed) }
+    public var value: UInt64 { v.load(ordering: .relaxed) }
+}

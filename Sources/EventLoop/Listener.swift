@@ -53,7 +53,7 @@ public final class Listener: @unchecked Sendable {
 
 private final class AcceptHandler: FDHandler {
     let fd: Int32
-    unowned let loop: EventLoop
+    let loop: EventLoop
     let onAccept: (Int32, EventLoop) -> Void
 
     init(fd: Int32, loop: EventLoop, onAccept: @escaping (Int32, EventLoop) -> Void) {

@@ -1,3 +1,4 @@
+import EventLoop
 import ExtProcProto
 import GRPCServer
 
@@ -118,10 +119,10 @@ public enum ExtProcService {
     public static let path = "/envoy.service.ext_proc.v3.ExternalProcessor/Process"
     public static let serviceName = "envoy.service.ext_proc.v3.ExternalProcessor"
 
-    /// A handler factory: `makeFilter` runs on the loop thread per stream.
+    /// A handler factory: `makeFilter` runs on the stream's loop thread.
     public static func factory(configuration: ExtProcConfiguration, stats: ExtProcStats,
-                               makeFilter: @escaping @Sendable () -> any ExtProcFilter)
+                               makeFilter: @escaping @Sendable (GRPCStream) -> any ExtProcFilter)
         -> @Sendable (GRPCStream) -> any GRPCStreamHandler {
-        return { _ in ExtProcStreamHandler(filter: makeFilter(), configuration: configuration, stats: stats) }
+        return { stream in ExtProcStreamHandler(filter: makeFilter(stream), configuration: configuration, stats: stats) }
     }
 }

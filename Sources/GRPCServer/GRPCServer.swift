@@ -159,11 +159,3 @@ public final class GRPCServerStats: Sendable {
     public let compressedRejected = Counter()
     public let oversizeRejected = Counter()
 }
-
-/// A relaxed atomic counter.
-public final class Counter: Sendable {
-    private let v = Atomic<UInt64>(0)
-    public init() {}
-    public func add(_ n: UInt64) { v.add(n, ordering: .relaxed) }
-    public var value: UInt64 { v.load(ordering: .relaxed) }
-}

@@ -32,7 +32,9 @@ public final class GRPCStream {
     public let path: String
     /// Request headers as received (lower-case names, pseudo-headers included).
     public let headers: [HTTP2Header]
-    unowned let connection: GRPCConnection
+    /// Strong: a handler may outlive its connection. The cycle (connection ->
+    /// streams -> stream) is broken when the stream is removed on close.
+    let connection: GRPCConnection
     var headersSent = false
     var clientClosed = false
     var finishedStatus: GRPCStatus?
@@ -49,6 +51,9 @@ public final class GRPCStream {
         self.connection = connection
         self.decoder = GRPCMessageDecoder(maxMessageSize: maxMessageSize)
     }
+
+    /// The event loop this RPC runs on (per-loop caches hang off it).
+    public var loop: EventLoop { connection.socket.loop }
 
     /// True once the client has half-closed.
     public var isClientClosed: Bool { clientClosed }

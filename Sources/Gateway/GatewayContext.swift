@@ -1,3 +1,4 @@
+import EventLoop
 import ExtProc
 import ExtProcProto
 import GRPCServer
@@ -36,8 +37,18 @@ public final class GatewayContext: Sendable {
         }
     }
 
-    /// A filter for one new ext_proc stream.
-    public func makeFilter() -> any ExtProcFilter { GatewayFilter(context: self) }
+    /// A filter for one new ext_proc stream, on `loop`'s thread.
+    public func makeFilter(on loop: EventLoop) -> any ExtProcFilter {
+        GatewayFilter(context: self, pods: reader(on: loop))
+    }
+
+    /// The loop's snapshot reader (created on first use; loop-confined).
+    func reader(on loop: EventLoop) -> PodSnapshotReader {
+        if let r = loop.loopLocal["gateway.pods"] as? PodSnapshotReader { return r }
+        let r = PodSnapshotReader(registry: registry)
+        loop.loopLocal["gateway.pods"] = r
+        return r
+    }
 }
 
 /// Request outcomes, readable from any thread.

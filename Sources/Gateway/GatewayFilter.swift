@@ -12,13 +12,17 @@ import Routing
 /// One instance per ext_proc stream, used on one event loop.
 final class GatewayFilter: ExtProcFilter {
     private let context: GatewayContext
+    private let pods: PodSnapshotReader
     private var endpoint: OpenAIEndpoint = .chatCompletions
     private var router: (any Router)?
     private var requestID = ""
     private var chosen: PodEndpoint?
+    /// The load counter charged for this request, released exactly once in `streamEnded`.
+    private var charged: (load: PodLoad, tokens: Int)?
 
-    init(context: GatewayContext) {
+    init(context: GatewayContext, pods: PodSnapshotReader) {
         self.context = context
+        self.pods = pods
     }
 
     func requestHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision {
@@ -58,7 +62,7 @@ final class GatewayFilter: ExtProcFilter {
         } catch {
             return reject(error)
         }
-        let snapshot = context.registry.snapshot
+        let snapshot = pods.current
         guard let candidates = snapshot.endpoints(for: summary.model) else {
             return reject(OpenAIError(status: 404, message: "The model '\(summary.model)' does not exist",
                                       param: "model", code: "model_not_found"),
@@ -69,7 +73,7 @@ final class GatewayFilter: ExtProcFilter {
         do {
             pod = try router.route(RoutingRequest(model: summary.model, stream: summary.stream,
                                                   bodyBytes: summary.bodyBytes, requestID: requestID),
-                                   candidates: candidates)
+                                   candidates: candidates, snapshot: snapshot)
         } catch {
             context.logger.warning("gateway.route.failed", metadata: [
                 "request.id": "\(requestID)", "request.model": "\(summary.model)",
@@ -80,6 +84,12 @@ final class GatewayFilter: ExtProcFilter {
         }
         chosen = pod
         context.stats.routed.add(1)
+        if let load = snapshot.loads[pod.address] {
+            // Prompt tokens estimated from the body size until a tokenizer lands.
+            let tokens = max(1, summary.bodyBytes / 4)
+            load.start(tokens: tokens)
+            charged = (load, tokens)
+        }
         var m = HeaderMutation()
         m.overwrite(context.targetHeader, pod.address)
         m.overwrite("routing-strategy", router.name)
@@ -100,6 +110,10 @@ final class GatewayFilter: ExtProcFilter {
     }
 
     func streamEnded(_ outcome: ExtProcOutcome) {
+        if let c = charged {
+            charged = nil
+            c.load.finish(tokens: c.tokens)
+        }
         switch outcome {
         case .completed: context.stats.completed.add(1)
         case .immediateResponse: context.stats.rejected.add(1)
@@ -126,7 +140,7 @@ final class GatewayFilter: ExtProcFilter {
     }
 
     private func modelsList() -> ImmediateResponse {
-        let snap = context.registry.snapshot
+        let snap = pods.current
         var s = #"{"object":"list","data":["#
         for (i, name) in snap.modelNames.enumerated() {
             if i > 0 { s += "," }

@@ -19,6 +19,11 @@ public struct GatewayConfiguration: Sendable {
     public var maxMessageBytes = 16 << 20
     public var maxBodyBytes = 8 << 20
     public var drainTimeoutSeconds: Double = 15
+    /// Plain-HTTP admin endpoint (health, models, debug); nil turns it off.
+    public var adminListen: SocketAddress? = .tcp(host: "127.0.0.1", port: 9102)
+    /// How often the pods file is checked for edits; 0 reads it once.
+    public var podsFilePollSeconds: Double = 1
+    public var scraper = ScraperConfiguration()
     public var keepaliveSeconds: Double = 30
     public var keepaliveTimeoutSeconds: Double = 10
 
@@ -43,13 +48,24 @@ public final class GatewayService {
     public func run() throws -> Int32 {
         // Block the signals before any thread exists so all inherit the mask.
         let signals = try SignalWatcher(signals: [15, 2])
-        let models = try StaticPodsFile.load(path: configuration.podsFile)
         let registry = PodRegistry()
-        registry.publish(models: models)
+        // The control loop runs signals, the drain, discovery and scraping;
+        // the I/O loops only serve requests.
+        let control = try EventLoop(index: -1)
+        let scraper = PodMetricsScraper(configuration: configuration.scraper, loop: control, registry: registry, logger: logger)
+        let provider = try StaticPodsFileProvider(
+            path: configuration.podsFile, pollNanos: UInt64(configuration.podsFilePollSeconds * 1e9),
+            loop: control, logger: logger
+        ) { models in
+            registry.publish(models: models)
+            scraper.setEndpoints(registry.snapshot.allEndpoints)
+        }
+        let models = registry.snapshot.models
         logger.notice("gateway.pods.loaded", metadata: [
-            "pods.file": "\(configuration.podsFile)",
+            "pods.file": "\(provider.path)",
             "pods.models": "\(models.keys.sorted().joined(separator: ","))",
             "pods.endpoints": "\(models.values.reduce(0) { $0 + $1.count })",
+            "scrape.interval_ms": "\(configuration.scraper.intervalNanos / 1_000_000)",
         ])
 
         let routers = RouterRegistry.standard(defaultStrategy: configuration.defaultStrategy, seed: configuration.seed)
@@ -68,13 +84,16 @@ public final class GatewayService {
         let loopCount = configuration.loops > 0 ? configuration.loops : System.coreCount
         let group = try EventLoopGroup(count: loopCount)
         let server = GRPCServer(configuration: grpc, group: group, logger: logger, services: [
-            ExtProcService.path: ExtProcService.factory(configuration: extProc, stats: extStats) {
-                context.makeFilter()
+            ExtProcService.path: ExtProcService.factory(configuration: extProc, stats: extStats) { stream in
+                context.makeFilter(on: stream.loop)
             },
         ])
         let bound = try server.start()
-        // The control loop handles signals and the drain; the I/O loops serve.
-        let control = try EventLoop(index: -1)
+        var admin: AdminServer?
+        if let a = configuration.adminListen {
+            admin = try AdminServer(address: a, group: group, context: context, grpc: server, scraper: scraper)
+        }
+        scraper.start()
         let exit = ExitCode()
         try signals.attach(to: control) { [logger] sig in
             if server.isDraining {
@@ -91,10 +110,12 @@ public final class GatewayService {
         logger.notice("gateway.listening", metadata: [
             "grpc.listen": "\(bound.map(\.description).joined(separator: ","))",
             "loops": "\(loopCount)",
+            "admin.listen": "\(admin.map { "\($0.server.listener.address)" } ?? "off")",
             "router.default": "\(configuration.defaultStrategy ?? "(header required)")",
             "router.available": "\(routers.names.joined(separator: ","))",
         ])
         control.run()
+        withExtendedLifetime((admin, provider)) {}
         group.stopAll()
         group.join()
         logger.notice("gateway.stopped", metadata: [

@@ -3,7 +3,9 @@ import EventLoop
 /// Answers one request. Call exactly one of `respond` or `startStream` …
 /// `endStream`. Confined to the connection's loop.
 public final class HTTP1ResponseWriter {
-    unowned let connection: HTTP1Connection
+    /// Strong: a response may finish after its client left (timers of a generation);
+    /// the connection then lives until the writer goes.
+    let connection: HTTP1Connection
     let keepAlive: Bool
     private var started = false
     private var finished = false

@@ -21,21 +21,3 @@ public struct PodEndpoint: Sendable, Hashable, CustomStringConvertible {
     public var description: String { address }
 }
 
-/// An immutable view of every model and its ready endpoints, published as a
-/// whole so routers read it without locks.
-public struct PodSnapshot: Sendable {
-    public let models: [String: [PodEndpoint]]
-    /// Model names in a stable order (for `/v1/models`).
-    public let modelNames: [String]
-    public let version: UInt64
-
-    public init(models: [String: [PodEndpoint]], version: UInt64 = 0) {
-        self.models = models
-        self.modelNames = models.keys.sorted()
-        self.version = version
-    }
-
-    public static let empty = PodSnapshot(models: [:])
-
-    public func endpoints(for model: String) -> [PodEndpoint]? { models[model] }
-}

@@ -11,7 +11,7 @@ public struct RandomRouter: Router {
         source = RandomSource(seed: seed)
     }
 
-    public func route(_ request: RoutingRequest, candidates: [PodEndpoint]) throws(RoutingError) -> PodEndpoint {
+    public func route(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> PodEndpoint {
         guard !candidates.isEmpty else { throw .noCandidates(model: request.model) }
         if candidates.count == 1 { return candidates[0] }
         return candidates[Int(source.next() % UInt64(candidates.count))]

@@ -30,9 +30,11 @@ public enum RoutingError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Picks one endpoint among ready candidates. Called synchronously on the
-/// event loop for every request: no blocking, no task hops.
+/// event loop for every request: no blocking, no task hops. `snapshot` gives
+/// scraped metrics (`snapshot.metrics(for:model:)`, nil when unknown or
+/// stale) and gateway-side load (`snapshot.loads`) for routers that use them.
 public protocol Router: Sendable {
     /// The name clients put in the `routing-strategy` header.
     var name: String { get }
-    func route(_ request: RoutingRequest, candidates: [PodEndpoint]) throws(RoutingError) -> PodEndpoint
+    func route(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> PodEndpoint
 }

@@ -81,6 +81,30 @@ struct Serve: ParsableCommand {
     @Option(help: "Seed for the random router (reproducible runs).")
     var seed: UInt64?
 
+    @Option(help: "Plain-HTTP admin address (/healthz, /v1/models, /debug/pods, /debug/stats), or 'off'.")
+    var adminListen: String = "127.0.0.1:9102"
+
+    @Option(help: "Seconds between checks of the pods file for edits (0 = read once).")
+    var podsFilePoll: Double = 1
+
+    @Option(help: "Milliseconds between scrapes of each pod's /metrics.")
+    var scrapeIntervalMs: Double = 50
+
+    @Option(help: "Milliseconds before a scrape without a full response fails.")
+    var scrapeTimeoutMs: Double = 1000
+
+    @Option(help: "Scrapes in flight at once across all pods (the rest wait a tick).")
+    var scrapeMaxInFlight: Int = 256
+
+    @Option(help: "Failed scrapes in a row that mark a pod's metrics stale.")
+    var staleAfterFailures: Int = 3
+
+    @Option(help: "Milliseconds after the last good scrape that a pod's metrics go stale.")
+    var staleAfterMs: Double = 1000
+
+    @Option(help: "Seconds of scrapes that rates and latency estimates are computed over.")
+    var metricsWindow: Double = 10
+
     @OptionGroup var log: LogOptions
 
     func run() throws {
@@ -99,6 +123,18 @@ struct Serve: ParsableCommand {
         c.keepaliveSeconds = keepalive
         c.keepaliveTimeoutSeconds = keepaliveTimeout
         c.seed = seed
+        c.adminListen = adminListen == "off" ? nil : try SocketAddress(parsing: adminListen)
+        c.podsFilePollSeconds = podsFilePoll
+        guard scrapeIntervalMs > 0, scrapeTimeoutMs > 0, staleAfterMs > 0, metricsWindow > 0, staleAfterFailures > 0,
+              scrapeMaxInFlight > 0 else {
+            throw ValidationError("scrape and staleness settings must be positive")
+        }
+        c.scraper.intervalNanos = UInt64(scrapeIntervalMs * 1e6)
+        c.scraper.timeoutNanos = UInt64(scrapeTimeoutMs * 1e6)
+        c.scraper.maxInFlight = scrapeMaxInFlight
+        c.scraper.failureThreshold = staleAfterFailures
+        c.scraper.maxAgeNanos = UInt64(staleAfterMs * 1e6)
+        c.scraper.windowNanos = UInt64(metricsWindow * 1e9)
         let code = try GatewayService(configuration: c, logger: logger).run()
         if code != 0 { throw ExitCode(code) }
     }

@@ -16,6 +16,10 @@ import Testing
                               extProc: ExtProcConfiguration(), skipResponseBody: true)
     }()
 
+    func makeFilter() -> GatewayFilter {
+        GatewayFilter(context: context, pods: PodSnapshotReader(registry: context.registry))
+    }
+
     func headers(_ path: String = "/v1/chat/completions", method: String = "POST", eos: Bool = false,
                  extra: [HeaderField] = []) -> HTTPHeadersMessage {
         HTTPHeadersMessage(headers: [HeaderField(":path", path), HeaderField(":method", method),
@@ -29,7 +33,7 @@ import Testing
     }
 
     @Test func routesOnTheBodyAndAlwaysOverwritesTargetPod() {
-        let f = context.makeFilter()
+        let f = makeFilter()
         guard case .waitForBody(let override?) = f.requestHeaders(headers(extra: [HeaderField("target-pod", "6.6.6.6:1")])) else {
             Issue.record("expected to wait for the body with an override"); return
         }
@@ -44,11 +48,15 @@ import Testing
             Issue.record("expected response headers"); return
         }
         #expect(r.setHeaders.first { $0.field.name == "x-switchboard-pod" }?.field.value == target?.field.value)
-        f.streamEnded(.completed)
+        let load = try? #require(context.registry.snapshot.loads[target?.field.value ?? ""])
+        #expect(load?.requests == 1 && load?.tokens == 7)
+        f.streamEnded(.reset)
+        f.streamEnded(.completed)  // a second ending must not release twice
+        #expect(load?.requests == 0 && load?.tokens == 0)
     }
 
     @Test func unknownModelIs404ModelNotFound() throws {
-        let f = context.makeFilter()
+        let f = makeFilter()
         _ = f.requestHeaders(headers())
         let (status, obj) = try #require(immediate(f.requestBody(Array(#"{"model":"gpt-9","messages":[]}"#.utf8))))
         #expect(status == 404)
@@ -56,13 +64,13 @@ import Testing
     }
 
     @Test func modelWithoutEndpointsIs503() throws {
-        let f = context.makeFilter()
+        let f = makeFilter()
         _ = f.requestHeaders(headers())
         #expect(try #require(immediate(f.requestBody(Array(#"{"model":"empty","messages":[]}"#.utf8)))).0 == 503)
     }
 
     @Test func unknownStrategyIs400BeforeTheBody() throws {
-        let d = context.makeFilter().requestHeaders(headers(extra: [HeaderField("routing-strategy", "telepathy")]))
+        let d = makeFilter().requestHeaders(headers(extra: [HeaderField("routing-strategy", "telepathy")]))
         let (status, obj) = try #require(immediate(d))
         #expect(status == 400)
         #expect(((obj["error"] as? [String: Any])?["message"] as? String)?.contains("random") == true)
@@ -71,10 +79,10 @@ import Testing
     }
 
     @Test func pathsAndMethods() throws {
-        #expect(try #require(immediate(context.makeFilter().requestHeaders(headers("/v1/embeddings")))).0 == 404)
-        #expect(try #require(immediate(context.makeFilter().requestHeaders(headers(method: "GET", eos: true)))).0 == 405)
-        #expect(try #require(immediate(context.makeFilter().requestHeaders(headers(eos: true)))).0 == 400)
-        let (status, obj) = try #require(immediate(context.makeFilter().requestHeaders(headers("/v1/models", method: "GET", eos: true))))
+        #expect(try #require(immediate(makeFilter().requestHeaders(headers("/v1/embeddings")))).0 == 404)
+        #expect(try #require(immediate(makeFilter().requestHeaders(headers(method: "GET", eos: true)))).0 == 405)
+        #expect(try #require(immediate(makeFilter().requestHeaders(headers(eos: true)))).0 == 400)
+        let (status, obj) = try #require(immediate(makeFilter().requestHeaders(headers("/v1/models", method: "GET", eos: true))))
         #expect(status == 200)
         #expect((obj["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == ["empty", "tiny"])
     }

@@ -10,8 +10,8 @@ import Testing
         let a = RandomRouter(seed: 42), b = RandomRouter(seed: 42)
         var counts: [PodEndpoint: Int] = [:]
         for _ in 0..<4000 {
-            let x = try a.route(req, candidates: pods)
-            #expect(x == (try b.route(req, candidates: pods)))
+            let x = try a.route(req, candidates: pods, snapshot: .empty)
+            #expect(x == (try b.route(req, candidates: pods, snapshot: .empty)))
             counts[x, default: 0] += 1
         }
         #expect(counts.count == 4)
@@ -20,8 +20,8 @@ import Testing
 
     @Test func emptyAndSingle() throws {
         let r = RandomRouter()
-        #expect(throws: RoutingError.noCandidates(model: "m")) { try r.route(req, candidates: []) }
-        #expect(try r.route(req, candidates: [pods[2]]) == pods[2])
+        #expect(throws: RoutingError.noCandidates(model: "m")) { try r.route(req, candidates: [], snapshot: .empty) }
+        #expect(try r.route(req, candidates: [pods[2]], snapshot: .empty) == pods[2])
     }
 
     @Test func registryResolvesHeaderDefaultAndUnknown() throws {

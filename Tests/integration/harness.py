@@ -114,6 +114,7 @@ class Stack:
         self.envoy_port = free_port()
         self.admin_port = free_port()
         self.grpc_port = free_port()
+        self.gateway_admin_port = free_port()
         self.uds = os.path.join(self.logdir, "switchboard.sock")
         self.processor = processor
         self.request_body_mode = request_body_mode
@@ -164,7 +165,7 @@ class Stack:
     def start_switchboard(self):
         args = [binary("switchboard"), "serve", "--pods-file", self.pods_file,
                 "--listen", self.processor_address, "--request-body-mode", self.request_body_mode,
-                "--drain-timeout", "10"] + self.switchboard_args
+                "--drain-timeout", "10", "--admin-listen", f"127.0.0.1:{self.gateway_admin_port}"] + self.switchboard_args
         self.switchboard = self._spawn("switchboard", args)
         if self.processor == "unix":
             wait_unix(self.uds)
@@ -203,6 +204,18 @@ class Stack:
             with contextlib.suppress(ValueError):
                 out[k] = int(v)
         return out
+
+    def admin(self, path):
+        """GET from the gateway's admin endpoint; returns (status, parsed JSON or text)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.gateway_admin_port, timeout=10)
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        try:
+            return r.status, json.loads(body)
+        except ValueError:
+            return r.status, body.decode()
 
     def request(self, body, path="/v1/chat/completions", headers=None, method="POST", timeout=30):
         c = http.client.HTTPConnection("127.0.0.1", self.envoy_port, timeout=timeout)

@@ -30,7 +30,7 @@ def start_gateway(pods_yaml, *args):
     with open(pods, "w") as f:
         f.write(pods_yaml)
     port = free_port()
-    p = Proc("switchboard", [binary("switchboard"), "serve", "--pods-file", pods,
+    p = Proc("switchboard", [binary("switchboard"), "serve", "--pods-file", pods, "--admin-listen", "off",
                              "--listen", f"127.0.0.1:{port}"] + list(args), d)
     wait_port(port)
     return port, p

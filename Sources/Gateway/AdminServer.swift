@@ -1,0 +1,93 @@
+import EventLoop
+import Foundation
+import GRPCServer
+import HTTP1
+import PodMetrics
+
+/// The gateway's plain-HTTP side door for operators and probes:
+///   GET /healthz       200 while serving, 503 while draining
+///   GET /v1/models     the registry's models, OpenAI list shape
+///   GET /debug/pods    every endpoint: health, scrape errors, metrics, in-flight load
+///   GET /debug/stats   request outcomes and scrape counters
+/// Bind it to loopback or a pod-internal address: it is not authenticated.
+final class AdminServer: Sendable {
+    let server: HTTP1Server
+
+    init(address: SocketAddress, group: EventLoopGroup, context: GatewayContext, grpc: GRPCServer,
+         scraper: PodMetricsScraper) throws {
+        server = try HTTP1Server(address: address, group: group) { req, w in
+            let json = [("content-type", "application/json")]
+            switch (req.method, req.path) {
+            case ("GET", "/healthz"):
+                w.respond(status: grpc.isServing ? 200 : 503, body: Array((grpc.isServing ? "ok\n" : "draining\n").utf8))
+            case ("GET", "/v1/models"):
+                w.respond(status: 200, headers: json, body: AdminServer.models(context.registry.snapshot))
+            case ("GET", "/debug/pods"):
+                w.respond(status: 200, headers: json, body: AdminServer.pods(context.registry.snapshot))
+            case ("GET", "/debug/stats"):
+                let s = context.stats
+                let obj: [String: Any] = [
+                    "requests": ["routed": s.routed.value, "completed": s.completed.value, "rejected": s.rejected.value,
+                                 "reset": s.reset.value, "aborted": s.aborted.value, "protocol_violations": s.violations.value],
+                    "scrapes": ["succeeded": scraper.counters.succeeded.value, "failed": scraper.counters.failed.value,
+                                "postponed_saturated": scraper.counters.skippedSaturated.value],
+                    "grpc": ["open_streams": grpc.openStreams, "connections_accepted": grpc.stats.connectionsAccepted.value,
+                             "protocol_errors": grpc.stats.protocolErrors.value],
+                ]
+                w.respond(status: 200, headers: json, body: AdminServer.encode(obj))
+            default:
+                w.respond(status: 404, headers: json, body: Array(#"{"error":"unknown admin path; try /healthz, /v1/models, /debug/pods, /debug/stats"}"#.utf8))
+            }
+        }
+    }
+
+    static func models(_ snap: PodSnapshot) -> [UInt8] {
+        encode(["object": "list", "data": snap.modelNames.map { ["id": $0, "object": "model", "created": 0, "owned_by": "switchboard"] }])
+    }
+
+    static func pods(_ snap: PodSnapshot) -> [UInt8] {
+        let now = monotonicNanos()
+        var models: [String: Any] = [:]
+        for name in snap.modelNames {
+            models[name] = snap.models[name]!.map { e -> [String: Any] in
+                var o: [String: Any] = ["address": e.address, "metrics_port": e.metricsPort, "engine": e.engine]
+                if let p = snap.pods[e.address] {
+                    switch p.health {
+                    case .fresh: o["health"] = "fresh"
+                    case .unknown: o["health"] = "unknown"
+                    case .stale(let why): o["health"] = "stale"; o["stale_reason"] = why
+                    }
+                    o["last_error"] = p.lastError ?? NSNull()
+                    o["scrapes"] = p.scrapes
+                    o["scrape_failures"] = p.failures
+                    o["last_scrape_ms"] = p.lastScrapeNanos.map { Double($0) / 1e6 } ?? NSNull()
+                    var mm: [String: Any] = [:]
+                    for (model, m) in p.models {
+                        func v(_ x: Double?) -> Any { if let x, x.isFinite { return x } else { return NSNull() } }
+                        mm[model] = [
+                            "age_ms": Double(now &- m.scrapedAtNanos) / 1e6,
+                            "running": v(m.running), "waiting": v(m.waiting), "kv_cache_usage": v(m.kvCacheUsage),
+                            "prefix_cache_hit_rate": v(m.prefixCacheHitRate),
+                            "prompt_tokens_per_s": v(m.promptTokensPerSecond),
+                            "generation_tokens_per_s": v(m.generationTokensPerSecond),
+                            "ttft_mean_s": v(m.ttftMean), "ttft_p90_s": v(m.ttftP90), "tpot_mean_s": v(m.tpotMean),
+                            "queue_time_mean_s": v(m.queueTimeMean), "requests_in_window": v(m.requestsInWindow),
+                        ]
+                    }
+                    o["metrics"] = mm
+                }
+                if let l = snap.loads[e.address] {
+                    o["in_flight_requests"] = l.requests
+                    o["in_flight_tokens"] = l.tokens
+                    o["routed_total"] = l.routed
+                }
+                return o
+            }
+        }
+        return encode(["snapshot_version": snap.version, "models": models])
+    }
+
+    static func encode(_ obj: Any) -> [UInt8] {
+        Array((try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data("{}".utf8))
+    }
+}

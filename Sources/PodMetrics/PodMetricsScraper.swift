@@ -1,0 +1,179 @@
+import EventLoop
+import HTTP1
+import Logging
+import Synchronization
+
+/// How the scraper runs.
+public struct ScraperConfiguration: Sendable {
+    /// Time between scrapes of one endpoint.
+    public var intervalNanos: UInt64 = 50_000_000
+    /// A scrape with no full response by then fails (and its connection closes).
+    public var timeoutNanos: UInt64 = 1_000_000_000
+    /// Scrapes in flight at once, across all endpoints; the rest wait a tick.
+    public var maxInFlight = 256
+    /// Failures in a row that make an endpoint stale.
+    public var failureThreshold = 3
+    /// Age of the last good scrape after which an endpoint is stale.
+    public var maxAgeNanos: UInt64 = 1_000_000_000
+    /// Span of the counter and histogram deltas.
+    public var windowNanos: UInt64 = 10_000_000_000
+    public var path = "/metrics"
+    public init() {}
+}
+
+/// Scrapes every endpoint's `/metrics` concurrently from one event loop:
+/// each endpoint has its own keep-alive connection, its own timer and its
+/// own timeout, so a slow or dead endpoint never delays another. After each
+/// round it publishes fresh `PodState`s to the registry.
+///
+/// Threading: all state lives on `loop`; `setEndpoints` may be called from
+/// any thread.
+public final class PodMetricsScraper: Sendable {
+    public let configuration: ScraperConfiguration
+    public let loop: EventLoop
+    let registry: PodRegistry
+    let logger: Logger
+    let stats = ScraperStats()
+    private let key = "pod-metrics-scraper"
+
+    public init(configuration: ScraperConfiguration, loop: EventLoop, registry: PodRegistry, logger: Logger) {
+        self.configuration = configuration
+        self.loop = loop
+        self.registry = registry
+        self.logger = logger
+    }
+
+    /// Scrape counters (any thread).
+    public var counters: ScraperStats { stats }
+
+    /// Starts the periodic rounds on the loop.
+    public func start() {
+        loop.execute { [self] in tick(state()) }
+    }
+
+    /// The loop-confined state (created on first use, whichever call comes first).
+    private func state() -> ScraperState {
+        if let s = loop.loopLocal[key] as? ScraperState { return s }
+        let s = ScraperState()
+        loop.loopLocal[key] = s
+        return s
+    }
+
+    /// Replaces the set of endpoints to scrape (keeps state of those that stay).
+    public func setEndpoints(_ endpoints: [PodEndpoint]) {
+        loop.execute { [self] in
+            let s = state()
+            var next: [String: ScrapeTarget] = [:]
+            for e in endpoints {
+                let metricsAddress = "\(e.host):\(e.metricsPort)"
+                if let t = s.targets[e.address], t.metricsAddress == metricsAddress {
+                    next[e.address] = t
+                } else {
+                    next[e.address] = ScrapeTarget(endpoint: e, loop: loop, configuration: configuration)
+                }
+            }
+            for (k, t) in s.targets where next[k] == nil { t.client.close() }
+            s.targets = next
+        }
+    }
+
+    private func tick(_ s: ScraperState) {
+        let now = monotonicNanos()
+        var states: [String: PodState] = [:]
+        states.reserveCapacity(s.targets.count)
+        for (address, t) in s.targets {
+            if !t.inFlight && now >= t.nextDue {
+                if s.inFlight < configuration.maxInFlight {
+                    scrape(t, s)
+                } else {
+                    stats.skippedSaturated.add(1)
+                }
+            }
+            states[address] = t.state(now: now)
+        }
+        registry.publish(pods: states)
+        loop.schedule(afterNanos: configuration.intervalNanos) { [self] in tick(s) }
+    }
+
+    private func scrape(_ t: ScrapeTarget, _ s: ScraperState) {
+        t.inFlight = true
+        s.inFlight += 1
+        let started = monotonicNanos()
+        t.nextDue = started + configuration.intervalNanos
+        t.client.get(configuration.path, timeoutNanos: configuration.timeoutNanos) { [self] result in
+            t.inFlight = false
+            s.inFlight -= 1
+            let now = monotonicNanos()
+            t.lastDurationNanos = now - started
+            switch result {
+            case .success(let r) where r.status == 200:
+                do {
+                    let page = try PrometheusParser(keep: VLLMMetrics.keep).parse(r.body)
+                    t.window.add(VLLMMetrics.extract(page), at: now)
+                    let wasStale = t.machine.totalFailures > 0 && !t.machine.health(now: now).isFresh
+                    t.machine.succeeded(at: now)
+                    stats.succeeded.add(1)
+                    if wasStale { logger.notice("pods.scrape.recovered", metadata: ["pod.address": "\(t.endpoint.address)"]) }
+                } catch {
+                    fail(t, "unparseable metrics page: \(error)", now)
+                }
+            case .success(let r):
+                fail(t, "HTTP \(r.status) from \(configuration.path)", now)
+            case .failure(let e):
+                fail(t, "\(e)", now)
+            }
+        }
+    }
+
+    private func fail(_ t: ScrapeTarget, _ why: String, _ now: UInt64) {
+        let wasStale = !t.machine.health(now: now).isFresh && t.machine.totalFailures > 0
+        t.machine.failed(at: now, error: why)
+        stats.failed.add(1)
+        if case .stale(let reason) = t.machine.health(now: now), !wasStale {
+            t.window.reset()
+            logger.warning("pods.scrape.stale", metadata: ["pod.address": "\(t.endpoint.address)", "reason": "\(reason)"])
+        }
+    }
+}
+
+/// Scrape outcome counters.
+public final class ScraperStats: Sendable {
+    public let succeeded = Counter()
+    public let failed = Counter()
+    /// Scrapes postponed a tick because `maxInFlight` were already running.
+    public let skippedSaturated = Counter()
+}
+
+/// Loop-confined scraper state.
+final class ScraperState {
+    var targets: [String: ScrapeTarget] = [:]
+    var inFlight = 0
+}
+
+/// One endpoint's scrape state (loop-confined).
+final class ScrapeTarget {
+    let endpoint: PodEndpoint
+    let metricsAddress: String
+    let client: HTTP1Client
+    var machine: ScrapeTargetStateMachine
+    var window: MetricsWindow
+    var inFlight = false
+    var nextDue: UInt64 = 0
+    var lastDurationNanos: UInt64?
+
+    init(endpoint: PodEndpoint, loop: EventLoop, configuration: ScraperConfiguration) {
+        self.endpoint = endpoint
+        self.metricsAddress = "\(endpoint.host):\(endpoint.metricsPort)"
+        self.client = HTTP1Client(host: endpoint.host, port: endpoint.metricsPort, loop: loop)
+        self.machine = ScrapeTargetStateMachine(failureThreshold: configuration.failureThreshold,
+                                                maxAgeNanos: configuration.maxAgeNanos)
+        self.window = MetricsWindow(windowNanos: configuration.windowNanos)
+    }
+
+    func state(now: UInt64) -> PodState {
+        let h = machine.health(now: now)
+        return PodState(health: h, models: h.isFresh ? window.current() : [:], lastError: machine.lastError,
+                        lastScrapeNanos: lastDurationNanos, scrapes: machine.totalSuccesses + machine.totalFailures,
+                        failures: machine.totalFailures)
+    }
+}
