@@ -26,7 +26,7 @@ def pods(s, model="tiny"):
 
 
 def test_scraped_values_follow_the_pods_and_go_stale_when_killed():
-    with Stack(pods=2, ttft_ms=400, max_tokens=2,
+    with Stack(pods=2, ttft_ms=1500, max_tokens=2,
                switchboard_args=["--stale-after-failures", "2", "--scrape-timeout-ms", "200"]) as s:
         assert wait_for(lambda: all(p["health"] == "fresh" for p in pods(s).values()))
         # Six slow requests in flight: the pods' own gauges show them (running),
@@ -41,19 +41,21 @@ def test_scraped_values_follow_the_pods_and_go_stale_when_killed():
         for t in threads:
             t.join()
         assert wait_for(lambda: all(p["in_flight_requests"] == 0 for p in pods(s).values()))
-        # TTFT comes from histogram deltas over the window: ~0.4 s for these requests.
+        # TTFT comes from histogram deltas over the window: the sim's 1.5 s.
         ttft = wait_for(lambda: [p["metrics"]["tiny"]["ttft_mean_s"] for p in pods(s).values()
                                  if p["metrics"].get("tiny", {}).get("ttft_mean_s")])
-        assert ttft and all(0.35 < t < 0.8 for t in ttft), ttft
-        # Kill the pods' process: stale within 2 failed scrapes (50 ms apart, fast refusals).
-        t0 = time.time()
+        assert ttft and all(1.4 < t < 2.5 for t in ttft), ttft
+        # Kill the pods' process: stale after the configured 2 failed scrapes.
         s.sim.signal(signal.SIGKILL)
-        stale = wait_for(lambda: all(p["health"] == "stale" for p in pods(s).values()) and pods(s), timeout=5)
+        stale = wait_for(lambda: all(p["health"] == "stale" for p in pods(s).values()) and pods(s), timeout=10)
         assert stale, pods(s)
-        assert time.time() - t0 < 2.0
         assert all("scrapes failed in a row" in p["stale_reason"] for p in stale.values())
         assert all(p["metrics"] == {} for p in stale.values())  # routers see "unknown", not old numbers
-        assert "pods.scrape.stale" in s.switchboard.output()
+        # The transition happened on the configured rule (2 failures), not later.
+        assert s.switchboard.output().count("reason=2 scrapes failed in a row") == 2
+        # Stale pods stay routable for strategies that need no metrics (random):
+        # the request reaches the dead pod and Envoy reports the connect failure.
+        assert s.request(chat())[0] == 503
 
 
 def test_pods_file_reload_and_rejected_edit():
