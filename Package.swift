@@ -78,6 +78,10 @@ let package = Package(
             "VLLMSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
 
+        // MARK: benchmarks (Swift side; drivers are scripts/bench-*)
+        .executableTarget(name: "switchboard-bench", dependencies: ["PodMetrics"],
+                          path: "Benchmarks/switchboard-bench", swiftSettings: strict),
+
         // MARK: tests (unit, in process; integration tests live in Tests/integration, pytest)
         .testTarget(name: "ExtProcProtoTests", dependencies: ["ExtProcProto"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "ExtProcTests", dependencies: ["ExtProc", "ExtProcProto"], swiftSettings: strict),

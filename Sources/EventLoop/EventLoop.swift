@@ -52,6 +52,8 @@ public final class EventLoop: @unchecked Sendable {
     /// Loop-confined storage for components that keep per-loop state (for
     /// example a server's connections on this loop). Touch only on the loop.
     public var loopLocal: [String: AnyObject] = [:]
+    /// The read buffer every `StreamSocket` on this loop reads into.
+    var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
     private static let wakeToken: UInt64 = UInt64.max
 
     public init(index: Int = 0) throws(SystemError) {

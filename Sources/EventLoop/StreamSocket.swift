@@ -21,7 +21,6 @@ public final class StreamSocket: FDHandler {
     /// Strong: loops outlive their sockets, and an unowned load costs a check per access.
     public let loop: EventLoop
     public weak var delegate: (any StreamSocketDelegate)?
-    private var readBuffer: [UInt8]
     private var outbound: [UInt8] = []
     private var outboundOffset = 0
     private var watchingWrite = false
@@ -31,10 +30,9 @@ public final class StreamSocket: FDHandler {
     public var lowWater = 1 << 20
 
     /// Takes ownership of `fd` (closed on `close()`); registers it on `loop`.
-    public init(fd: Int32, loop: EventLoop, readBufferSize: Int = 64 * 1024) throws(SystemError) {
+    public init(fd: Int32, loop: EventLoop) throws(SystemError) {
         self.fd = fd
         self.loop = loop
-        self.readBuffer = [UInt8](repeating: 0, count: readBufferSize)
         try loop.register(fd: fd, events: .readable, handler: self)
     }
 
@@ -63,10 +61,13 @@ public final class StreamSocket: FDHandler {
         // Read until EAGAIN (bounded) so edge cases like RDHUP after data are seen.
         for _ in 0..<16 {
             if isClosed || readPaused { return }
-            let n = readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            // One read buffer per loop, shared by its sockets: reads are
+            // handled synchronously, and a delegate that keeps the slice
+            // makes the next read copy the buffer (copy-on-write) first.
+            let n = loop.readBuffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n > 0 {
-                delegate?.socketRead(self, readBuffer[0..<n])
-                if n < readBuffer.count { return }
+                delegate?.socketRead(self, loop.readBuffer[0..<n])
+                if n < loop.readBuffer.count { return }
             } else if n == 0 {
                 close(error: nil)
                 return

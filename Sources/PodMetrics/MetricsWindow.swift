@@ -27,29 +27,40 @@ public struct ModelMetrics: Sendable, Equatable {
 /// The recent scrapes of one pod, and the values derived from them.
 public struct MetricsWindow: Sendable {
     public let windowNanos: UInt64
+    /// Baselines, at most one per tenth of the window (a 50 ms scraper
+    /// keeps about 11 samples, not 200), oldest first.
     private var samples: [(at: UInt64, models: [String: VLLMEngineSample])] = []
+    private var latest: (at: UInt64, models: [String: VLLMEngineSample])?
 
     public init(windowNanos: UInt64) {
         self.windowNanos = windowNanos
     }
 
-    public var isEmpty: Bool { samples.isEmpty }
+    public var isEmpty: Bool { latest == nil }
 
-    /// Adds a scrape taken at `at` (monotonic ns) and drops those older than the window
-    /// (keeping one older sample as the baseline for deltas).
+    /// Adds a scrape taken at `at` (monotonic ns) and drops baselines older
+    /// than the window (keeping one as the baseline for deltas).
     public mutating func add(_ models: [String: VLLMEngineSample], at: UInt64) {
-        samples.append((at, models))
+        latest = (at, models)
+        if let last = samples.last, at - last.at < windowNanos / 10 {
+            // Too close to the previous baseline: only `latest` moves.
+        } else {
+            samples.append((at, models))
+        }
         let cutoff = at > windowNanos ? at - windowNanos : 0
         while samples.count > 2, samples[1].at <= cutoff { samples.removeFirst() }
     }
 
     /// Forgets everything (the pod went stale or away).
-    public mutating func reset() { samples.removeAll() }
+    public mutating func reset() {
+        samples.removeAll()
+        latest = nil
+    }
 
     /// Derived values per model.
     public func current() -> [String: ModelMetrics] {
-        guard let last = samples.last else { return [:] }
-        let first = samples.count > 1 ? samples.first : nil
+        guard let last = latest else { return [:] }
+        let first = samples.first.flatMap { $0.at < last.at ? $0 : nil }
         var out: [String: ModelMetrics] = [:]
         for (model, now) in last.models {
             var m = ModelMetrics(scrapedAtNanos: last.at)

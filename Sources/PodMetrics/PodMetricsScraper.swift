@@ -34,6 +34,7 @@ public final class PodMetricsScraper: Sendable {
     let registry: PodRegistry
     let logger: Logger
     let stats = ScraperStats()
+    let decoder = VLLMScrapeDecoder()
     private let key = "pod-metrics-scraper"
 
     public init(configuration: ScraperConfiguration, loop: EventLoop, registry: PodRegistry, logger: Logger) {
@@ -79,20 +80,37 @@ public final class PodMetricsScraper: Sendable {
 
     private func tick(_ s: ScraperState) {
         let now = monotonicNanos()
-        var states: [String: PodState] = [:]
-        states.reserveCapacity(s.targets.count)
+        var changed: [String: PodState] = [:]
         for (address, t) in s.targets {
-            if !t.inFlight && now >= t.nextDue {
-                if s.inFlight < configuration.maxInFlight {
-                    scrape(t, s)
-                } else {
-                    stats.skippedSaturated.add(1)
-                }
+            if !t.inFlight && !t.queued && now >= t.nextDue {
+                t.queued = true
+                s.due.append(t)
             }
-            states[address] = t.state(now: now)
+            // Recompute a pod's published state only when it got a new
+            // scrape or its health moved (age); most ticks touch few pods.
+            if let st = t.publishIfChanged(now: now) { changed[address] = st }
         }
-        registry.publish(pods: states)
+        pump(s)
+        if !s.due.isEmpty { stats.skippedSaturated.add(UInt64(s.due.count)) }
+        if !changed.isEmpty { registry.publish(pods: changed) }
         loop.schedule(afterNanos: configuration.intervalNanos) { [self] in tick(s) }
+    }
+
+    /// Starts due scrapes, oldest first, while slots are free.
+    private func pump(_ s: ScraperState) {
+        while s.inFlight < configuration.maxInFlight, s.head < s.due.count {
+            let t = s.due[s.head]
+            s.head += 1
+            t.queued = false
+            if s.targets[t.endpoint.address] === t { scrape(t, s) }
+        }
+        if s.head == s.due.count {
+            s.due.removeAll(keepingCapacity: true)
+            s.head = 0
+        } else if s.head > 1024 {
+            s.due.removeFirst(s.head)
+            s.head = 0
+        }
     }
 
     private func scrape(_ t: ScrapeTarget, _ s: ScraperState) {
@@ -103,13 +121,14 @@ public final class PodMetricsScraper: Sendable {
         t.client.get(configuration.path, timeoutNanos: configuration.timeoutNanos) { [self] result in
             t.inFlight = false
             s.inFlight -= 1
+            defer { pump(s) }  // a slot is free: the next due target goes now, not at the next tick
             let now = monotonicNanos()
             t.lastDurationNanos = now - started
+            t.dirty = true
             switch result {
             case .success(let r) where r.status == 200:
                 do {
-                    let page = try PrometheusParser(keep: VLLMMetrics.keep).parse(r.body)
-                    t.window.add(VLLMMetrics.extract(page), at: now)
+                    t.window.add(try decoder.decode(r.body), at: now)
                     let wasStale = t.machine.totalFailures > 0 && !t.machine.health(now: now).isFresh
                     t.machine.succeeded(at: now)
                     stats.succeeded.add(1)
@@ -140,7 +159,7 @@ public final class PodMetricsScraper: Sendable {
 public final class ScraperStats: Sendable {
     public let succeeded = Counter()
     public let failed = Counter()
-    /// Scrapes postponed a tick because `maxInFlight` were already running.
+    /// Due scrapes left waiting for a slot at the end of a tick (`maxInFlight` reached).
     public let skippedSaturated = Counter()
 }
 
@@ -148,6 +167,9 @@ public final class ScraperStats: Sendable {
 final class ScraperState {
     var targets: [String: ScrapeTarget] = [:]
     var inFlight = 0
+    /// Targets waiting for a slot, oldest first (`head` is the next one).
+    var due: [ScrapeTarget] = []
+    var head = 0
 }
 
 /// One endpoint's scrape state (loop-confined).
@@ -158,6 +180,7 @@ final class ScrapeTarget {
     var machine: ScrapeTargetStateMachine
     var window: MetricsWindow
     var inFlight = false
+    var queued = false
     var nextDue: UInt64 = 0
     var lastDurationNanos: UInt64?
 
@@ -170,8 +193,16 @@ final class ScrapeTarget {
         self.window = MetricsWindow(windowNanos: configuration.windowNanos)
     }
 
-    func state(now: UInt64) -> PodState {
+    /// Set when a scrape finished since the last publication.
+    var dirty = true
+    private var publishedHealth: ScrapeTargetStateMachine.Health?
+
+    /// The state to publish, or nil when nothing a reader sees has changed.
+    func publishIfChanged(now: UInt64) -> PodState? {
         let h = machine.health(now: now)
+        guard dirty || h != publishedHealth else { return nil }
+        dirty = false
+        publishedHealth = h
         return PodState(health: h, models: h.isFresh ? window.current() : [:], lastError: machine.lastError,
                         lastScrapeNanos: lastDurationNanos, scrapes: machine.totalSuccesses + machine.totalFailures,
                         failures: machine.totalFailures)

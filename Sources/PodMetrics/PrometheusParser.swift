@@ -8,11 +8,60 @@ public struct PrometheusParser: Sendable {
 
     /// `keep` as byte strings, so unwanted lines are skipped without building a String.
     private let keepBytes: Set<ArraySlice<UInt8>>?
+    /// Every sample name a kept family can have (name, name_bucket, …), by
+    /// FNV-1a hash of its bytes, with its family ordinal and a prebuilt
+    /// String: the scraper's fast path allocates no name strings.
+    private let table: [KeptName?]
+    private let tableMask: Int
+    let keptFamilies: [String]
+
+    struct KeptName: Sendable {
+        let bytes: [UInt8]
+        let name: String
+        let family: Int
+    }
 
     public init(limits: PrometheusLimits = PrometheusLimits(), keep: Set<String>? = nil) {
         self.limits = limits
         self.keep = keep
         self.keepBytes = keep.map { Set($0.map { Array($0.utf8)[...] }) }
+        // Open addressing over the FNV hash (no Hasher on the hot path),
+        // at most a quarter full.
+        let families = (keep ?? []).sorted()
+        var size = 16
+        while size < families.count * (Self.suffixes.count + 1) * 4 { size *= 2 }
+        var table = [KeptName?](repeating: nil, count: size)
+        for (ordinal, f) in families.enumerated() {
+            for suffix in [""] + Self.suffixes {
+                let name = f + suffix
+                let bytes = Array(name.utf8)
+                var slot = Int(truncatingIfNeeded: Self.fnv(bytes[...])) & (size - 1)
+                var taken = false
+                while let k = table[slot] {
+                    if k.bytes == bytes { taken = true; break }  // e.g. "x_total" as x + "_total" and as itself
+                    slot = (slot + 1) & (size - 1)
+                }
+                if !taken { table[slot] = KeptName(bytes: bytes, name: name, family: ordinal) }
+            }
+        }
+        self.table = table
+        self.tableMask = size - 1
+        self.keptFamilies = families
+    }
+
+    @inline(__always) static func fnv(_ b: ArraySlice<UInt8>) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for c in b { h = (h ^ UInt64(c)) &* 0x100_0000_01b3 }
+        return h
+    }
+
+    func lookup(_ name: ArraySlice<UInt8>, hash: UInt64? = nil) -> KeptName? {
+        var slot = Int(truncatingIfNeeded: hash ?? Self.fnv(name)) & tableMask
+        while let k = table[slot] {
+            if k.bytes.count == name.count && k.bytes.elementsEqual(name) { return k }
+            slot = (slot + 1) & tableMask
+        }
+        return nil
     }
 
     private static let suffixBytes = suffixes.map { Array($0.utf8) }
@@ -35,6 +84,7 @@ public struct PrometheusParser: Sendable {
     }
 
     public func parse(_ bytes: [UInt8]) throws(PrometheusParseError) -> [PrometheusFamily] {
+        if keep != nil { return try parseKept(bytes) }
         var families: [PrometheusFamily] = []
         var index: [String: Int] = [:]  // family name -> position
         var help: [String: String] = [:]
@@ -109,6 +159,104 @@ public struct PrometheusParser: Sendable {
         return families
     }
 
+    /// The scraper's path: only families in `keep`, names matched by hash
+    /// against prebuilt strings, everything else skipped at the first byte
+    /// that rules it out.
+    private func parseKept(_ bytes: [UInt8]) throws(PrometheusParseError) -> [PrometheusFamily] {
+        var families: [PrometheusFamily?] = Array(repeating: nil, count: keptFamilies.count)
+        var order: [Int] = []
+        var lineNo = 0
+        var pos = 0
+        var samples = 0
+        let span = bytes.span
+        let raw = span.bytes
+        let n = span.count
+        while pos < n {
+            lineNo += 1
+            var end = pos
+            // Eight bytes at a time to the next newline (bounds-checked loads).
+            while end + 8 <= n {
+                let w = raw.unsafeLoadUnaligned(fromByteOffset: end, as: UInt64.self) ^ 0x0A0A_0A0A_0A0A_0A0A
+                if (w &- 0x0101_0101_0101_0101) & ~w & 0x8080_8080_8080_8080 != 0 { break }
+                end += 8
+            }
+            while end < n && span[end] != 0x0A { end += 1 }
+            let lineStart = pos
+            pos = end + 1
+            if end - lineStart > limits.maxLineBytes {
+                throw PrometheusParseError(line: lineNo, reason: "line longer than \(limits.maxLineBytes) bytes")
+            }
+            var lineEnd = end
+            if lineEnd > lineStart && span[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+            var i = lineStart
+            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
+            if i == lineEnd { continue }
+            if span[i] == UInt8(ascii: "#") {
+                // Only TYPE lines of kept families matter here.
+                var k = i + 1
+                while k < lineEnd && span[k] == 0x20 { k += 1 }
+                guard k + 5 <= lineEnd, span[k] == UInt8(ascii: "T"), span[k + 1] == UInt8(ascii: "Y"),
+                      span[k + 2] == UInt8(ascii: "P"), span[k + 3] == UInt8(ascii: "E"), span[k + 4] == 0x20 else { continue }
+                k += 5
+                while k < lineEnd && span[k] == 0x20 { k += 1 }
+                let ns = k
+                while k < lineEnd && span[k] != 0x20 { k += 1 }
+                guard let kept = lookup(bytes[ns..<k]), kept.name == keptFamilies[kept.family] else { continue }
+                while k < lineEnd && span[k] == 0x20 { k += 1 }
+                let t = String(decoding: bytes[k..<lineEnd], as: UTF8.self).trimmingBlanks()
+                guard let type = PrometheusMetricType(rawValue: t) else {
+                    throw PrometheusParseError(line: lineNo, reason: "unknown metric type '\(t)'")
+                }
+                if families[kept.family] == nil {
+                    families[kept.family] = PrometheusFamily(name: kept.name, type: type, help: nil, samples: [])
+                    order.append(kept.family)
+                } else {
+                    families[kept.family]!.type = type
+                }
+                continue
+            }
+            let nameStart = i
+            while i < lineEnd, Self.isNameByte(span[i], first: i == nameStart) { i += 1 }
+            if i == nameStart { throw PrometheusParseError(line: lineNo, reason: "expected a metric name") }
+            guard let kept = lookup(bytes[nameStart..<i]) else { continue }
+            samples += 1
+            if samples > limits.maxSamples {
+                throw PrometheusParseError(line: lineNo, reason: "more than \(limits.maxSamples) samples")
+            }
+            var labels: [PrometheusLabel] = []
+            if i < lineEnd && span[i] == UInt8(ascii: "{") {
+                i = try parseLabels(bytes, i + 1, lineEnd, lineNo, &labels)
+            }
+            guard i < lineEnd, span[i] == 0x20 || span[i] == 0x09 else {
+                throw PrometheusParseError(line: lineNo, reason: "expected a space and a value after the name")
+            }
+            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
+            let valueStart = i
+            while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 { i += 1 }
+            guard i > valueStart, let value = Self.parseValue(bytes[valueStart..<i]) else {
+                throw PrometheusParseError(line: lineNo, reason: i > valueStart ? "invalid value" : "missing value")
+            }
+            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
+            var ts: Int64?
+            if i < lineEnd {
+                let tsStart = i
+                while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 { i += 1 }
+                guard let t = Int64(String(decoding: bytes[tsStart..<i], as: UTF8.self)) else {
+                    throw PrometheusParseError(line: lineNo, reason: "invalid timestamp")
+                }
+                ts = t
+            }
+            let sample = PrometheusSample(name: kept.name, labels: labels, value: value, timestampMillis: ts)
+            if families[kept.family] == nil {
+                families[kept.family] = PrometheusFamily(name: keptFamilies[kept.family], type: .untyped, help: nil, samples: [sample])
+                order.append(kept.family)
+            } else {
+                families[kept.family]!.samples.append(sample)
+            }
+        }
+        return order.map { families[$0]! }
+    }
+
     /// `# HELP name text` / `# TYPE name type`; other comments are ignored.
     private func comment(_ b: [UInt8], _ from: Int, _ end: Int, _ lineNo: Int,
                          _ families: inout [PrometheusFamily], _ index: inout [String: Int],
@@ -171,13 +319,31 @@ public struct PrometheusParser: Sendable {
             let ns = i
             while i < end, Self.isLabelNameByte(b[i], first: i == ns) { i += 1 }
             guard i > ns else { throw PrometheusParseError(line: lineNo, reason: "expected a label name") }
-            let lname = String(decoding: b[ns..<i], as: UTF8.self)
+            let lname = Self.labelName(b[ns..<i])
             while i < end && b[i] == 0x20 { i += 1 }
             guard i < end, b[i] == UInt8(ascii: "=") else { throw PrometheusParseError(line: lineNo, reason: "expected '=' after label \(lname)") }
             i += 1
             while i < end && b[i] == 0x20 { i += 1 }
             guard i < end, b[i] == UInt8(ascii: "\"") else { throw PrometheusParseError(line: lineNo, reason: "label value must be quoted") }
             i += 1
+            // Fast path: no escape before the closing quote.
+            var q = i
+            while q < end && b[q] != UInt8(ascii: "\"") && b[q] != 0x5C { q += 1 }
+            if q < end && b[q] == UInt8(ascii: "\"") {
+                if q - i > limits.maxLabelValueBytes {
+                    throw PrometheusParseError(line: lineNo, reason: "label \(lname) longer than \(limits.maxLabelValueBytes) bytes")
+                }
+                labels.append(PrometheusLabel(lname, String(decoding: b[i..<q], as: UTF8.self)))
+                i = q + 1
+                if labels.count > limits.maxLabelsPerSample {
+                    throw PrometheusParseError(line: lineNo, reason: "more than \(limits.maxLabelsPerSample) labels")
+                }
+                while i < end && b[i] == 0x20 { i += 1 }
+                guard i < end else { throw PrometheusParseError(line: lineNo, reason: "unterminated label set") }
+                if b[i] == UInt8(ascii: ",") { i += 1; continue }
+                if b[i] == UInt8(ascii: "}") { return i + 1 }
+                throw PrometheusParseError(line: lineNo, reason: "expected ',' or '}' in label set")
+            }
             var value: [UInt8] = []
             var closed = false
             while i < end {
@@ -213,6 +379,14 @@ public struct PrometheusParser: Sendable {
         }
     }
 
+    static let commonLabels = ["model_name", "engine", "le", "quantile", "finished_reason", "reason", "source"].map { (Array($0.utf8), $0) }
+
+    /// Label names repeat on every sample: reuse the common ones.
+    static func labelName(_ b: ArraySlice<UInt8>) -> String {
+        for (bytes, s) in commonLabels where bytes.count == b.count && bytes.elementsEqual(b) { return s }
+        return String(decoding: b, as: UTF8.self)
+    }
+
     static func familyName(for sample: String, known: [String: Int], keep: Set<String>?) -> String {
         if known[sample] != nil { return sample }
         for s in suffixes where sample.hasSuffix(s) {
@@ -222,21 +396,27 @@ public struct PrometheusParser: Sendable {
         return sample
     }
 
+    /// Exact powers of ten (every one up to 1e22 is representable).
+    static let powersOfTen: [Double] = (0...22).map { k in (0..<k).reduce(1.0) { a, _ in a * 10 } }
+
     static func parseValue(_ s: ArraySlice<UInt8>) -> Double? {
-        // Fast path: plain decimals like 12 or 0.0 (most samples).
-        var v = 0.0, frac = 0.0, scale = 1.0, sawDigit = false, inFrac = false, simple = true
+        // Fast path: plain decimals with at most 15 digits (most samples).
+        // mantissa / 10^k with both exact is correctly rounded, so the
+        // result equals what the full conversion gives.
+        var mantissa: UInt64 = 0, digits = 0, fractionDigits = 0, inFraction = false, simple = true
         for c in s {
             if c >= 0x30 && c <= 0x39 {
-                sawDigit = true
-                if inFrac { scale /= 10; frac += Double(c - 0x30) * scale } else { v = v * 10 + Double(c - 0x30) }
-            } else if c == UInt8(ascii: ".") && !inFrac {
-                inFrac = true
+                mantissa = mantissa &* 10 &+ UInt64(c - 0x30)
+                digits += 1
+                if inFraction { fractionDigits += 1 }
+            } else if c == UInt8(ascii: ".") && !inFraction {
+                inFraction = true
             } else {
                 simple = false
                 break
             }
         }
-        if simple && sawDigit && s.count <= 15 { return v + frac }
+        if simple && digits > 0 && digits <= 15 { return Double(mantissa) / powersOfTen[fractionDigits] }
         return Double(String(decoding: s, as: UTF8.self))
     }
 

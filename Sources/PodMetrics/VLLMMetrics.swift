@@ -84,22 +84,61 @@ public enum VLLMMetrics {
     public static let keep: Set<String> = Set(gauges + counters + histograms)
 
     /// Per `model_name`: sums over other labels (several engines of one
-    /// server add up; KV usage is averaged).
+    /// server add up; KV usage is averaged). One pass per family, with the
+    /// family decided once and the sample kind read from the name's length.
     public static func extract(_ families: [PrometheusFamily]) -> [String: VLLMEngineSample] {
         var out: [String: VLLMEngineSample] = [:]
-        var kvSeen: [String: Int] = [:]
-        var hist: [String: [String: (buckets: [Double: Double], sum: Double, count: Double)]] = [:]
         let hasV1KV = hasFamily(families, "vllm:kv_cache_usage_perc")
         for f in families {
+            if let h = histogramSlot(f.name) {
+                var byModel: [String: (bounds: [Double], counts: [Double], sum: Double, count: Double)] = [:]
+                let baseLength = f.name.utf8.count
+                for s in f.samples {
+                    let model = s.label("model_name") ?? ""
+                    var acc = byModel[model] ?? ([], [], 0, 0)
+                    switch s.name.utf8.count - baseLength {
+                    case 7:  // _bucket
+                        guard let le = s.label("le").flatMap(Double.init) else { continue }
+                        if let k = acc.bounds.firstIndex(of: le) {
+                            acc.counts[k] += s.value
+                        } else {
+                            acc.bounds.append(le)
+                            acc.counts.append(s.value)
+                        }
+                    case 4: acc.sum += s.value    // _sum
+                    case 6: acc.count += s.value  // _count
+                    default: continue             // _created and anything else
+                    }
+                    byModel[model] = acc
+                }
+                for (model, acc) in byModel {
+                    let order = acc.bounds.indices.sorted { acc.bounds[$0] < acc.bounds[$1] }
+                    let hist = CumulativeHistogram(bounds: order.map { acc.bounds[$0] }, cumulative: order.map { acc.counts[$0] },
+                                                   sum: acc.sum, count: acc.count)
+                    var e = out[model] ?? VLLMEngineSample()
+                    switch h {
+                    case .ttft: e.timeToFirstToken = hist
+                    case .tpot: e.timePerOutputToken = hist
+                    case .tpotV0: if e.timePerOutputToken == nil { e.timePerOutputToken = hist }
+                    case .queue: e.queueTime = hist
+                    case .e2e: e.e2eLatency = hist
+                    }
+                    out[model] = e
+                }
+                continue
+            }
+            var kvSeen: [String: Int] = [:]
             for s in f.samples {
+                // _created samples (start times) share the family of some counters.
+                if s.name.hasSuffix("_created") { continue }
                 let model = s.label("model_name") ?? ""
                 var e = out[model] ?? VLLMEngineSample()
-                switch s.name {
+                switch f.name {
                 case "vllm:num_requests_running": e.running = (e.running ?? 0) + s.value
                 case "vllm:num_requests_waiting": e.waiting = (e.waiting ?? 0) + s.value
                 case "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc":
                     // The V1 name wins when a page carries both.
-                    if s.name == "vllm:gpu_cache_usage_perc" && hasV1KV { break }
+                    if f.name == "vllm:gpu_cache_usage_perc" && hasV1KV { continue }
                     let n = kvSeen[model, default: 0]
                     e.kvCacheUsage = ((e.kvCacheUsage ?? 0) * Double(n) + s.value) / Double(n + 1)
                     kvSeen[model] = n + 1
@@ -111,48 +150,144 @@ public enum VLLMMetrics {
                 case "vllm:generation_tokens_total", "vllm:generation_tokens":
                     e.generationTokens = (e.generationTokens ?? 0) + s.value
                 case "vllm:num_preemptions_total", "vllm:num_preemptions": e.preemptions = (e.preemptions ?? 0) + s.value
-                default:
-                    let base: String, part: String
-                    if s.name.hasSuffix("_bucket") { base = String(s.name.dropLast(7)); part = "bucket" }
-                    else if s.name.hasSuffix("_sum") { base = String(s.name.dropLast(4)); part = "sum" }
-                    else if s.name.hasSuffix("_count") { base = String(s.name.dropLast(6)); part = "count" }
-                    else { continue }
-                    guard histograms.contains(base) else { continue }
-                    var h = hist[model, default: [:]][base, default: ([:], 0, 0)]
-                    switch part {
-                    case "bucket":
-                        guard let le = s.label("le").flatMap(Double.init) else { continue }
-                        h.buckets[le, default: 0] += s.value
-                    case "sum": h.sum += s.value
-                    default: h.count += s.value
-                    }
-                    hist[model, default: [:]][base] = h
-                    out[model] = e
-                    continue
+                default: continue
                 }
                 out[model] = e
             }
         }
-        for (model, byName) in hist {
-            var e = out[model] ?? VLLMEngineSample()
-            for (name, h) in byName {
-                let bounds = h.buckets.keys.sorted()
-                let hh = CumulativeHistogram(bounds: bounds, cumulative: bounds.map { h.buckets[$0]! }, sum: h.sum, count: h.count)
-                switch name {
-                case "vllm:time_to_first_token_seconds": e.timeToFirstToken = hh
-                case "vllm:request_time_per_output_token_seconds": e.timePerOutputToken = hh
-                case "vllm:time_per_output_token_seconds": if e.timePerOutputToken == nil { e.timePerOutputToken = hh }
-                case "vllm:request_queue_time_seconds": e.queueTime = hh
-                case "vllm:e2e_request_latency_seconds": e.e2eLatency = hh
-                default: break
-                }
-            }
-            out[model] = e
-        }
         return out
+    }
+
+    enum HistogramSlot { case ttft, tpot, tpotV0, queue, e2e }
+
+    static func histogramSlot(_ family: String) -> HistogramSlot? {
+        switch family {
+        case "vllm:time_to_first_token_seconds": return .ttft
+        case "vllm:request_time_per_output_token_seconds": return .tpot
+        case "vllm:time_per_output_token_seconds": return .tpotV0
+        case "vllm:request_queue_time_seconds": return .queue
+        case "vllm:e2e_request_latency_seconds": return .e2e
+        default: return nil
+        }
     }
 
     private static func hasFamily(_ fs: [PrometheusFamily], _ name: String) -> Bool {
         fs.contains { $0.name == name && !$0.samples.isEmpty }
+    }
+}
+
+/// Reads a vLLM `/metrics` page straight into per-model samples without
+/// building samples, label arrays or strings per line (one String per model
+/// name seen). Equivalent to `VLLMMetrics.extract(parser.parse(page))`; the
+/// tests check the two agree. Build once, use for every scrape.
+public struct VLLMScrapeDecoder: Sendable {
+    public let parser = PrometheusParser(keep: VLLMMetrics.keep)
+    private let roles: [Role]
+
+    enum Role: Sendable {
+        case running, waiting, kvV1, kvV0, queries, hits, prompt, generation, preemptions
+        case histogram(VLLMMetrics.HistogramSlot)
+    }
+
+    public init() {
+        roles = parser.keptFamilyNames.map { name in
+            if let h = VLLMMetrics.histogramSlot(name) { return .histogram(h) }
+            switch name {
+            case "vllm:num_requests_running": return .running
+            case "vllm:num_requests_waiting": return .waiting
+            case "vllm:kv_cache_usage_perc": return .kvV1
+            case "vllm:gpu_cache_usage_perc": return .kvV0
+            case "vllm:prefix_cache_queries_total", "vllm:prefix_cache_queries": return .queries
+            case "vllm:prefix_cache_hits_total", "vllm:prefix_cache_hits": return .hits
+            case "vllm:prompt_tokens_total", "vllm:prompt_tokens": return .prompt
+            case "vllm:generation_tokens_total", "vllm:generation_tokens": return .generation
+            default: return .preemptions
+            }
+        }
+    }
+
+    private static let modelLabel = Array("model_name".utf8)
+    private static let leLabel = Array("le".utf8)
+
+    private struct Acc {
+        var sample = VLLMEngineSample()
+        var kvV1 = (sum: 0.0, n: 0), kvV0 = (sum: 0.0, n: 0)
+        var hist: [(bounds: [Double], counts: [Double], sum: Double, count: Double, seen: Bool)] =
+            Array(repeating: ([], [], 0, 0, false), count: 5)
+    }
+
+    public func decode(_ page: [UInt8]) throws(PrometheusParseError) -> [String: VLLMEngineSample] {
+        var names: [ArraySlice<UInt8>] = []
+        var accs: [Acc] = []
+        try parser.scan(page) { line in
+            let m = line.label(Self.modelLabel) ?? []
+            var k = 0
+            while k < names.count && !names[k].elementsEqual(m) { k += 1 }
+            if k == names.count { names.append(m); accs.append(Acc()) }
+            let v = line.value
+            func add(_ x: inout Double?) { x = (x ?? 0) + v }
+            // Counters: the sample itself (suffix 0 on an x_total family, 6 on x); never _created.
+            let counterSample = line.suffixLength == 0 || line.suffixLength == 6
+            switch roles[line.family] {
+            case .running: if line.suffixLength == 0 { add(&accs[k].sample.running) }
+            case .waiting: if line.suffixLength == 0 { add(&accs[k].sample.waiting) }
+            case .kvV1: if line.suffixLength == 0 { accs[k].kvV1.sum += v; accs[k].kvV1.n += 1 }
+            case .kvV0: if line.suffixLength == 0 { accs[k].kvV0.sum += v; accs[k].kvV0.n += 1 }
+            case .queries: if counterSample { add(&accs[k].sample.prefixCacheQueries) }
+            case .hits: if counterSample { add(&accs[k].sample.prefixCacheHits) }
+            case .prompt: if counterSample { add(&accs[k].sample.promptTokens) }
+            case .generation: if counterSample { add(&accs[k].sample.generationTokens) }
+            case .preemptions: if counterSample { add(&accs[k].sample.preemptions) }
+            case .histogram(let slot):
+                let h = Self.index(slot)
+                accs[k].hist[h].seen = true
+                switch line.suffixLength {
+                case 7:
+                    guard let raw = line.label(Self.leLabel), let le = PrometheusParser.parseValue(raw) else { return }
+                    if let at = accs[k].hist[h].bounds.firstIndex(of: le) {
+                        accs[k].hist[h].counts[at] += v
+                    } else {
+                        accs[k].hist[h].bounds.append(le)
+                        accs[k].hist[h].counts.append(v)
+                    }
+                case 4: accs[k].hist[h].sum += v
+                case 6: accs[k].hist[h].count += v
+                default: break
+                }
+            }
+        }
+        var out: [String: VLLMEngineSample] = [:]
+        for (k, name) in names.enumerated() {
+            var a = accs[k]
+            if a.kvV1.n > 0 {
+                a.sample.kvCacheUsage = a.kvV1.sum / Double(a.kvV1.n)
+            } else if a.kvV0.n > 0 {
+                a.sample.kvCacheUsage = a.kvV0.sum / Double(a.kvV0.n)
+            }
+            for (h, acc) in a.hist.enumerated() where acc.seen {
+                let order = acc.bounds.indices.sorted { acc.bounds[$0] < acc.bounds[$1] }
+                let hist = CumulativeHistogram(bounds: order.map { acc.bounds[$0] }, cumulative: order.map { acc.counts[$0] },
+                                               sum: acc.sum, count: acc.count)
+                switch h {
+                case 0: a.sample.timeToFirstToken = hist
+                case 1: a.sample.timePerOutputToken = hist
+                case 2: if a.sample.timePerOutputToken == nil { a.sample.timePerOutputToken = hist }
+                case 3: a.sample.queueTime = hist
+                default: a.sample.e2eLatency = hist
+                }
+            }
+            out[String(decoding: name, as: UTF8.self)] = a.sample
+        }
+        return out
+    }
+
+    private static func index(_ s: VLLMMetrics.HistogramSlot) -> Int {
+        switch s {
+        case .ttft: return 0
+        case .tpot: return 1
+        case .tpotV0: return 2
+        case .queue: return 3
+        case .e2e: return 4
+        }
     }
 }

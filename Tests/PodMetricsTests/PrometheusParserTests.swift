@@ -201,3 +201,64 @@ func capture() throws -> [UInt8] {
         #expect(never.health(now: 1) != .fresh && never.health(now: 1) != .unknown)
     }
 }
+
+@Suite struct VLLMScrapeDecoderTests {
+    @Test func agreesWithParseAndExtractOnTheRealCapture() throws {
+        let page = try capture()
+        let slow = VLLMMetrics.extract(try PrometheusParser(keep: VLLMMetrics.keep).parse(page))
+        let fast = try VLLMScrapeDecoder().decode(page)
+        #expect(fast == slow, "\(fast)\n---\n\(slow)")
+        #expect(slow["tiny"]?.timeToFirstToken?.count == 54)
+    }
+
+    @Test(arguments: [
+        // V0 names: gpu_cache_usage_perc, counters without a TYPE on _total, time_per_output_token_seconds.
+        """
+        vllm:num_requests_running{model_name="a"} 2
+        vllm:num_requests_running{model_name="b"} 5
+        vllm:gpu_cache_usage_perc{model_name="a"} 0.25
+        vllm:prompt_tokens_total{model_name="a"} 100
+        vllm:time_per_output_token_seconds_bucket{model_name="a",le="0.1"} 1
+        vllm:time_per_output_token_seconds_bucket{model_name="a",le="+Inf"} 2
+        vllm:time_per_output_token_seconds_sum{model_name="a"} 0.5
+        vllm:time_per_output_token_seconds_count{model_name="a"} 2
+        """,
+        // Both KV names (V1 wins), two engines of one model (gauges add up, KV averages), _created ignored.
+        """
+        # TYPE vllm:kv_cache_usage_perc gauge
+        vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.5
+        vllm:kv_cache_usage_perc{engine="1",model_name="m"} 0.7
+        vllm:gpu_cache_usage_perc{model_name="m"} 0.9
+        vllm:num_requests_waiting{engine="0",model_name="m"} 1
+        vllm:num_requests_waiting{engine="1",model_name="m"} 2
+        # TYPE vllm:prefix_cache_hits_total counter
+        vllm:prefix_cache_hits_total{engine="0",model_name="m"} 10
+        vllm:prefix_cache_hits_total{engine="1",model_name="m"} 5
+        # TYPE vllm:prefix_cache_hits_created gauge
+        vllm:prefix_cache_hits_created{engine="0",model_name="m"} 1.7e9
+        python_gc_objects_collected_total{generation="0"} 100
+        """,
+    ])
+    func agreesOnOlderAndMultiEnginePages(_ text: String) throws {
+        let page = Array(text.utf8)
+        let slow = VLLMMetrics.extract(try PrometheusParser(keep: VLLMMetrics.keep).parse(page))
+        let fast = try VLLMScrapeDecoder().decode(page)
+        #expect(fast == slow)
+        if let m = fast["m"] {
+            #expect(m.kvCacheUsage.map { abs($0 - 0.6) < 1e-9 } == true)
+            #expect(m.waiting == 3 && m.prefixCacheHits == 15)
+        } else {
+            #expect(fast["a"]?.kvCacheUsage == 0.25 && fast["b"]?.running == 5)
+            #expect(fast["a"]?.timePerOutputToken?.mean == 0.25)
+        }
+    }
+
+    @Test func malformedKeptLinesAreErrors() {
+        #expect(throws: PrometheusParseError.self) {
+            try VLLMScrapeDecoder().decode(Array("vllm:num_requests_running{model_name=\"m\" 1\n".utf8))
+        }
+        #expect(throws: PrometheusParseError.self) {
+            try VLLMScrapeDecoder().decode(Array("vllm:num_requests_running{model_name=\"m\"} x\n".utf8))
+        }
+    }
+}

@@ -1,0 +1,164 @@
+/// A borrowed view of one kept sample line, handed to `PrometheusParser.scan`'s
+/// visitor. Nothing is copied or decoded until asked: label values come back
+/// as byte slices of the page.
+public struct PrometheusLineView {
+    /// Ordinal of the family in `PrometheusParser.keptFamilyNames`.
+    public let family: Int
+    /// Length of the sample name minus the family name (0 plain, 7 `_bucket`,
+    /// 4 `_sum`, 6 `_count` or `_total`, 8 `_created`).
+    public let suffixLength: Int
+    public let value: Double
+    let page: [UInt8]
+    let labels: ArraySlice<LabelRange>
+
+    struct LabelRange {
+        var name: Range<Int>
+        var value: Range<Int>
+        var escaped: Bool
+    }
+
+    /// The raw bytes of a label's value (nil when absent or when it holds
+    /// escapes, which no label the scraper reads ever does).
+    public func label(_ name: [UInt8]) -> ArraySlice<UInt8>? {
+        for l in labels where !l.escaped && l.name.count == name.count && page[l.name].elementsEqual(name) {
+            return page[l.value]
+        }
+        return nil
+    }
+}
+
+extension PrometheusParser {
+    /// Family names in the order of `PrometheusLineView.family`.
+    public var keptFamilyNames: [String] { keptFamilies }
+
+    /// Validates the whole page like `parse`, but hands each kept sample to
+    /// `visit` as a borrowed view and allocates nothing per line: the
+    /// scraper's hot path. Requires `keep`.
+    public func scan(_ bytes: [UInt8], _ visit: (PrometheusLineView) -> Void) throws(PrometheusParseError) {
+        precondition(keep != nil, "scan needs a parser built with `keep`")
+        var labelBuffer: [PrometheusLineView.LabelRange] = []
+        labelBuffer.reserveCapacity(limits.maxLabelsPerSample)
+        var lineNo = 0
+        var pos = 0
+        var samples = 0
+        let span = bytes.span
+        let raw = span.bytes
+        let n = span.count
+        while pos < n {
+            lineNo += 1
+            var end = pos
+            while end + 8 <= n {
+                let w = raw.unsafeLoadUnaligned(fromByteOffset: end, as: UInt64.self) ^ 0x0A0A_0A0A_0A0A_0A0A
+                if (w &- 0x0101_0101_0101_0101) & ~w & 0x8080_8080_8080_8080 != 0 { break }
+                end += 8
+            }
+            while end < n && span[end] != 0x0A { end += 1 }
+            let lineStart = pos
+            pos = end + 1
+            if end - lineStart > limits.maxLineBytes {
+                throw PrometheusParseError(line: lineNo, reason: "line longer than \(limits.maxLineBytes) bytes")
+            }
+            var lineEnd = end
+            if lineEnd > lineStart && span[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+            var i = lineStart
+            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
+            if i == lineEnd || span[i] == UInt8(ascii: "#") { continue }
+            // Name and its FNV-1a hash in one pass.
+            let nameStart = i
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            while i < lineEnd {
+                let c = span[i]
+                guard Self.isNameByte(c, first: i == nameStart) else { break }
+                h = (h ^ UInt64(c)) &* 0x100_0000_01b3
+                i += 1
+            }
+            if i == nameStart { throw PrometheusParseError(line: lineNo, reason: "expected a metric name") }
+            guard let kept = lookup(bytes[nameStart..<i], hash: h) else { continue }
+            samples += 1
+            if samples > limits.maxSamples {
+                throw PrometheusParseError(line: lineNo, reason: "more than \(limits.maxSamples) samples")
+            }
+            labelBuffer.removeAll(keepingCapacity: true)
+            if i < lineEnd && span[i] == UInt8(ascii: "{") {
+                i = try scanLabels(span, i + 1, lineEnd, lineNo, &labelBuffer)
+            }
+            guard i < lineEnd, span[i] == 0x20 || span[i] == 0x09 else {
+                throw PrometheusParseError(line: lineNo, reason: "expected a space and a value after the name")
+            }
+            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
+            let valueStart = i
+            while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 { i += 1 }
+            guard i > valueStart, let value = Self.parseValue(bytes[valueStart..<i]) else {
+                throw PrometheusParseError(line: lineNo, reason: i > valueStart ? "invalid value" : "missing value")
+            }
+            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
+            if i < lineEnd {
+                let tsStart = i
+                var ok = true
+                if span[i] == UInt8(ascii: "-") { i += 1 }
+                while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 {
+                    if span[i] < 0x30 || span[i] > 0x39 { ok = false }
+                    i += 1
+                }
+                if !ok || i == tsStart { throw PrometheusParseError(line: lineNo, reason: "invalid timestamp") }
+                while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
+                if i < lineEnd { throw PrometheusParseError(line: lineNo, reason: "unexpected text after the timestamp") }
+            }
+            visit(PrometheusLineView(family: kept.family, suffixLength: kept.bytes.count - keptFamilies[kept.family].utf8.count,
+                                     value: value, page: bytes, labels: labelBuffer[...]))
+        }
+    }
+
+    /// Validates a label set and records where each name and value lie.
+    private func scanLabels(_ b: borrowing Span<UInt8>, _ from: Int, _ end: Int, _ lineNo: Int,
+                            _ out: inout [PrometheusLineView.LabelRange]) throws(PrometheusParseError) -> Int {
+        var i = from
+        while true {
+            while i < end && (b[i] == 0x20 || b[i] == 0x09) { i += 1 }
+            guard i < end else { throw PrometheusParseError(line: lineNo, reason: "unterminated label set") }
+            if b[i] == UInt8(ascii: "}") { return i + 1 }
+            let ns = i
+            while i < end, Self.isLabelNameByte(b[i], first: i == ns) { i += 1 }
+            guard i > ns else { throw PrometheusParseError(line: lineNo, reason: "expected a label name") }
+            let nameRange = ns..<i
+            while i < end && b[i] == 0x20 { i += 1 }
+            guard i < end, b[i] == UInt8(ascii: "=") else { throw PrometheusParseError(line: lineNo, reason: "expected '=' after a label name") }
+            i += 1
+            while i < end && b[i] == 0x20 { i += 1 }
+            guard i < end, b[i] == UInt8(ascii: "\"") else { throw PrometheusParseError(line: lineNo, reason: "label value must be quoted") }
+            i += 1
+            let vs = i
+            var escaped = false
+            var closed = false
+            while i < end {
+                let c = b[i]
+                if c == UInt8(ascii: "\"") { closed = true; break }
+                if c == 0x5C {
+                    guard i + 1 < end else { break }
+                    let e = b[i + 1]
+                    guard e == 0x5C || e == UInt8(ascii: "\"") || e == UInt8(ascii: "n") else {
+                        throw PrometheusParseError(line: lineNo, reason: "invalid escape in a label value")
+                    }
+                    escaped = true
+                    i += 2
+                    continue
+                }
+                i += 1
+            }
+            guard closed else { throw PrometheusParseError(line: lineNo, reason: "unterminated label value") }
+            if i - vs > limits.maxLabelValueBytes {
+                throw PrometheusParseError(line: lineNo, reason: "label value longer than \(limits.maxLabelValueBytes) bytes")
+            }
+            out.append(.init(name: nameRange, value: vs..<i, escaped: escaped))
+            if out.count > limits.maxLabelsPerSample {
+                throw PrometheusParseError(line: lineNo, reason: "more than \(limits.maxLabelsPerSample) labels")
+            }
+            i += 1
+            while i < end && b[i] == 0x20 { i += 1 }
+            guard i < end else { throw PrometheusParseError(line: lineNo, reason: "unterminated label set") }
+            if b[i] == UInt8(ascii: ",") { i += 1; continue }
+            if b[i] == UInt8(ascii: "}") { return i + 1 }
+            throw PrometheusParseError(line: lineNo, reason: "expected ',' or '}' in label set")
+        }
+    }
+}
