@@ -33,8 +33,7 @@ let package = Package(
                        providers: [.apt(["libnghttp2-dev"])]),
         .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c",
                        providers: [.apt(["libprotobuf-c-dev"])]),
-        // hiredis and OpenSSL: module maps ready for the Redis and TLS
-        // bindings that arrive with the rate-limit and discovery issues.
+        // hiredis: module map ready for the Redis binding of the rate-limit issue.
         .systemLibrary(name: "CHiredis", pkgConfig: "hiredis",
                        providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
@@ -47,6 +46,7 @@ let package = Package(
         .target(name: "EventLoop", dependencies: ["CSystem"], swiftSettings: strict),
         .target(name: "HTTP2", dependencies: ["CNghttp2", "EventLoop"], swiftSettings: strict),
         .target(name: "ExtProcProto", dependencies: ["CExtProcProto", "CProtobufC"], swiftSettings: strict),
+        .target(name: "TLS", dependencies: ["COpenSSL"], swiftSettings: strict),
 
         // MARK: protocol core
         .target(name: "GRPCServer", dependencies: [
@@ -58,7 +58,7 @@ let package = Package(
         // MARK: domain
         .target(name: "OpenAIAPI", swiftSettings: strict),
         .target(name: "PodMetrics", dependencies: [
-            "EventLoop", "HTTP1", "Yams", .product(name: "Logging", package: "swift-log"),
+            "EventLoop", "HTTP1", "TLS", "Yams", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "Routing", dependencies: ["PodMetrics"], swiftSettings: strict),
         .target(name: "VLLMSim", dependencies: ["HTTP1", "EventLoop", "OpenAIAPI"], swiftSettings: strict),
@@ -71,7 +71,7 @@ let package = Package(
 
         // MARK: thin executables
         .executableTarget(name: "switchboard", dependencies: [
-            "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Gateway", "PodMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .executableTarget(name: "vllm-sim", dependencies: [

@@ -10,7 +10,13 @@ import Synchronization
 /// Everything `switchboard serve` needs to know.
 public struct GatewayConfiguration: Sendable {
     public var listen: [SocketAddress] = [.tcp(host: "127.0.0.1", port: 50051)]
-    public var podsFile: String
+    /// Where endpoints come from.
+    public var discovery: Discovery
+
+    public enum Discovery: Sendable {
+        case podsFile(String)
+        case kubernetes(KubernetesConfiguration)
+    }
     public var loops: Int = 0
     public var defaultStrategy: String? = "random"
     public var seed: UInt64?
@@ -27,8 +33,8 @@ public struct GatewayConfiguration: Sendable {
     public var keepaliveSeconds: Double = 30
     public var keepaliveTimeoutSeconds: Double = 10
 
-    public init(podsFile: String) {
-        self.podsFile = podsFile
+    public init(discovery: Discovery) {
+        self.discovery = discovery
     }
 }
 
@@ -53,20 +59,32 @@ public final class GatewayService {
         // the I/O loops only serve requests.
         let control = try EventLoop(index: -1)
         let scraper = PodMetricsScraper(configuration: configuration.scraper, loop: control, registry: registry, logger: logger)
-        let provider = try StaticPodsFileProvider(
-            path: configuration.podsFile, pollNanos: UInt64(configuration.podsFilePollSeconds * 1e9),
-            loop: control, logger: logger
-        ) { models in
+        let publish: @Sendable ([String: [PodEndpoint]]) -> Void = { models in
             registry.publish(models: models)
             scraper.setEndpoints(registry.snapshot.allEndpoints)
         }
-        let models = registry.snapshot.models
-        logger.notice("gateway.pods.loaded", metadata: [
-            "pods.file": "\(provider.path)",
-            "pods.models": "\(models.keys.sorted().joined(separator: ","))",
-            "pods.endpoints": "\(models.values.reduce(0) { $0 + $1.count })",
-            "scrape.interval_ms": "\(configuration.scraper.intervalNanos / 1_000_000)",
-        ])
+        var provider: AnyObject
+        switch configuration.discovery {
+        case .podsFile(let path):
+            provider = try StaticPodsFileProvider(path: path, pollNanos: UInt64(configuration.podsFilePollSeconds * 1e9),
+                                                  loop: control, logger: logger, onChange: publish)
+            let models = registry.snapshot.models
+            logger.notice("gateway.pods.loaded", metadata: [
+                "pods.file": "\(path)",
+                "pods.models": "\(models.keys.sorted().joined(separator: ","))",
+                "pods.endpoints": "\(models.values.reduce(0) { $0 + $1.count })",
+                "scrape.interval_ms": "\(configuration.scraper.intervalNanos / 1_000_000)",
+            ])
+        case .kubernetes(let k):
+            let kube = KubernetesPodsProvider(configuration: k, logger: logger, onChange: publish)
+            kube.start()
+            provider = kube
+            logger.notice("gateway.discovery.kubernetes", metadata: [
+                "k8s.api": "\(k.host):\(k.port)",
+                "k8s.namespaces": "\(k.namespaces.isEmpty ? "all" : k.namespaces.joined(separator: ","))",
+                "k8s.label": "\(KubernetesPods.modelLabel)",
+            ])
+        }
 
         let routers = RouterRegistry.standard(defaultStrategy: configuration.defaultStrategy, seed: configuration.seed)
         let extProc = ExtProcConfiguration(requestBodyMode: configuration.requestBodyMode,

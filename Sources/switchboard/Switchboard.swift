@@ -3,6 +3,7 @@ import EventLoop
 import Foundation
 import Gateway
 import Logging
+import PodMetrics
 
 @main
 struct Switchboard: ParsableCommand {
@@ -51,8 +52,17 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("listen"), help: "Address to serve gRPC on: host:port or unix:/path. Repeatable.")
     var listen: [String] = ["127.0.0.1:50051"]
 
-    @Option(help: "YAML file mapping models to endpoints (see docs/pods-file.md).")
-    var podsFile: String
+    @Option(help: "Discovery from a YAML file mapping models to endpoints (see docs/pods-file.md), reloaded on change.")
+    var podsFile: String?
+
+    @Flag(help: "Discovery from the Kubernetes API: pods labelled model.aibrix.ai/name (in-cluster service account unless --kubeconfig).")
+    var kubernetes = false
+
+    @Option(help: "Kubeconfig file for --kubernetes outside a cluster (its current context; token users).")
+    var kubeconfig: String?
+
+    @Option(name: .customLong("namespace"), help: "Namespace to watch with --kubernetes. Repeatable; default: all.")
+    var namespaces: [String] = []
 
     @Option(help: "Strategy when a request has no routing-strategy header; 'none' makes the header mandatory.")
     var defaultStrategy: String = "random"
@@ -109,7 +119,18 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         let logger = try log.bootstrap(label: "switchboard")
-        var c = GatewayConfiguration(podsFile: podsFile)
+        let discovery: GatewayConfiguration.Discovery
+        switch (podsFile, kubernetes) {
+        case (let path?, false):
+            discovery = .podsFile(path)
+        case (nil, true):
+            var k = try kubeconfig.map { try KubernetesConfiguration.kubeconfig(path: $0) } ?? KubernetesConfiguration.inCluster()
+            k.namespaces = namespaces
+            discovery = .kubernetes(k)
+        default:
+            throw ValidationError("choose one discovery: --pods-file FILE or --kubernetes")
+        }
+        var c = GatewayConfiguration(discovery: discovery)
         c.listen = try listen.map { try SocketAddress(parsing: $0) }
         c.loops = loops
         c.defaultStrategy = defaultStrategy == "none" ? nil : defaultStrategy
