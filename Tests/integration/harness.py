@@ -120,10 +120,12 @@ class Stack:
 
     def __init__(self, pods=3, ttft_ms=0, itl_ms=0, max_tokens=8, processor="tcp",
                  request_body_mode="buffered", response_body_mode="streamed", extra_models=None,
-                 switchboard_args=(), logdir=None, sim_loops=1, envoy_concurrency=1):
+                 switchboard_args=(), logdir=None, sim_loops=1, envoy_concurrency=1, pod_ports=None):
         self.logdir = logdir or tempfile.mkdtemp(prefix="switchboard-it-")
         self.procs = []
-        self.pod_ports = [free_port() for _ in range(pods)]
+        # pod_ports: endpoints already running (real vLLM servers); no simulator then.
+        self.external_pods = pod_ports is not None
+        self.pod_ports = list(pod_ports) if pod_ports is not None else [free_port() for _ in range(pods)]
         self.trap_port = free_port()  # a pod no pods file names: must never get traffic
         self.envoy_port = free_port()
         self.admin_port = free_port()
@@ -152,10 +154,11 @@ class Stack:
         return f"unix:{self.uds}" if self.processor == "unix" else f"127.0.0.1:{self.grpc_port}"
 
     def start(self):
-        listen = []
-        for p in self.pod_ports + [self.trap_port]:
-            listen += ["--listen", f"127.0.0.1:{p}"]
-        self.sim = self._spawn("vllm-sim", [binary("vllm-sim")] + listen + self.sim_args)
+        if not self.external_pods:
+            listen = []
+            for p in self.pod_ports + [self.trap_port]:
+                listen += ["--listen", f"127.0.0.1:{p}"]
+            self.sim = self._spawn("vllm-sim", [binary("vllm-sim")] + listen + self.sim_args)
         self.start_switchboard()
         cfg = subprocess.run([binary("switchboard"), "envoy-config",
                               "--listen", f"127.0.0.1:{self.envoy_port}",
@@ -170,7 +173,7 @@ class Stack:
         self.envoy = self._spawn("envoy", [envoy_binary(), "-c", self.envoy_config, "--concurrency",
                                            str(self.envoy_concurrency), "-l", "warning",
                                            "--base-id", str(free_port())])
-        for p in self.pod_ports + [self.trap_port]:
+        for p in ([] if self.external_pods else self.pod_ports + [self.trap_port]):
             wait_port(p)
         wait_port(self.envoy_port)
         wait_port(self.admin_port)
