@@ -63,7 +63,7 @@ public final class GatewayService {
             registry.publish(models: models)
             scraper.setEndpoints(registry.snapshot.allEndpoints)
         }
-        var provider: AnyObject
+        let provider: any PodDiscovery
         switch configuration.discovery {
         case .podsFile(let path):
             provider = try StaticPodsFileProvider(path: path, pollNanos: UInt64(configuration.podsFilePollSeconds * 1e9),
@@ -76,9 +76,7 @@ public final class GatewayService {
                 "scrape.interval_ms": "\(configuration.scraper.intervalNanos / 1_000_000)",
             ])
         case .kubernetes(let k):
-            let kube = KubernetesPodsProvider(configuration: k, logger: logger, onChange: publish)
-            kube.start()
-            provider = kube
+            provider = KubernetesPodsProvider(configuration: k, logger: logger, onChange: publish)
             logger.notice("gateway.discovery.kubernetes", metadata: [
                 "k8s.api": "\(k.host):\(k.port)",
                 "k8s.namespaces": "\(k.namespaces.isEmpty ? "all" : k.namespaces.joined(separator: ","))",
@@ -111,6 +109,7 @@ public final class GatewayService {
         if let a = configuration.adminListen {
             admin = try AdminServer(address: a, group: group, context: context, grpc: server, scraper: scraper)
         }
+        provider.start()
         scraper.start()
         let exit = ExitCode()
         try signals.attach(to: control) { [logger] sig in

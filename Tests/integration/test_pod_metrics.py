@@ -108,7 +108,7 @@ def test_in_flight_accounting_returns_to_zero_after_mixed_endings():
     with Stack(pods=3, ttft_ms=30, itl_ms=5, max_tokens=4, extra_models={"dead": [dead]}) as s:
         rnd = random.Random(5)
         kinds = ["ok", "stream", "cancel_stream", "cancel_early", "unknown_model", "bad_json", "dead_pod"]
-        plan = [rnd.choice(kinds) for _ in range(600)]
+        plan = [rnd.choice(kinds) for _ in range(2000)]
         counts = {k: 0 for k in kinds}
         lock = threading.Lock()
 
@@ -139,7 +139,7 @@ def test_in_flight_accounting_returns_to_zero_after_mixed_endings():
             t.start()
         for t in threads:
             t.join()
-        assert sum(counts.values()) == 600 and all(counts.values()), counts
+        assert sum(counts.values()) == 2000 and all(counts.values()), counts
 
         def settled():
             all_pods = list(pods(s).values()) + list(pods(s, "dead").values())
