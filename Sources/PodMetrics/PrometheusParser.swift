@@ -32,7 +32,10 @@ public struct PrometheusParser: Sendable {
         while size < families.count * (Self.suffixes.count + 1) * 4 { size *= 2 }
         var table = [KeptName?](repeating: nil, count: size)
         for (ordinal, f) in families.enumerated() {
-            for suffix in [""] + Self.suffixes {
+            // `_created` samples are their own gauge families in the text
+            // format (prometheus_client writes a TYPE line for each); keep
+            // them only when asked for by name.
+            for suffix in [""] + Self.suffixes where suffix != "_created" {
                 let name = f + suffix
                 let bytes = Array(name.utf8)
                 var slot = Int(truncatingIfNeeded: Self.fnv(bytes[...])) & (size - 1)
@@ -159,101 +162,25 @@ public struct PrometheusParser: Sendable {
         return families
     }
 
-    /// The scraper's path: only families in `keep`, names matched by hash
-    /// against prebuilt strings, everything else skipped at the first byte
-    /// that rules it out.
+    /// The kept-families path: `scan`, with each view turned into a sample.
     private func parseKept(_ bytes: [UInt8]) throws(PrometheusParseError) -> [PrometheusFamily] {
         var families: [PrometheusFamily?] = Array(repeating: nil, count: keptFamilies.count)
         var order: [Int] = []
-        var lineNo = 0
-        var pos = 0
-        var samples = 0
-        let span = bytes.span
-        let raw = span.bytes
-        let n = span.count
-        while pos < n {
-            lineNo += 1
-            var end = pos
-            // Eight bytes at a time to the next newline (bounds-checked loads).
-            while end + 8 <= n {
-                let w = raw.unsafeLoadUnaligned(fromByteOffset: end, as: UInt64.self) ^ 0x0A0A_0A0A_0A0A_0A0A
-                if (w &- 0x0101_0101_0101_0101) & ~w & 0x8080_8080_8080_8080 != 0 { break }
-                end += 8
-            }
-            while end < n && span[end] != 0x0A { end += 1 }
-            let lineStart = pos
-            pos = end + 1
-            if end - lineStart > limits.maxLineBytes {
-                throw PrometheusParseError(line: lineNo, reason: "line longer than \(limits.maxLineBytes) bytes")
-            }
-            var lineEnd = end
-            if lineEnd > lineStart && span[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-            var i = lineStart
-            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
-            if i == lineEnd { continue }
-            if span[i] == UInt8(ascii: "#") {
-                // Only TYPE lines of kept families matter here.
-                var k = i + 1
-                while k < lineEnd && span[k] == 0x20 { k += 1 }
-                guard k + 5 <= lineEnd, span[k] == UInt8(ascii: "T"), span[k + 1] == UInt8(ascii: "Y"),
-                      span[k + 2] == UInt8(ascii: "P"), span[k + 3] == UInt8(ascii: "E"), span[k + 4] == 0x20 else { continue }
-                k += 5
-                while k < lineEnd && span[k] == 0x20 { k += 1 }
-                let ns = k
-                while k < lineEnd && span[k] != 0x20 { k += 1 }
-                guard let kept = lookup(bytes[ns..<k]), kept.name == keptFamilies[kept.family] else { continue }
-                while k < lineEnd && span[k] == 0x20 { k += 1 }
-                let t = String(decoding: bytes[k..<lineEnd], as: UTF8.self).trimmingBlanks()
-                guard let type = PrometheusMetricType(rawValue: t) else {
-                    throw PrometheusParseError(line: lineNo, reason: "unknown metric type '\(t)'")
-                }
-                if families[kept.family] == nil {
-                    families[kept.family] = PrometheusFamily(name: kept.name, type: type, help: nil, samples: [])
-                    order.append(kept.family)
-                } else {
-                    families[kept.family]!.type = type
-                }
-                continue
-            }
-            let nameStart = i
-            while i < lineEnd, Self.isNameByte(span[i], first: i == nameStart) { i += 1 }
-            if i == nameStart { throw PrometheusParseError(line: lineNo, reason: "expected a metric name") }
-            guard let kept = lookup(bytes[nameStart..<i]) else { continue }
-            samples += 1
-            if samples > limits.maxSamples {
-                throw PrometheusParseError(line: lineNo, reason: "more than \(limits.maxSamples) samples")
-            }
-            var labels: [PrometheusLabel] = []
-            if i < lineEnd && span[i] == UInt8(ascii: "{") {
-                i = try parseLabels(bytes, i + 1, lineEnd, lineNo, &labels)
-            }
-            guard i < lineEnd, span[i] == 0x20 || span[i] == 0x09 else {
-                throw PrometheusParseError(line: lineNo, reason: "expected a space and a value after the name")
-            }
-            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
-            let valueStart = i
-            while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 { i += 1 }
-            guard i > valueStart, let value = Self.parseValue(bytes[valueStart..<i]) else {
-                throw PrometheusParseError(line: lineNo, reason: i > valueStart ? "invalid value" : "missing value")
-            }
-            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
-            var ts: Int64?
-            if i < lineEnd {
-                let tsStart = i
-                while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 { i += 1 }
-                guard let t = Int64(String(decoding: bytes[tsStart..<i], as: UTF8.self)) else {
-                    throw PrometheusParseError(line: lineNo, reason: "invalid timestamp")
-                }
-                ts = t
-            }
-            let sample = PrometheusSample(name: kept.name, labels: labels, value: value, timestampMillis: ts)
-            if families[kept.family] == nil {
-                families[kept.family] = PrometheusFamily(name: keptFamilies[kept.family], type: .untyped, help: nil, samples: [sample])
-                order.append(kept.family)
-            } else {
-                families[kept.family]!.samples.append(sample)
+        func family(_ f: Int) {
+            if families[f] == nil {
+                families[f] = PrometheusFamily(name: keptFamilies[f], type: .untyped, help: nil, samples: [])
+                order.append(f)
             }
         }
+        try scan(bytes, onType: { f, type in
+            family(f)
+            families[f]!.type = type
+        }, visit: { line in
+            family(line.family)
+            let name = keptFamilies[line.family] + line.suffix
+            families[line.family]!.samples.append(PrometheusSample(name: name, labels: line.decodedLabels(), value: line.value,
+                                                                   timestampMillis: line.timestampMillis))
+        })
         return order.map { families[$0]! }
     }
 

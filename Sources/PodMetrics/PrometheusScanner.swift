@@ -8,13 +8,42 @@ public struct PrometheusLineView {
     /// 4 `_sum`, 6 `_count` or `_total`, 8 `_created`).
     public let suffixLength: Int
     public let value: Double
+    public let timestampMillis: Int64?
     let page: [UInt8]
     let labels: ArraySlice<LabelRange>
+    let sampleName: Range<Int>
+    let familyNameLength: Int
 
     struct LabelRange {
         var name: Range<Int>
         var value: Range<Int>
         var escaped: Bool
+    }
+
+    /// The sample name's suffix after the family name (`_bucket`, …, or "").
+    public var suffix: String {
+        String(decoding: page[(sampleName.lowerBound + familyNameLength)..<sampleName.upperBound], as: UTF8.self)
+    }
+
+    /// Every label, with escapes decoded.
+    public func decodedLabels() -> [PrometheusLabel] {
+        labels.map { l in
+            let name = PrometheusParser.labelName(page[l.name])
+            guard l.escaped else { return PrometheusLabel(name, String(decoding: page[l.value], as: UTF8.self)) }
+            var out: [UInt8] = []
+            var i = l.value.lowerBound
+            while i < l.value.upperBound {
+                if page[i] == 0x5C {
+                    let e = page[i + 1]
+                    out.append(e == UInt8(ascii: "n") ? 0x0A : e)
+                    i += 2
+                } else {
+                    out.append(page[i])
+                    i += 1
+                }
+            }
+            return PrometheusLabel(name, String(decoding: out, as: UTF8.self))
+        }
     }
 
     /// The raw bytes of a label's value (nil when absent or when it holds
@@ -33,8 +62,10 @@ extension PrometheusParser {
 
     /// Validates the whole page like `parse`, but hands each kept sample to
     /// `visit` as a borrowed view and allocates nothing per line: the
-    /// scraper's hot path. Requires `keep`.
-    public func scan(_ bytes: [UInt8], _ visit: (PrometheusLineView) -> Void) throws(PrometheusParseError) {
+    /// scraper's hot path. `onType` hears the TYPE lines of kept families.
+    /// Requires `keep`.
+    public func scan(_ bytes: [UInt8], onType: ((Int, PrometheusMetricType) -> Void)? = nil,
+                     visit: (PrometheusLineView) -> Void) throws(PrometheusParseError) {
         precondition(keep != nil, "scan needs a parser built with `keep`")
         var labelBuffer: [PrometheusLineView.LabelRange] = []
         labelBuffer.reserveCapacity(limits.maxLabelsPerSample)
@@ -62,7 +93,11 @@ extension PrometheusParser {
             if lineEnd > lineStart && span[lineEnd - 1] == 0x0D { lineEnd -= 1 }
             var i = lineStart
             while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
-            if i == lineEnd || span[i] == UInt8(ascii: "#") { continue }
+            if i == lineEnd { continue }
+            if span[i] == UInt8(ascii: "#") {
+                if let onType, let (f, type) = try typeLine(bytes, i + 1, lineEnd, lineNo) { onType(f, type) }
+                continue
+            }
             // Name and its FNV-1a hash in one pass.
             let nameStart = i
             var h: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -92,21 +127,41 @@ extension PrometheusParser {
                 throw PrometheusParseError(line: lineNo, reason: i > valueStart ? "invalid value" : "missing value")
             }
             while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
+            var ts: Int64?
             if i < lineEnd {
                 let tsStart = i
-                var ok = true
-                if span[i] == UInt8(ascii: "-") { i += 1 }
-                while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 {
-                    if span[i] < 0x30 || span[i] > 0x39 { ok = false }
-                    i += 1
+                while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 { i += 1 }
+                guard let t = Int64(String(decoding: bytes[tsStart..<i], as: UTF8.self)) else {
+                    throw PrometheusParseError(line: lineNo, reason: "invalid timestamp")
                 }
-                if !ok || i == tsStart { throw PrometheusParseError(line: lineNo, reason: "invalid timestamp") }
+                ts = t
                 while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
                 if i < lineEnd { throw PrometheusParseError(line: lineNo, reason: "unexpected text after the timestamp") }
             }
-            visit(PrometheusLineView(family: kept.family, suffixLength: kept.bytes.count - keptFamilies[kept.family].utf8.count,
-                                     value: value, page: bytes, labels: labelBuffer[...]))
+            let familyLength = keptFamilies[kept.family].utf8.count
+            visit(PrometheusLineView(family: kept.family, suffixLength: kept.bytes.count - familyLength, value: value,
+                                     timestampMillis: ts, page: bytes, labels: labelBuffer[...],
+                                     sampleName: nameStart..<(nameStart + kept.bytes.count), familyNameLength: familyLength))
         }
+    }
+
+    /// `TYPE name type` of a kept family: its ordinal and type; nil for other comments.
+    private func typeLine(_ b: [UInt8], _ from: Int, _ end: Int, _ lineNo: Int) throws(PrometheusParseError) -> (Int, PrometheusMetricType)? {
+        var k = from
+        while k < end && b[k] == 0x20 { k += 1 }
+        guard k + 5 <= end, b[k] == UInt8(ascii: "T"), b[k + 1] == UInt8(ascii: "Y"), b[k + 2] == UInt8(ascii: "P"),
+              b[k + 3] == UInt8(ascii: "E"), b[k + 4] == 0x20 else { return nil }
+        k += 5
+        while k < end && b[k] == 0x20 { k += 1 }
+        let ns = k
+        while k < end && b[k] != 0x20 { k += 1 }
+        guard let kept = lookup(b[ns..<k]), kept.name == keptFamilies[kept.family] else { return nil }
+        while k < end && b[k] == 0x20 { k += 1 }
+        let t = String(decoding: b[k..<end], as: UTF8.self).trimmingBlanks()
+        guard let type = PrometheusMetricType(rawValue: t) else {
+            throw PrometheusParseError(line: lineNo, reason: "unknown metric type '\(t)'")
+        }
+        return (kept.family, type)
     }
 
     /// Validates a label set and records where each name and value lie.

@@ -40,6 +40,22 @@ func capture() throws -> [UInt8] {
         #expect(page.map(\.name) == ["vllm:num_requests_running"])
     }
 
+    @Test func keptFamiliesParseLikeTheFullParser() throws {
+        let keep: Set<String> = ["vllm:time_to_first_token_seconds", "vllm:num_requests_running", "vllm:request_success_total",
+                                 "msdos"]
+        let full = try PrometheusParser().parse(capture())
+        let kept = try PrometheusParser(keep: keep).parse(capture())
+        #expect(Set(kept.map(\.name)) == keep.subtracting(["msdos"]))
+        for f in kept {
+            let same = try #require(full.first { $0.name == f.name })
+            #expect(f.type == same.type)
+            #expect(f.samples == same.samples)
+        }
+        let escaped = try PrometheusParser(keep: ["msdos"]).parse(#"msdos{path="C:\\DIR",e="a\"b\nc"} 1 -5"#)
+        #expect(escaped.first?.samples.first == PrometheusSample(name: "msdos", labels: [
+            PrometheusLabel("path", #"C:\DIR"#), PrometheusLabel("e", "a\"b\nc")], value: 1, timestampMillis: -5))
+    }
+
     @Test func exposureFormatDetails() throws {
         let text = #"""
         # HELP http_requests_total The total.\nSecond line with \\ backslash.
