@@ -62,6 +62,8 @@ let package = Package(
         ], swiftSettings: strict),
         .target(name: "Routing", dependencies: ["PodMetrics"], swiftSettings: strict),
         .target(name: "VLLMSim", dependencies: ["HTTP1", "EventLoop", "OpenAIAPI"], swiftSettings: strict),
+        // KV-cache node agent (in progress): block keys and eviction policies so far.
+        .target(name: "KVCache", swiftSettings: strict),
 
         // MARK: composition root
         .target(name: "Gateway", dependencies: [
@@ -79,7 +81,7 @@ let package = Package(
         ], swiftSettings: strict),
 
         // MARK: benchmarks (Swift side; drivers are scripts/bench-*)
-        .executableTarget(name: "switchboard-bench", dependencies: ["PodMetrics"],
+        .executableTarget(name: "switchboard-bench", dependencies: ["PodMetrics", "KVCache"],
                           path: "Benchmarks/switchboard-bench", swiftSettings: strict),
 
         // MARK: tests (unit, in process; integration tests live in Tests/integration, pytest)
@@ -90,6 +92,7 @@ let package = Package(
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodMetrics"], swiftSettings: strict),
         .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics", "EventLoop", "HTTP1"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ExtProc", "ExtProcProto", "PodMetrics"], swiftSettings: strict),
+        .testTarget(name: "KVCacheTests", dependencies: ["KVCache"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "VLLMSimTests", dependencies: ["VLLMSim", "HTTP1", "EventLoop"], swiftSettings: strict),
     ]
 )

@@ -2,6 +2,7 @@
 // benchmarks are Python drivers in Benchmarks/). Prints figures; asserts nothing.
 //   switchboard-bench parse-metrics FILE [ITERATIONS]
 import Foundation
+import KVCache
 import PodMetrics
 
 func seconds(_ f: () throws -> Void) rethrows -> Double {
@@ -11,8 +12,12 @@ func seconds(_ f: () throws -> Void) rethrows -> Double {
 }
 
 let args = CommandLine.arguments
+if args.count >= 3, args[1] == "eviction-study" {
+    evictionStudy(path: args[2])
+    exit(0)
+}
 guard args.count >= 3, args[1] == "parse-metrics" else {
-    FileHandle.standardError.write(Data("usage: switchboard-bench parse-metrics FILE [ITERATIONS]\n".utf8))
+    FileHandle.standardError.write(Data("usage: switchboard-bench parse-metrics FILE [ITERATIONS] | eviction-study TRACE.jsonl\n".utf8))
     exit(2)
 }
 let page = Array(try Data(contentsOf: URL(fileURLWithPath: args[2])))
@@ -37,3 +42,34 @@ print(String(format: "page %d bytes: full parse %.1f µs, vLLM families only %.1
              page.count, us(bestFull), us(bestFiltered), us(bestExtract), us(bestDecode), sink % 10))
 print(String(format: "json: {\"full_us\": %.2f, \"filtered_us\": %.2f, \"extract_us\": %.2f, \"decode_us\": %.2f}",
              us(bestFull), us(bestFiltered), us(bestExtract), us(bestDecode)))
+
+/// Replays a Mooncake-format trace (each `hash_ids` entry is one 512-token
+/// block; equal ids are shared prefix KV) through each policy at capacities
+/// from 5 % to 50 % of the trace's distinct blocks, with prefix semantics.
+func evictionStudy(path: String) {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { fatalError("cannot read \(path)") }
+    var requests: [[BlockKey]] = []
+    for line in text.split(separator: "\n") {
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              let ids = obj["hash_ids"] as? [Int] else { continue }
+        requests.append(ids.map { BlockKey(high: 0, low: UInt64($0)) })
+    }
+    let distinct = Set(requests.joined()).count
+    let total = requests.reduce(0) { $0 + $1.count }
+    print("trace: \(requests.count) requests, \(total) block lookups, \(distinct) distinct blocks (working set)")
+    print("block hit ratio (longest-prefix hits / lookups); best = highest in the row")
+    print("capacity".padding(toLength: 18, withPad: " ", startingAt: 0) + EvictionPolicyKind.allCases.map {
+        $0.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0) }.joined())
+    for pct in [5, 10, 20, 30, 40, 50] {
+        let cap = max(1, distinct * pct / 100)
+        var row: [Double] = []
+        for kind in EvictionPolicyKind.allCases {
+            var sim = CacheSimulator(policy: makeEvictionPolicy(kind, capacity: cap), capacity: cap)
+            for r in requests { sim.request(r) }
+            row.append(sim.hitRatio)
+        }
+        let best = row.max() ?? 0
+        print("\(pct)% (\(cap))".padding(toLength: 18, withPad: " ", startingAt: 0)
+              + row.map { String(format: "%.3f%@", $0, $0 == best ? "*" : " ").padding(toLength: 10, withPad: " ", startingAt: 0) }.joined())
+    }
+}

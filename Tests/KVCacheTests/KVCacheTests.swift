@@ -1,0 +1,99 @@
+import Foundation
+@testable import KVCache
+import Testing
+
+@Suite struct BlockKeyTests {
+    let space = BlockKeySpace(namespace: "prod", model: "llama-3-8b", layout: "nhd-bf16", blockSize: 4)
+
+    @Test func sipHash128ReferenceVector() {
+        // SipHash-2-4-128, key 00..0f, empty message (reference vectors_sip128[0]).
+        let d = SipHash128.hash(key: (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908), [][...])
+        #expect(d.low == 0xe6a8_25ba_047f_81a3)
+        #expect(d.high == 0x9302_55c7_1472_f66d)
+    }
+
+    @Test func equalPrefixesGiveEqualKeysOnlyFullBlocksCount() {
+        let a = space.keys(for: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+        let b = space.keys(for: [1, 2, 3, 4, 5, 6, 7, 8, 99])
+        #expect(a.count == 2 && b.count == 2)
+        #expect(a == b)  // the partial third block is never keyed
+        let c = space.keys(for: [1, 2, 3, 4, 5, 6, 7, 0])
+        #expect(c[0] == a[0] && c[1] != a[1])
+        // Chained: the same block after a different prefix is a different key.
+        let d = space.keys(for: [0, 2, 3, 4, 5, 6, 7, 8])
+        #expect(d[1] != a[1])
+        // Stable across runs and processes (no random seed): a fixed value.
+        #expect(space.keys(for: [1, 2, 3, 4])[0] == space.keys(for: [1, 2, 3, 4, 9])[0])
+    }
+
+    @Test func spacesDoNotCollide() {
+        let t: [UInt32] = [1, 2, 3, 4]
+        let others = [BlockKeySpace(namespace: "dev", model: "llama-3-8b", layout: "nhd-bf16", blockSize: 4),
+                      BlockKeySpace(namespace: "prod", model: "llama-3-70b", layout: "nhd-bf16", blockSize: 4),
+                      BlockKeySpace(namespace: "prod", model: "llama-3-8b", layout: "hnd-bf16", blockSize: 4),
+                      BlockKeySpace(namespace: "pro", model: "dllama-3-8b", layout: "nhd-bf16", blockSize: 4)]
+        let mine = space.keys(for: t)[0]
+        for o in others { #expect(o.keys(for: t)[0] != mine) }
+        #expect(mine.description.count == 32)
+    }
+}
+
+@Suite struct EvictionPolicyTests {
+    func k(_ i: Int) -> BlockKey { BlockKey(high: 0, low: UInt64(i)) }
+
+    @Test func lruEvictsLeastRecentlyUsed() {
+        var p = LRUPolicy()
+        for i in 0..<3 { p.inserted(k(i)) }
+        p.accessed(k(0))
+        #expect(p.evict() == k(1))
+        p.removed(k(2))
+        #expect(p.evict() == k(0))
+        #expect(p.evict() == nil)
+    }
+
+    @Test func fifoIgnoresReads() {
+        var p = FIFOPolicy()
+        for i in 0..<3 { p.inserted(k(i)) }
+        p.accessed(k(0))
+        #expect(p.evict() == k(0))
+        #expect(p.count == 2)
+    }
+
+    @Test func s3fifoMatchesTheReferenceSimulationExactly() throws {
+        let trace = try String(contentsOf: try #require(Bundle.module.url(forResource: "Inputs/s3fifo.trace", withExtension: "txt")), encoding: .utf8)
+            .split(separator: "\n").map { k(Int($0)!) }
+        for cap in [20, 100, 300] {
+            let expected = try String(contentsOf: try #require(Bundle.module.url(forResource: "Inputs/s3fifo.expected-\(cap)", withExtension: "txt")),
+                                      encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            var sim = CacheSimulator(policy: S3FIFOPolicy(capacity: cap), capacity: cap)
+            let got = String(trace.map { sim.access($0) ? "H" : "M" })
+            #expect(got == expected, "capacity \(cap): first difference at \(Array(zip(got, expected)).firstIndex { $0 != $1 } ?? -1)")
+        }
+    }
+
+    @Test func s3fifoGhostQueueIsBounded() {
+        // A scan: every key new, each evicted key becomes a ghost.
+        var p = S3FIFOPolicy(capacity: 50)
+        for i in 0..<100_000 { p.inserted(k(i)); if p.count > 50 { _ = p.evict() } }
+        #expect(p.ghostCount <= 45)
+        #expect(p.count <= 50)
+    }
+
+    @Test func s3fifoKeepsAHotSetThroughAScanBetterThanLRU() {
+        // A hot set of 40 keys read again and again, interleaved with a one-time scan.
+        var trace: [BlockKey] = []
+        for i in 0..<20_000 { trace.append(i % 2 == 0 ? k(i % 80 / 2) : k(1_000_000 + i)) }
+        var lru = CacheSimulator(policy: LRUPolicy(), capacity: 60)
+        var s3 = CacheSimulator(policy: S3FIFOPolicy(capacity: 60), capacity: 60)
+        for key in trace { lru.access(key); s3.access(key) }
+        #expect(s3.hitRatio > lru.hitRatio + 0.2)
+    }
+
+    @Test func prefixSemanticsStopAtTheFirstMiss() {
+        var sim = CacheSimulator(policy: LRUPolicy(), capacity: 10)
+        #expect(sim.request([k(1), k(2), k(3)]) == 0)
+        #expect(sim.request([k(1), k(2), k(4)]) == 2)
+        #expect(sim.request([k(9), k(1), k(2)]) == 0)  // present later blocks do not count after a miss
+        #expect(sim.lookups == 9 && sim.hits == 2)
+    }
+}
