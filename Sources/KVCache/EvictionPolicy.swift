@@ -62,20 +62,29 @@ struct KeyList {
     func key(_ id: Int32) -> BlockKey { keys[Int(id)] }
 }
 
-/// Least recently used: reads move a key to the head; the tail goes.
-public struct LRUPolicy: EvictionPolicy {
+/// One queue of keys, newest at the head, the tail evicted: LRU when reads
+/// move a key to the head, FIFO when they do not.
+public struct QueuePolicy: EvictionPolicy {
+    public let promotesOnAccess: Bool
     private var list = KeyList()
     private var nodes: [BlockKey: Int32] = [:]
-    public init() {}
+
+    public init(promotesOnAccess: Bool) {
+        self.promotesOnAccess = promotesOnAccess
+    }
+
     public var count: Int { list.count }
 
     public mutating func inserted(_ key: BlockKey) {
-        if let n = nodes[key] { list.remove(n) }
+        if let n = nodes[key] {
+            guard promotesOnAccess else { return }
+            list.remove(n)
+        }
         nodes[key] = list.pushHead(key)
     }
 
     public mutating func accessed(_ key: BlockKey) {
-        guard let n = nodes[key] else { return }
+        guard promotesOnAccess, let n = nodes[key] else { return }
         list.remove(n)
         nodes[key] = list.pushHead(key)
     }
@@ -93,30 +102,11 @@ public struct LRUPolicy: EvictionPolicy {
     }
 }
 
-/// First in, first out: insertion order only; reads change nothing.
-public struct FIFOPolicy: EvictionPolicy {
-    private var list = KeyList()
-    private var nodes: [BlockKey: Int32] = [:]
-    public init() {}
-    public var count: Int { list.count }
-
-    public mutating func inserted(_ key: BlockKey) {
-        if nodes[key] == nil { nodes[key] = list.pushHead(key) }
-    }
-
-    public mutating func accessed(_ key: BlockKey) {}
-
-    public mutating func removed(_ key: BlockKey) {
-        if let n = nodes.removeValue(forKey: key) { list.remove(n) }
-    }
-
-    public mutating func evict() -> BlockKey? {
-        guard let t = list.tailNode else { return nil }
-        let k = list.key(t)
-        list.remove(t)
-        nodes[k] = nil
-        return k
-    }
+extension QueuePolicy {
+    /// Least recently used.
+    public static var lru: QueuePolicy { QueuePolicy(promotesOnAccess: true) }
+    /// First in, first out: insertion order only; reads change nothing.
+    public static var fifo: QueuePolicy { QueuePolicy(promotesOnAccess: false) }
 }
 
 /// S3-FIFO (Yang et al., SOSP 2023): a small FIFO for new keys, a main FIFO
@@ -226,8 +216,8 @@ public struct S3FIFOPolicy: EvictionPolicy {
 /// A policy chosen at run time.
 public func makeEvictionPolicy(_ kind: EvictionPolicyKind, capacity: Int) -> any EvictionPolicy {
     switch kind {
-    case .lru: return LRUPolicy()
-    case .fifo: return FIFOPolicy()
+    case .lru: return QueuePolicy.lru
+    case .fifo: return QueuePolicy.fifo
     case .s3fifo: return S3FIFOPolicy(capacity: capacity)
     }
 }

@@ -42,7 +42,7 @@ import Testing
     func k(_ i: Int) -> BlockKey { BlockKey(high: 0, low: UInt64(i)) }
 
     @Test func lruEvictsLeastRecentlyUsed() {
-        var p = LRUPolicy()
+        var p = QueuePolicy.lru
         for i in 0..<3 { p.inserted(k(i)) }
         p.accessed(k(0))
         #expect(p.evict() == k(1))
@@ -52,7 +52,7 @@ import Testing
     }
 
     @Test func fifoIgnoresReads() {
-        var p = FIFOPolicy()
+        var p = QueuePolicy.fifo
         for i in 0..<3 { p.inserted(k(i)) }
         p.accessed(k(0))
         #expect(p.evict() == k(0))
@@ -83,14 +83,14 @@ import Testing
         // A hot set of 40 keys read again and again, interleaved with a one-time scan.
         var trace: [BlockKey] = []
         for i in 0..<20_000 { trace.append(i % 2 == 0 ? k(i % 80 / 2) : k(1_000_000 + i)) }
-        var lru = CacheSimulator(policy: LRUPolicy(), capacity: 60)
+        var lru = CacheSimulator(policy: QueuePolicy.lru, capacity: 60)
         var s3 = CacheSimulator(policy: S3FIFOPolicy(capacity: 60), capacity: 60)
         for key in trace { lru.access(key); s3.access(key) }
         #expect(s3.hitRatio > lru.hitRatio + 0.2)
     }
 
     @Test func prefixSemanticsStopAtTheFirstMiss() {
-        var sim = CacheSimulator(policy: LRUPolicy(), capacity: 10)
+        var sim = CacheSimulator(policy: QueuePolicy.lru, capacity: 10)
         #expect(sim.request([k(1), k(2), k(3)]) == 0)
         #expect(sim.request([k(1), k(2), k(4)]) == 2)
         #expect(sim.request([k(9), k(1), k(2)]) == 0)  // present later blocks do not count after a miss
