@@ -96,20 +96,11 @@ public struct PrometheusParser: Sendable {
         var samples = 0
         let n = bytes.count
         let span = bytes.span
+        var labelRanges: [PrometheusLineView.LabelRange] = []
         while pos < n {
             lineNo += 1
-            var end = pos
-            while end < n && span[end] != 0x0A { end += 1 }
-            let lineStart = pos
-            pos = end + 1
-            if end - lineStart > limits.maxLineBytes {
-                throw PrometheusParseError(line: lineNo, reason: "line longer than \(limits.maxLineBytes) bytes")
-            }
-            var lineEnd = end
-            if lineEnd > lineStart && span[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-            var i = lineStart
-            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
-            if i == lineEnd { continue }
+            guard let (content, lineEnd) = try Self.nextLine(span, &pos, n, limits.maxLineBytes, lineNo) else { continue }
+            var i = content
             if span[i] == UInt8(ascii: "#") {
                 try comment(bytes, i + 1, lineEnd, lineNo, &families, &index, &help)
                 continue
@@ -125,32 +116,12 @@ public struct PrometheusParser: Sendable {
             if samples > limits.maxSamples {
                 throw PrometheusParseError(line: lineNo, reason: "more than \(limits.maxSamples) samples")
             }
-            var labels: [PrometheusLabel] = []
+            labelRanges.removeAll(keepingCapacity: true)
             if i < lineEnd && span[i] == UInt8(ascii: "{") {
-                i = try parseLabels(bytes, i + 1, lineEnd, lineNo, &labels)
+                i = try scanLabels(span, i + 1, lineEnd, lineNo, &labelRanges)
             }
-            guard i < lineEnd, span[i] == 0x20 || span[i] == 0x09 else {
-                throw PrometheusParseError(line: lineNo, reason: "expected a space and a value after the name")
-            }
-            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
-            let valueStart = i
-            while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 { i += 1 }
-            guard i > valueStart else { throw PrometheusParseError(line: lineNo, reason: "missing value") }
-            guard let value = Self.parseValue(bytes[valueStart..<i]) else {
-                throw PrometheusParseError(line: lineNo, reason: "invalid value '\(String(decoding: bytes[valueStart..<i], as: UTF8.self))'")
-            }
-            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
-            var ts: Int64?
-            if i < lineEnd {
-                let tsStart = i
-                while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 { i += 1 }
-                guard let t = Int64(String(decoding: bytes[tsStart..<i], as: UTF8.self)) else {
-                    throw PrometheusParseError(line: lineNo, reason: "invalid timestamp")
-                }
-                ts = t
-                while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
-                if i < lineEnd { throw PrometheusParseError(line: lineNo, reason: "unexpected text after the timestamp") }
-            }
+            let labels = Self.decodeLabels(bytes, labelRanges[...])
+            let (value, ts) = try Self.sampleTail(bytes, span, i, lineEnd, lineNo)
             let sample = PrometheusSample(name: name, labels: labels, value: value, timestampMillis: ts)
             if let f = index[familyName] {
                 families[f].samples.append(sample)
@@ -233,76 +204,6 @@ public struct PrometheusParser: Sendable {
                 index[name] = families.count
                 families.append(PrometheusFamily(name: name, type: type, help: help[name], samples: []))
             }
-        }
-    }
-
-    private func parseLabels(_ b: [UInt8], _ from: Int, _ end: Int, _ lineNo: Int,
-                             _ labels: inout [PrometheusLabel]) throws(PrometheusParseError) -> Int {
-        var i = from
-        while true {
-            while i < end && (b[i] == 0x20 || b[i] == 0x09) { i += 1 }
-            guard i < end else { throw PrometheusParseError(line: lineNo, reason: "unterminated label set") }
-            if b[i] == UInt8(ascii: "}") { return i + 1 }
-            let ns = i
-            while i < end, Self.isLabelNameByte(b[i], first: i == ns) { i += 1 }
-            guard i > ns else { throw PrometheusParseError(line: lineNo, reason: "expected a label name") }
-            let lname = Self.labelName(b[ns..<i])
-            while i < end && b[i] == 0x20 { i += 1 }
-            guard i < end, b[i] == UInt8(ascii: "=") else { throw PrometheusParseError(line: lineNo, reason: "expected '=' after label \(lname)") }
-            i += 1
-            while i < end && b[i] == 0x20 { i += 1 }
-            guard i < end, b[i] == UInt8(ascii: "\"") else { throw PrometheusParseError(line: lineNo, reason: "label value must be quoted") }
-            i += 1
-            // Fast path: no escape before the closing quote.
-            var q = i
-            while q < end && b[q] != UInt8(ascii: "\"") && b[q] != 0x5C { q += 1 }
-            if q < end && b[q] == UInt8(ascii: "\"") {
-                if q - i > limits.maxLabelValueBytes {
-                    throw PrometheusParseError(line: lineNo, reason: "label \(lname) longer than \(limits.maxLabelValueBytes) bytes")
-                }
-                labels.append(PrometheusLabel(lname, String(decoding: b[i..<q], as: UTF8.self)))
-                i = q + 1
-                if labels.count > limits.maxLabelsPerSample {
-                    throw PrometheusParseError(line: lineNo, reason: "more than \(limits.maxLabelsPerSample) labels")
-                }
-                while i < end && b[i] == 0x20 { i += 1 }
-                guard i < end else { throw PrometheusParseError(line: lineNo, reason: "unterminated label set") }
-                if b[i] == UInt8(ascii: ",") { i += 1; continue }
-                if b[i] == UInt8(ascii: "}") { return i + 1 }
-                throw PrometheusParseError(line: lineNo, reason: "expected ',' or '}' in label set")
-            }
-            var value: [UInt8] = []
-            var closed = false
-            while i < end {
-                let c = b[i]
-                if c == UInt8(ascii: "\"") { closed = true; i += 1; break }
-                if c == 0x5C {
-                    guard i + 1 < end else { break }
-                    switch b[i + 1] {
-                    case 0x5C: value.append(0x5C)
-                    case UInt8(ascii: "\""): value.append(UInt8(ascii: "\""))
-                    case UInt8(ascii: "n"): value.append(0x0A)
-                    default: throw PrometheusParseError(line: lineNo, reason: "invalid escape in label \(lname)")
-                    }
-                    i += 2
-                    continue
-                }
-                value.append(c)
-                i += 1
-                if value.count > limits.maxLabelValueBytes {
-                    throw PrometheusParseError(line: lineNo, reason: "label \(lname) longer than \(limits.maxLabelValueBytes) bytes")
-                }
-            }
-            guard closed else { throw PrometheusParseError(line: lineNo, reason: "unterminated label value") }
-            labels.append(PrometheusLabel(lname, String(decoding: value, as: UTF8.self)))
-            if labels.count > limits.maxLabelsPerSample {
-                throw PrometheusParseError(line: lineNo, reason: "more than \(limits.maxLabelsPerSample) labels")
-            }
-            while i < end && b[i] == 0x20 { i += 1 }
-            guard i < end else { throw PrometheusParseError(line: lineNo, reason: "unterminated label set") }
-            if b[i] == UInt8(ascii: ",") { i += 1; continue }
-            if b[i] == UInt8(ascii: "}") { return i + 1 }
-            throw PrometheusParseError(line: lineNo, reason: "expected ',' or '}' in label set")
         }
     }
 

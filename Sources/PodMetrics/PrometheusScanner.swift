@@ -26,25 +26,7 @@ public struct PrometheusLineView {
     }
 
     /// Every label, with escapes decoded.
-    public func decodedLabels() -> [PrometheusLabel] {
-        labels.map { l in
-            let name = PrometheusParser.labelName(page[l.name])
-            guard l.escaped else { return PrometheusLabel(name, String(decoding: page[l.value], as: UTF8.self)) }
-            var out: [UInt8] = []
-            var i = l.value.lowerBound
-            while i < l.value.upperBound {
-                if page[i] == 0x5C {
-                    let e = page[i + 1]
-                    out.append(e == UInt8(ascii: "n") ? 0x0A : e)
-                    i += 2
-                } else {
-                    out.append(page[i])
-                    i += 1
-                }
-            }
-            return PrometheusLabel(name, String(decoding: out, as: UTF8.self))
-        }
-    }
+    public func decodedLabels() -> [PrometheusLabel] { PrometheusParser.decodeLabels(page, labels) }
 
     /// The raw bytes of a label's value (nil when absent or when it holds
     /// escapes, which no label the scraper reads ever does).
@@ -73,27 +55,11 @@ extension PrometheusParser {
         var pos = 0
         var samples = 0
         let span = bytes.span
-        let raw = span.bytes
         let n = span.count
         while pos < n {
             lineNo += 1
-            var end = pos
-            while end + 8 <= n {
-                let w = raw.unsafeLoadUnaligned(fromByteOffset: end, as: UInt64.self) ^ 0x0A0A_0A0A_0A0A_0A0A
-                if (w &- 0x0101_0101_0101_0101) & ~w & 0x8080_8080_8080_8080 != 0 { break }
-                end += 8
-            }
-            while end < n && span[end] != 0x0A { end += 1 }
-            let lineStart = pos
-            pos = end + 1
-            if end - lineStart > limits.maxLineBytes {
-                throw PrometheusParseError(line: lineNo, reason: "line longer than \(limits.maxLineBytes) bytes")
-            }
-            var lineEnd = end
-            if lineEnd > lineStart && span[lineEnd - 1] == 0x0D { lineEnd -= 1 }
-            var i = lineStart
-            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
-            if i == lineEnd { continue }
+            guard let (content, lineEnd) = try Self.nextLine(span, &pos, n, limits.maxLineBytes, lineNo) else { continue }
+            var i = content
             if span[i] == UInt8(ascii: "#") {
                 if let onType, let (f, type) = try typeLine(bytes, i + 1, lineEnd, lineNo) { onType(f, type) }
                 continue
@@ -117,31 +83,83 @@ extension PrometheusParser {
             if i < lineEnd && span[i] == UInt8(ascii: "{") {
                 i = try scanLabels(span, i + 1, lineEnd, lineNo, &labelBuffer)
             }
-            guard i < lineEnd, span[i] == 0x20 || span[i] == 0x09 else {
-                throw PrometheusParseError(line: lineNo, reason: "expected a space and a value after the name")
-            }
-            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
-            let valueStart = i
-            while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 { i += 1 }
-            guard i > valueStart, let value = Self.parseValue(bytes[valueStart..<i]) else {
-                throw PrometheusParseError(line: lineNo, reason: i > valueStart ? "invalid value" : "missing value")
-            }
-            while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
-            var ts: Int64?
-            if i < lineEnd {
-                let tsStart = i
-                while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 { i += 1 }
-                guard let t = Int64(String(decoding: bytes[tsStart..<i], as: UTF8.self)) else {
-                    throw PrometheusParseError(line: lineNo, reason: "invalid timestamp")
-                }
-                ts = t
-                while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
-                if i < lineEnd { throw PrometheusParseError(line: lineNo, reason: "unexpected text after the timestamp") }
-            }
+            let (value, ts) = try Self.sampleTail(bytes, span, i, lineEnd, lineNo)
             let familyLength = keptFamilies[kept.family].utf8.count
             visit(PrometheusLineView(family: kept.family, suffixLength: kept.bytes.count - familyLength, value: value,
                                      timestampMillis: ts, page: bytes, labels: labelBuffer[...],
                                      sampleName: nameStart..<(nameStart + kept.bytes.count), familyNameLength: familyLength))
+        }
+    }
+
+    /// Advances `pos` past the next line (newline found eight bytes at a
+    /// time). Returns where its content starts (after blanks) and ends
+    /// (before any CR), or nil for a blank line.
+    static func nextLine(_ span: borrowing Span<UInt8>, _ pos: inout Int, _ n: Int, _ maxLineBytes: Int,
+                         _ lineNo: Int) throws(PrometheusParseError) -> (Int, Int)? {
+        let raw = span.bytes
+        var end = pos
+        while end + 8 <= n {
+            let w = raw.unsafeLoadUnaligned(fromByteOffset: end, as: UInt64.self) ^ 0x0A0A_0A0A_0A0A_0A0A
+            if (w &- 0x0101_0101_0101_0101) & ~w & 0x8080_8080_8080_8080 != 0 { break }
+            end += 8
+        }
+        while end < n && span[end] != 0x0A { end += 1 }
+        let lineStart = pos
+        pos = end + 1
+        if end - lineStart > maxLineBytes {
+            throw PrometheusParseError(line: lineNo, reason: "line longer than \(maxLineBytes) bytes")
+        }
+        var lineEnd = end
+        if lineEnd > lineStart && span[lineEnd - 1] == 0x0D { lineEnd -= 1 }
+        var i = lineStart
+        while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
+        return i == lineEnd ? nil : (i, lineEnd)
+    }
+
+    /// The value and optional timestamp after a sample's name and labels.
+    static func sampleTail(_ bytes: [UInt8], _ span: borrowing Span<UInt8>, _ from: Int, _ lineEnd: Int,
+                           _ lineNo: Int) throws(PrometheusParseError) -> (Double, Int64?) {
+        var i = from
+        guard i < lineEnd, span[i] == 0x20 || span[i] == 0x09 else {
+            throw PrometheusParseError(line: lineNo, reason: "expected a space and a value after the name")
+        }
+        while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
+        let valueStart = i
+        while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 { i += 1 }
+        guard i > valueStart else { throw PrometheusParseError(line: lineNo, reason: "missing value") }
+        guard let value = parseValue(bytes[valueStart..<i]) else {
+            throw PrometheusParseError(line: lineNo, reason: "invalid value '\(String(decoding: bytes[valueStart..<i], as: UTF8.self))'")
+        }
+        while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
+        guard i < lineEnd else { return (value, nil) }
+        let tsStart = i
+        while i < lineEnd && span[i] != 0x20 && span[i] != 0x09 { i += 1 }
+        guard let ts = Int64(String(decoding: bytes[tsStart..<i], as: UTF8.self)) else {
+            throw PrometheusParseError(line: lineNo, reason: "invalid timestamp")
+        }
+        while i < lineEnd && (span[i] == 0x20 || span[i] == 0x09) { i += 1 }
+        if i < lineEnd { throw PrometheusParseError(line: lineNo, reason: "unexpected text after the timestamp") }
+        return (value, ts)
+    }
+
+    /// Labels from their ranges in the page, escapes decoded.
+    static func decodeLabels(_ page: [UInt8], _ ranges: ArraySlice<PrometheusLineView.LabelRange>) -> [PrometheusLabel] {
+        ranges.map { l in
+            let name = labelName(page[l.name])
+            guard l.escaped else { return PrometheusLabel(name, String(decoding: page[l.value], as: UTF8.self)) }
+            var out: [UInt8] = []
+            var i = l.value.lowerBound
+            while i < l.value.upperBound {
+                if page[i] == 0x5C {
+                    let e = page[i + 1]
+                    out.append(e == UInt8(ascii: "n") ? 0x0A : e)
+                    i += 2
+                } else {
+                    out.append(page[i])
+                    i += 1
+                }
+            }
+            return PrometheusLabel(name, String(decoding: out, as: UTF8.self))
         }
     }
 
@@ -165,7 +183,7 @@ extension PrometheusParser {
     }
 
     /// Validates a label set and records where each name and value lie.
-    private func scanLabels(_ b: borrowing Span<UInt8>, _ from: Int, _ end: Int, _ lineNo: Int,
+    func scanLabels(_ b: borrowing Span<UInt8>, _ from: Int, _ end: Int, _ lineNo: Int,
                             _ out: inout [PrometheusLineView.LabelRange]) throws(PrometheusParseError) -> Int {
         var i = from
         while true {
