@@ -63,7 +63,8 @@ let package = Package(
         .target(name: "Routing", dependencies: ["PodMetrics"], swiftSettings: strict),
         .target(name: "VLLMSim", dependencies: ["HTTP1", "EventLoop", "OpenAIAPI"], swiftSettings: strict),
         // KV-cache node agent (in progress): block keys and eviction policies so far.
-        .target(name: "KVCache", swiftSettings: strict),
+        .target(name: "HostMemory", swiftSettings: strict),
+        .target(name: "KVCache", dependencies: ["HostMemory"], swiftSettings: strict),
 
         // MARK: composition root
         .target(name: "Gateway", dependencies: [

@@ -97,3 +97,53 @@ import Testing
         #expect(sim.lookups == 9 && sim.hits == 2)
     }
 }
+
+@Suite struct L1CacheTests {
+    func k(_ i: Int) -> BlockKey { BlockKey(high: 1, low: UInt64(i)) }
+    func page(_ i: Int, _ size: Int) -> [UInt8] { (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i &* 7) } }
+
+    @Test func putGetLongestPrefixAndSizes() throws {
+        let c = L1Cache(pageSize: 64, capacityBytes: 64 * 10, slabBytes: 64 * 4, policy: .lru)
+        #expect(try c.put([(k(1), page(1, 64)), (k(2), page(2, 64)), (k(4), page(4, 64))]) == 3)
+        let got = c.get([k(1), k(2), k(3), k(4)])
+        #expect(got == [page(1, 64), page(2, 64)])
+        #expect(c.exists([k(1), k(2), k(3)]) == 2)
+        #expect(throws: KVCacheError.badSize(expected: 64, got: 63)) { try c.put([(k(9), page(9, 63))]) }
+        #expect(try c.put([(k(1), page(99, 64))]) == 0)  // present: left as is
+        #expect(c.get([k(1)]) == [page(1, 64)])
+        #expect(c.delete([k(2), k(7)]) == 1)
+        #expect(c.exists([k(1), k(2)]) == 1)
+        let s = c.stats
+        #expect(s.hits == 3 && s.misses == 1 && s.pagesUsed == 2 && s.pagesAllocated == 3 && s.bytesIn == 3 * 64)
+    }
+
+    @Test func capacityEvictsAndReusesPages() throws {
+        let c = L1Cache(pageSize: 16, capacityBytes: 16 * 8, slabBytes: 16 * 3, policy: .fifo)
+        for i in 0..<20 { try c.put([(k(i), page(i, 16))]) }
+        let s = c.stats
+        #expect(s.pagesAllocated == 8 && s.pagesUsed == 8 && s.evictions == 12)
+        #expect(c.exists([k(12)]) == 1 && c.exists([k(11)]) == 0)
+        for i in 12..<20 { #expect(c.get([k(i)]) == [page(i, 16)], "page \(i) corrupted") }
+    }
+
+    @Test func concurrentEnginesNeverSeeCorruptPages() async throws {
+        let c = L1Cache(pageSize: 256, capacityBytes: 256 * 64, slabBytes: 256 * 16, policy: .s3fifo)
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for engine in 0..<4 {
+                group.addTask {
+                    var bad = 0
+                    for round in 0..<400 {
+                        let i = (engine * 7 + round) % 150
+                        try c.put([(self.k(i), self.page(i, 256))])
+                        for p in c.get([self.k((i + 3) % 150)]) where p != self.page((i + 3) % 150, 256) { bad += 1 }
+                    }
+                    return bad
+                }
+            }
+            var corrupt = 0
+            for try await b in group { corrupt += b }
+            #expect(corrupt == 0)
+        }
+        #expect(c.stats.pagesUsed <= 64)
+    }
+}
