@@ -59,3 +59,33 @@ public final class Counter: Sendable {
     public func add(_ n: UInt64) { v.add(n, ordering: .relaxed) }
     public var value: UInt64 { v.load(ordering: .relaxed) }
 }
+
+/// A Prometheus-style histogram with fixed upper bounds, updated with
+/// relaxed atomics (no lock): cumulative counts are computed when read.
+public final class Histogram: Sendable {
+    public let bounds: [Double]
+    private let counts: [Counter]
+    private let sumNanos = Counter()
+    private let total = Counter()
+
+    /// `bounds` in seconds, ascending; +Inf is implied.
+    public init(bounds: [Double]) {
+        self.bounds = bounds
+        self.counts = bounds.map { _ in Counter() }
+    }
+
+    /// Records one observation of `nanos` nanoseconds.
+    public func observe(nanos: UInt64) {
+        let seconds = Double(nanos) / 1e9
+        if let i = bounds.firstIndex(where: { seconds <= $0 }) { counts[i].add(1) }
+        sumNanos.add(nanos)
+        total.add(1)
+    }
+
+    /// Cumulative counts per bound, the total and the sum in seconds.
+    public var snapshot: (cumulative: [UInt64], count: UInt64, sum: Double) {
+        var running: UInt64 = 0
+        let cumulative = counts.map { c -> UInt64 in running += c.value; return running }
+        return (cumulative, total.value, Double(sumNanos.value) / 1e9)
+    }
+}

@@ -9,6 +9,7 @@ import PodMetrics
 ///   GET /v1/models     the registry's models, OpenAI list shape
 ///   GET /debug/pods    every endpoint: health, scrape errors, metrics, in-flight load
 ///   GET /debug/stats   request outcomes and scrape counters
+///   GET /metrics       the gateway's own metrics, Prometheus text format
 /// Bind it to loopback or a pod-internal address: it is not authenticated.
 final class AdminServer: Sendable {
     let server: HTTP1Server
@@ -24,6 +25,9 @@ final class AdminServer: Sendable {
                 w.respond(status: 200, headers: json, body: AdminServer.models(context.registry.snapshot))
             case ("GET", "/debug/pods"):
                 w.respond(status: 200, headers: json, body: AdminServer.pods(context.registry.snapshot))
+            case ("GET", "/metrics"):
+                w.respond(status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                          body: Array(GatewayMetrics.render(context: context, grpc: grpc, scraper: scraper).utf8))
             case ("GET", "/debug/stats"):
                 let s = context.stats
                 let obj: [String: Any] = [
@@ -36,7 +40,7 @@ final class AdminServer: Sendable {
                 ]
                 w.respond(status: 200, headers: json, body: AdminServer.encode(obj))
             default:
-                w.respond(status: 404, headers: json, body: Array(#"{"error":"unknown admin path; try /healthz, /v1/models, /debug/pods, /debug/stats"}"#.utf8))
+                w.respond(status: 404, headers: json, body: Array(#"{"error":"unknown admin path; try /healthz, /metrics, /v1/models, /debug/pods, /debug/stats"}"#.utf8))
             }
         }
     }

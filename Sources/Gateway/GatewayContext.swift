@@ -53,6 +53,9 @@ public final class GatewayContext: Sendable {
 
 /// Request outcomes, readable from any thread.
 public final class GatewayStats: Sendable {
+    /// Time to decide a request's pod: body parse, snapshot read, router.
+    public let routingDuration = Histogram(bounds: [0.000_001, 0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05,
+                                                    0.000_1, 0.000_2, 0.000_5, 0.001, 0.005, 0.01])
     public let routed = Counter()
     public let completed = Counter()
     public let rejected = Counter()

@@ -1,3 +1,4 @@
+import EventLoop
 import ExtProc
 import ExtProcProto
 import Logging
@@ -56,6 +57,7 @@ final class GatewayFilter: ExtProcFilter {
     }
 
     func requestBody(_ body: [UInt8]) -> FilterDecision {
+        let started = monotonicNanos()
         let summary: OpenAIRequestSummary
         do {
             summary = try OpenAIRequestSummary.parse(body, endpoint: endpoint)
@@ -84,6 +86,7 @@ final class GatewayFilter: ExtProcFilter {
         }
         chosen = pod
         context.stats.routed.add(1)
+        context.stats.routingDuration.observe(nanos: monotonicNanos() - started)
         if let load = snapshot.loads[pod.address] {
             // Prompt tokens estimated from the body size until a tokenizer lands.
             let tokens = max(1, summary.bodyBytes / 4)

@@ -153,3 +153,41 @@ def test_in_flight_accounting_returns_to_zero_after_mixed_endings():
         stats = s.admin("/debug/stats")[1]["requests"]
         assert stats["routed"] == routed
         print(f"\n{counts}; routed {routed}; gateway outcomes {stats}")
+
+
+def prometheus(text):
+    """{(name, frozenset(labels)): value} from a text page (no escapes needed here)."""
+    import re
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$', line)
+        assert m, line
+        labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def test_gateway_prometheus_metrics():
+    with Stack(pods=2) as s:
+        for _ in range(30):
+            assert s.request(chat())[0] == 200
+        for _ in range(5):
+            assert s.request(chat(model="nope"))[0] == 404
+        assert wait_for(lambda: all(p["health"] == "fresh" for p in pods(s).values()))
+        status, text = s.admin("/metrics")
+        assert status == 200
+        m = prometheus(text)
+        assert m[("switchboard_gateway_routed_total", frozenset())] == 30
+        assert m[("switchboard_gateway_requests_total", frozenset({("outcome", "rejected")}))] == 5
+        assert m[("switchboard_gateway_requests_total", frozenset({("outcome", "completed")}))] == 30
+        assert m[("switchboard_gateway_routing_duration_seconds_count", frozenset())] == 30
+        assert m[("switchboard_gateway_routing_duration_seconds_bucket", frozenset({("le", "+Inf")}))] == 30
+        routed = [v for (n, l), v in m.items() if n == "switchboard_pod_routed_total"]
+        assert sorted(routed) != [] and sum(routed) == 30
+        ups = [v for (n, l), v in m.items() if n == "switchboard_pod_up"]
+        assert ups == [1.0, 1.0]
+        assert all(v == 0 for (n, l), v in m.items() if n == "switchboard_pod_in_flight_requests")
+        assert m[("switchboard_grpc_serving", frozenset())] == 1
+        assert m[("switchboard_scrape_total", frozenset({("result", "succeeded")}))] > 0
