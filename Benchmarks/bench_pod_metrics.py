@@ -14,25 +14,10 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "Tests", "integration"))
-from harness import Proc, binary, free_port, free_ports, wait_port  # noqa: E402
+from harness import Proc, binary, cpu_seconds, free_port, free_ports, rss_kib, wait_port  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-TICK = os.sysconf("SC_CLK_TCK")
 CAPTURE = os.path.join(ROOT, "Tests", "PodMetricsTests", "Inputs", "vllm-0.32-cpu.idle-after-load.metrics.txt")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        parts = f.read().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / TICK
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def swift_parse(path, n):

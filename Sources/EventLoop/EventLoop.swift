@@ -28,9 +28,6 @@ public struct TimerID: Hashable, Sendable {
 /// Monotonic time in nanoseconds.
 @inline(__always) public func monotonicNanos() -> UInt64 { csys_monotonic_ns() }
 
-/// Process CPU time (user + system) in microseconds.
-public func processCPUMicros() -> UInt64 { csys_process_cpu_us() }
-
 /// A single-threaded epoll loop with timers and a cross-thread task queue.
 ///
 /// Threading: every method except `execute(_:)` and `stop()` must be called on

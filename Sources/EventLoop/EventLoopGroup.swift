@@ -38,12 +38,6 @@ public final class EventLoopGroup: Sendable {
     public func join() {
         for _ in loops { done.wait() }
     }
-
-    /// Round-robin pick for work that is not tied to a loop yet.
-    public func next(_ counter: inout Int) -> EventLoop {
-        counter &+= 1
-        return loops[counter % loops.count]
-    }
 }
 
 /// Facts about the machine.

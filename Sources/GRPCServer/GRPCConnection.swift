@@ -217,8 +217,6 @@ final class GRPCConnection: StreamSocketDelegate {
         if !inEventHandling { flushSession() }
     }
 
-    func queuedBytes(_ s: GRPCStream) -> Int { session.queuedBytes(streamID: s.id) }
-
     func finishRequested(_ s: GRPCStream) {
         guard let st = s.finishedStatus else { return }
         if st.code != .ok || s.clientClosed {

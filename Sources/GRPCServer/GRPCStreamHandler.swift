@@ -74,7 +74,4 @@ public final class GRPCStream {
         finishedStatus = status
         connection.finishRequested(self)
     }
-
-    /// Bytes of responses queued on this stream and not yet taken by HTTP/2.
-    public var queuedBytes: Int { connection.queuedBytes(self) }
 }

@@ -164,12 +164,6 @@ public final class HTTP2ServerSession {
         return nghttp2_session_want_read(s) != 0 || nghttp2_session_want_write(s) != 0
     }
 
-    /// Number of streams nghttp2 still tracks as open.
-    public var hasOutputPending: Bool {
-        guard let s = session else { return false }
-        return nghttp2_session_want_write(s) != 0
-    }
-
     /// Sends response headers. With `body == false` the headers end the stream
     /// (a gRPC trailers-only response); otherwise a deferred data source is
     /// attached and bytes flow through `sendData` / `finish`.
@@ -214,22 +208,10 @@ public final class HTTP2ServerSession {
         resetAfterTrailers.insert(streamID)
     }
 
-    /// Bytes queued on a stream and not yet taken by nghttp2.
-    public func queuedBytes(streamID: Int32) -> Int {
-        guard let o = outbound[streamID] else { return 0 }
-        return o.bytes.count - o.offset
-    }
-
     private func resume(_ streamID: Int32) {
         guard let s = session, outbound[streamID]?.deferred == true else { return }
         outbound[streamID]!.deferred = false
         _ = nghttp2_session_resume_data(s, streamID)
-    }
-
-    /// Resets a stream (RST_STREAM with `errorCode`, 0 = NO_ERROR).
-    public func reset(streamID: Int32, errorCode: UInt32) {
-        guard let s = session else { return }
-        _ = nghttp2_submit_rst_stream(s, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
     }
 
     /// Graceful-shutdown step 1: a GOAWAY with the maximum stream id.

@@ -109,12 +109,6 @@ public final class TLSStream {
         throw TLSError("TLS read failed")
     }
 
-    /// Changes the receive timeout (for long-lived watches).
-    public func setReadTimeout(seconds: Double) {
-        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1e6))
-        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    }
-
     public func close() {
         if let s = ssl { SSL_free(s); ssl = nil }
         if let c = ctx { SSL_CTX_free(c); ctx = nil }

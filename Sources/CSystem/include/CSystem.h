@@ -42,5 +42,3 @@ int csys_listen_tcp(const char *host, int port, int backlog, int *bound_port);
 int csys_listen_unix(const char *path, int backlog);
 /// Non-blocking connect to a numeric host:port; returns fd (connect may be in progress) or -1.
 int csys_connect_tcp(const char *host, int port);
-/// Thread CPU time of the whole process (user+system) in microseconds.
-uint64_t csys_process_cpu_us(void);
