@@ -107,7 +107,7 @@ def main():
         pods_file = os.path.join(d, "pods.yaml")
         with open(pods_file, "w") as f:
             f.write("models:\n  - name: tiny\n    endpoints: [" + ", ".join(f"127.0.0.1:{p}" for p in pods) + "]\n")
-        sim = spawn("vllm-sim", [binary("vllm-sim"), "--loops", "1", "--max-tokens", "4"]
+        sim = spawn("vllm-sim", [binary("vllm-sim"), "--loops", "1", "--profile", "fixed", "--max-tokens", "4"]
                     + sum((["--listen", f"127.0.0.1:{p}"] for p in pods), []))
         for p in pods:
             wait_port(p)

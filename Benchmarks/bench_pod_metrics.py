@@ -55,7 +55,7 @@ def main():
     try:
         ports = free_ports(a.endpoints)
         listen = sum((["--listen", f"127.0.0.1:{p}"] for p in ports), [])
-        sim = Proc("vllm-sim", [binary("vllm-sim"), "--loops", "1"] + listen, d)
+        sim = Proc("vllm-sim", [binary("vllm-sim"), "--loops", "1", "--profile", "fixed"] + listen, d)
         procs.append(sim)
         for p in ports[:: max(1, len(ports) // 20)] + [ports[-1]]:
             wait_port(p)

@@ -1,78 +1,242 @@
+import Foundation
 import Synchronization
 
-/// The simulator's Prometheus page, with vLLM V1 metric names and labels
-/// (`engine`, `model_name`), as a real vLLM 0.32 server exports them.
-final class SimMetrics: Sendable {
-    private struct State {
-        var running = 0
-        var promptTokens = 0
-        var generationTokens = 0
-        var success = 0
-        var aborted = 0
-        var ttft = Histogram(bounds: [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560])
-        var e2e = Histogram(bounds: [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680])
-    }
-
+/// The simulator's Prometheus page: the vLLM V1 (0.32) series a routing or
+/// autoscaling component reads, with the real names, label order, HELP
+/// strings, bucket bounds and `_created` samples (compare
+/// `../shared/data/vllm-metrics/`). Series the simulator has no model for
+/// (multimodal cache, external KV transfer, FLOP estimates) are exported at
+/// zero, as an engine without those features exports them.
+public final class SimMetrics: Sendable {
     struct Histogram {
         let bounds: [Double]
-        var counts: [Int]
+        var counts: [Double]
         var sum = 0.0
-        var count = 0
-        init(bounds: [Double]) {
+        var count = 0.0
+        init(_ bounds: [Double]) {
             self.bounds = bounds
             counts = Array(repeating: 0, count: bounds.count)
         }
         mutating func observe(_ v: Double) {
-            for (i, b) in bounds.enumerated() where v <= b { counts[i] += 1 }
+            var i = bounds.count - 1
+            while i >= 0, v <= bounds[i] { counts[i] += 1; i -= 1 }
             sum += v
             count += 1
         }
     }
 
+    static let tokenBuckets: [Double] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]
+    static let phaseBuckets: [Double] = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680]
+    static let tokenTimeBuckets: [Double] = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80]
+
+    struct State {
+        var running = 0, waiting = 0
+        var kvUsage = 0.0
+        var prefixQueries = 0.0, prefixHits = 0.0
+        var preemptions = 0.0
+        var promptTokens = 0.0, promptCached = 0.0, generationTokens = 0.0
+        var success = 0.0, aborted = 0.0
+        var requestPrompt = Histogram(tokenBuckets), requestGeneration = Histogram(tokenBuckets)
+        var maxGeneration = Histogram(tokenBuckets), paramsN = Histogram([1, 2, 5, 10, 20]), paramsMaxTokens = Histogram(tokenBuckets)
+        var iterationTokens = Histogram([1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384])
+        var ttft = Histogram([0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560])
+        var itl = Histogram(tokenTimeBuckets), tpot = Histogram(tokenTimeBuckets)
+        var e2e = Histogram(phaseBuckets), queue = Histogram(phaseBuckets), inference = Histogram(phaseBuckets)
+        var prefill = Histogram(phaseBuckets), decode = Histogram(phaseBuckets)
+        var requestPreemptions = Histogram([1, 2, 3, 4, 5, 10, 20])
+        var prefillComputed = Histogram(tokenBuckets)
+    }
+
     private let state = Mutex(State())
+    let created = Date().timeIntervalSince1970
+    let blockSize: Int
+    let numBlocks: Int
+    let prefixCaching: Bool
 
-    func requestStarted() { state.withLock { $0.running += 1 } }
+    public init(blockSize: Int = 16, numBlocks: Int = 0, prefixCaching: Bool = true) {
+        self.blockSize = blockSize
+        self.numBlocks = numBlocks
+        self.prefixCaching = prefixCaching
+    }
 
-    func requestFinished(prompt: Int, generated: Int, aborted: Bool, ttft: Double?, e2e: Double) {
+    func setQueues(running: Int, waiting: Int, kvUsage: Double) {
         state.withLock { s in
-            s.running -= 1
-            s.promptTokens += prompt
-            s.generationTokens += generated
-            if aborted { s.aborted += 1 } else { s.success += 1 }
-            if let t = ttft { s.ttft.observe(t) }
-            s.e2e.observe(e2e)
+            s.running = running
+            s.waiting = waiting
+            s.kvUsage = kvUsage
         }
     }
 
-    func render(models: [String]) -> String {
-        let s = state.withLock { $0 }
-        let model = models.first ?? "unknown"
-        let l = #"engine="0",model_name="\#(model)""#
-        var out = ""
-        func gauge(_ name: String, _ help: String, _ v: Double) {
-            out += "# HELP vllm:\(name) \(help)\n# TYPE vllm:\(name) gauge\nvllm:\(name){\(l)} \(v)\n"
+    func prefixQuery(tokens: Int, hits: Int) {
+        state.withLock { s in
+            s.prefixQueries += Double(tokens)
+            s.prefixHits += Double(hits)
         }
-        func counter(_ name: String, _ help: String, _ v: Double, extra: String = "") {
-            out += "# HELP vllm:\(name)_total \(help)\n# TYPE vllm:\(name)_total counter\nvllm:\(name)_total{\(l)\(extra)} \(v)\n"
+    }
+
+    func promptTokens(total: Int, cached: Int) {
+        state.withLock { s in
+            s.promptTokens += Double(total)
+            s.promptCached += Double(cached)
+        }
+    }
+
+    func step(tokens: Int, preemptions: Int) {
+        state.withLock { s in
+            s.iterationTokens.observe(Double(tokens))
+            s.preemptions += Double(preemptions)
+        }
+    }
+
+    func interToken(_ seconds: Double) {
+        state.withLock { $0.itl.observe(seconds) }
+    }
+
+    /// A request left the engine. Times are seconds on one clock; a request
+    /// that never produced a token has no TTFT, prefill or decode time.
+    func requestFinished(aborted: Bool, prompt: Int, generated: Int, maxTokens: Int, arrival: Double,
+                         firstScheduled: Double?, firstToken: Double?, end: Double,
+                         preemptions: Int, computedPrefill: Int) {
+        state.withLock { s in
+            s.generationTokens += Double(generated)
+            if aborted { s.aborted += 1; return }
+            s.success += 1
+            s.requestPrompt.observe(Double(prompt))
+            s.requestGeneration.observe(Double(generated))
+            s.maxGeneration.observe(Double(generated))
+            s.paramsN.observe(1)
+            s.paramsMaxTokens.observe(Double(maxTokens))
+            s.e2e.observe(end - arrival)
+            s.requestPreemptions.observe(Double(preemptions))
+            s.prefillComputed.observe(Double(computedPrefill))
+            if let sched = firstScheduled {
+                s.queue.observe(sched - arrival)
+                s.inference.observe(end - sched)
+                if let first = firstToken { s.prefill.observe(first - sched) }
+            }
+            if let first = firstToken {
+                s.ttft.observe(first - arrival)
+                s.decode.observe(end - first)
+                if generated > 1 { s.tpot.observe((end - first) / Double(generated - 1)) }
+            }
+        }
+    }
+
+    /// The fixed-delay mode's bookkeeping: one call when a request starts and one when it ends.
+    func fixedStarted() { state.withLock { $0.running += 1 } }
+    func fixedFinished(prompt: Int, generated: Int, aborted: Bool, ttft: Double?, itl: [Double], e2e: Double) {
+        state.withLock { s in
+            s.running -= 1
+            s.promptTokens += Double(prompt)
+            s.prefixQueries += Double(prompt)
+            s.generationTokens += Double(generated)
+            for g in itl { s.itl.observe(g) }
+            if aborted { s.aborted += 1; return }
+            s.success += 1
+            s.requestPrompt.observe(Double(prompt))
+            s.requestGeneration.observe(Double(generated))
+            s.e2e.observe(e2e)
+            if let t = ttft { s.ttft.observe(t) }
+        }
+    }
+
+    public func render(model: String) -> String {
+        let s = state.withLock { $0 }
+        let m = "model_name=\(quoted(model))"
+        let c = created.description
+        var out = ""
+        out.reserveCapacity(24 * 1024)
+        func head(_ name: String, _ help: String, _ type: String) {
+            out += "# HELP vllm:\(name) \(help)\n# TYPE vllm:\(name) \(type)\n"
+        }
+        func gauge(_ name: String, _ help: String, _ v: Double, labels: String = "") {
+            head(name, help, "gauge")
+            out += "vllm:\(name){engine=\"0\",\(m)\(labels)} \(v)\n"
+        }
+        func createdSample(_ name: String, _ help: String, labels: [String]) {
+            head("\(name)_created", help, "gauge")
+            for l in labels { out += "vllm:\(name)_created{\(l)} \(c)\n" }
+        }
+        func counter(_ name: String, _ help: String, _ samples: [(labels: String, value: Double)]) {
+            head("\(name)_total", help, "counter")
+            for x in samples { out += "vllm:\(name)_total{\(x.labels)} \(x.value)\n" }
+            createdSample(name, help, labels: samples.map(\.labels))
+        }
+        func plain(_ name: String, _ help: String, _ v: Double) {
+            counter(name, help, [("engine=\"0\",\(m)", v)])
         }
         func histogram(_ name: String, _ help: String, _ h: Histogram) {
-            out += "# HELP vllm:\(name) \(help)\n# TYPE vllm:\(name) histogram\n"
-            for (i, b) in h.bounds.enumerated() { out += "vllm:\(name)_bucket{\(l),le=\"\(b)\"} \(Double(h.counts[i]))\n" }
-            out += "vllm:\(name)_bucket{\(l),le=\"+Inf\"} \(Double(h.count))\n"
-            out += "vllm:\(name)_count{\(l)} \(Double(h.count))\nvllm:\(name)_sum{\(l)} \(h.sum)\n"
+            head(name, help, "histogram")
+            for (i, b) in h.bounds.enumerated() { out += "vllm:\(name)_bucket{engine=\"0\",le=\"\(b)\",\(m)} \(h.counts[i])\n" }
+            out += "vllm:\(name)_bucket{engine=\"0\",le=\"+Inf\",\(m)} \(h.count)\n"
+            out += "vllm:\(name)_count{engine=\"0\",\(m)} \(h.count)\nvllm:\(name)_sum{engine=\"0\",\(m)} \(h.sum)\n"
+            createdSample(name, help, labels: ["engine=\"0\",\(m)"])
         }
+        let mfu = "(for Model Flops Utilization calculations)."
+        plain("estimated_flops_per_gpu", "Estimated number of floating point operations per GPU \(mfu)", 0)
+        plain("estimated_read_bytes_per_gpu", "Estimated number of bytes read from memory per GPU \(mfu)", 0)
+        plain("estimated_write_bytes_per_gpu", "Estimated number of bytes written to memory per GPU \(mfu)", 0)
         gauge("num_requests_running", "Number of requests in model execution batches.", Double(s.running))
-        gauge("num_requests_waiting", "Number of requests waiting to be processed.", 0)
-        gauge("kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", min(1, Double(s.running) * 0.01))
-        counter("prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", Double(s.promptTokens))
-        counter("prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", 0)
-        counter("prompt_tokens", "Number of prefill tokens processed.", Double(s.promptTokens))
-        counter("generation_tokens", "Number of generation tokens processed.", Double(s.generationTokens))
-        out += "# HELP vllm:request_success_total Count of successfully processed requests.\n# TYPE vllm:request_success_total counter\n"
-        out += "vllm:request_success_total{\(l),finished_reason=\"length\"} \(Double(s.success))\n"
-        out += "vllm:request_success_total{\(l),finished_reason=\"abort\"} \(Double(s.aborted))\n"
+        gauge("num_requests_waiting", "Number of requests waiting to be processed.", Double(s.waiting))
+        head("num_requests_waiting_by_reason", "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling capacity; 'deferred' = deferred by transient constraints (LoRA budget, KV transfer, blocked status). Sum of all reasons equals vllm:num_requests_waiting.", "gauge")
+        out += "vllm:num_requests_waiting_by_reason{engine=\"0\",\(m),reason=\"capacity\"} \(Double(s.waiting))\n"
+        out += "vllm:num_requests_waiting_by_reason{engine=\"0\",\(m),reason=\"deferred\"} 0.0\n"
+        head("engine_sleep_state", "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.", "gauge")
+        for (state, v) in [("awake", 1.0), ("weights_offloaded", 0), ("discard_all", 0)] {
+            out += "vllm:engine_sleep_state{engine=\"0\",\(m),sleep_state=\"\(state)\"} \(v)\n"
+        }
+        gauge("kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", s.kvUsage)
+        let queriesHelp = "Prefix cache queries, in terms of number of queried tokens."
+        let hitsHelp = "Prefix cache hits, in terms of number of cached tokens."
+        plain("prefix_cache_queries", queriesHelp, s.prefixQueries)
+        plain("prefix_cache_hits", hitsHelp, s.prefixHits)
+        plain("external_prefix_cache_queries", "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.", 0)
+        plain("external_prefix_cache_hits", "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.", 0)
+        plain("mm_cache_queries", "Multi-modal cache queries, in terms of number of queried items.", 0)
+        plain("mm_cache_hits", "Multi-modal cache hits, in terms of number of cached items.", 0)
+        plain("num_preemptions", "Cumulative number of preemption from the engine.", s.preemptions)
+        plain("prompt_tokens", "Number of prefill tokens processed.", s.promptTokens)
+        counter("prompt_tokens_by_source", "Number of prompt tokens by source.", [
+            ("engine=\"0\",\(m),source=\"local_compute\"", s.promptTokens - s.promptCached),
+            ("engine=\"0\",\(m),source=\"local_cache_hit\"", s.promptCached),
+            ("engine=\"0\",\(m),source=\"external_kv_transfer\"", 0),
+        ])
+        plain("prompt_tokens_cached", "Number of cached prompt tokens (local + external).", s.promptCached)
+        counter("prompt_tokens_cached_by_source", "Prefix-cache hit tokens by the cache tier that supplied them: device (local HBM), host (offloaded to DRAM), disk, p2p (transferred from another vLLM instance) or external_unspecified. Counted at admission; sums to vllm:prefix_cache_hits + vllm:external_prefix_cache_hits.",
+                ["device", "host", "p2p", "disk", "external_unspecified"].map { ("engine=\"0\",\(m),source=\"\($0)\"", $0 == "device" ? s.promptCached : 0) })
+        plain("generation_tokens", "Number of generation tokens processed.", s.generationTokens)
+        counter("admission_rejections", "Number of admission attempts rejected by a queue limit, by reason.", [
+            ("\(m),reason=\"max_num_queued_reqs\"", 0), ("\(m),reason=\"max_num_queued_tokens\"", 0),
+        ])
+        counter("request_success", "Count of successfully processed requests.", [
+            ("engine=\"0\",finished_reason=\"stop\",\(m)", 0),
+            ("engine=\"0\",finished_reason=\"length\",\(m)", s.success),
+            ("engine=\"0\",finished_reason=\"abort\",\(m)", s.aborted),
+            ("engine=\"0\",finished_reason=\"error\",\(m)", 0),
+            ("engine=\"0\",finished_reason=\"repetition\",\(m)", 0),
+        ])
+        histogram("request_prompt_tokens", "Number of prefill tokens processed.", s.requestPrompt)
+        histogram("request_generation_tokens", "Number of generation tokens processed.", s.requestGeneration)
+        histogram("iteration_tokens_total", "Histogram of number of tokens per engine_step.", s.iterationTokens)
+        histogram("request_max_num_generation_tokens", "Histogram of maximum number of requested generation tokens.", s.maxGeneration)
+        histogram("request_params_n", "Histogram of the n request parameter.", s.paramsN)
+        histogram("request_params_max_tokens", "Histogram of the max_tokens request parameter.", s.paramsMaxTokens)
         histogram("time_to_first_token_seconds", "Histogram of time to first token in seconds.", s.ttft)
+        histogram("inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", s.itl)
+        histogram("request_time_per_output_token_seconds", "Histogram of time_per_output_token_seconds per request.", s.tpot)
         histogram("e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", s.e2e)
+        histogram("request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.", s.queue)
+        histogram("request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", s.inference)
+        histogram("request_prefill_time_seconds", "Histogram of time spent in PREFILL phase for request.", s.prefill)
+        histogram("request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", s.decode)
+        histogram("request_num_preemptions", "Histogram of the number of times a request was preempted.", s.requestPreemptions)
+        histogram("request_prefill_kv_computed_tokens", "Histogram of new KV tokens computed during prefill (excluding cached tokens).", s.prefillComputed)
+        head("cache_config_info", "Information of the LLMEngine CacheConfig", "gauge")
+        out += "vllm:cache_config_info{block_size=\"\(blockSize)\",cache_dtype=\"auto\",enable_prefix_caching=\"\(prefixCaching ? "True" : "False")\",engine=\"0\",kv_cache_size_tokens=\"\(numBlocks * blockSize)\",num_gpu_blocks=\"\(numBlocks)\"} 1.0\n"
         return out
+    }
+
+    private func quoted(_ s: String) -> String {
+        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 }

@@ -6,32 +6,60 @@ import Synchronization
 
 /// Settings of one simulated vLLM pod.
 public struct SimulatorConfiguration: Sendable {
+    /// How response timing is produced.
+    public enum Timing: Sendable {
+        /// A fixed time to the first token and between later tokens, per
+        /// request, with no interaction between requests. For tests that need
+        /// known latencies (client accuracy) or no latency at all.
+        case fixed(ttftMillis: Double, itlMillis: Double)
+        /// The engine model: batching, chunked prefill, prefix cache and
+        /// preemption, with step times from the latency profile divided by
+        /// `speed` (2 = twice as fast as the modelled card).
+        case engine(EngineConfiguration, speed: Double)
+    }
+
     /// Model names served (the first is the one `/v1/models` lists first).
     public var models: [String] = ["tiny"]
-    /// Time to the first token, and between later tokens, in milliseconds.
-    public var ttftMillis: Double = 0
-    public var itlMillis: Double = 0
-    /// Tokens generated when the request gives no max_tokens (and the cap otherwise).
+    public var timing: Timing = .fixed(ttftMillis: 0, itlMillis: 0)
+    /// Tokens generated when the request gives no max_tokens.
     public var defaultMaxTokens = 16
-    public var maxModelLen = 4096
+    /// Prompt plus completion tokens allowed per request (clamped to the KV size in engine mode).
+    public var maxModelLen = 8192
+    /// Seeds the generated text (with the prompt, as greedy decoding would).
+    public var seed: UInt64 = 0
     /// Name reported in the `x-vllm-sim-pod` response header.
     public var name = "sim"
     public init() {}
+
+    var effectiveMaxModelLen: Int {
+        if case .engine(let e, _) = timing { return min(maxModelLen, e.kvTokens) }
+        return maxModelLen
+    }
 }
 
 /// A stand-in vLLM OpenAI server for routing studies on one machine: the
 /// real endpoints (`/v1/chat/completions`, `/v1/completions`, `/v1/models`,
-/// `/health`, `/metrics`), SSE streaming with a final usage chunk, and vLLM
-/// V1 metric names. Timing is a fixed TTFT plus a fixed inter-token gap; a
-/// later issue replaces that with an engine model (batching, prefix cache).
+/// `/health`, `/metrics`), SSE streaming with a final usage chunk, vLLM V1
+/// metric names, and either fixed delays or the engine model.
 public final class SimulatedPod: Sendable {
     public let configuration: SimulatorConfiguration
-    let metrics = SimMetrics()
+    public let metrics: SimMetrics
+    let driver: EngineDriver?
     private let ids = Atomic<UInt64>(0)
     private let startTime = Date().timeIntervalSince1970
 
-    public init(configuration: SimulatorConfiguration) {
+    /// `loop` runs the engine model (engine timing only); requests may arrive on any loop.
+    public init(configuration: SimulatorConfiguration, loop: EventLoop? = nil) {
         self.configuration = configuration
+        if case .engine(let e, let speed) = configuration.timing {
+            metrics = SimMetrics(blockSize: e.blockSize, numBlocks: e.numBlocks, prefixCaching: e.enablePrefixCaching)
+            guard let loop else { preconditionFailure("engine timing needs an event loop") }
+            driver = EngineDriver(engine: EngineModel(configuration: e, seed: configuration.seed, metrics: metrics),
+                                  speed: speed, loop: loop)
+        } else {
+            metrics = SimMetrics()
+            driver = nil
+        }
     }
 
     /// The HTTP handler for this pod.
@@ -48,11 +76,14 @@ public final class SimulatedPod: Sendable {
             w.respond(status: 200, headers: [("content-type", "application/json"), podHeader], body: modelsBody())
         case ("GET", "/metrics"):
             w.respond(status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-                      body: Array(metrics.render(models: configuration.models).utf8))
+                      body: Array(metrics.render(model: configuration.models.first ?? "unknown").utf8))
         case ("POST", "/v1/chat/completions"):
             generate(req, w, chat: true)
         case ("POST", "/v1/completions"):
             generate(req, w, chat: false)
+        case (_, "/v1/chat/completions"), (_, "/v1/completions"), (_, "/v1/models"), (_, "/health"), (_, "/metrics"):
+            w.respond(status: 405, headers: [("content-type", "application/json"), podHeader],
+                      body: Array(#"{"detail":"Method Not Allowed"}"#.utf8))
         default:
             w.respond(status: 404, headers: [("content-type", "application/json"), podHeader],
                       body: Array(#"{"detail":"Not Found"}"#.utf8))
@@ -62,7 +93,7 @@ public final class SimulatedPod: Sendable {
     private func modelsBody() -> [UInt8] {
         let created = Int(startTime)
         let data = configuration.models.map { m in
-            #"{"id":\#(JSONText.quote(m)),"object":"model","created":\#(created),"owned_by":"vllm","root":\#(JSONText.quote(m)),"parent":null,"max_model_len":\#(configuration.maxModelLen)}"#
+            #"{"id":\#(JSONText.quote(m)),"object":"model","created":\#(created),"owned_by":"vllm","root":\#(JSONText.quote(m)),"parent":null,"max_model_len":\#(configuration.effectiveMaxModelLen)}"#
         }
         return Array(#"{"object":"list","data":[\#(data.joined(separator: ","))]}"#.utf8)
     }
@@ -71,6 +102,23 @@ public final class SimulatedPod: Sendable {
         let body = #"{"object":"error","message":\#(JSONText.quote(message)),"type":\#(JSONText.quote(type)),"param":null,"code":\#(status)}"#
         w.respond(status: status, headers: [("content-type", "application/json"), ("x-vllm-sim-pod", configuration.name)],
                   body: Array(body.utf8))
+    }
+
+    /// Text of a message's `content`: a string, or a list of parts whose text parts are joined.
+    private static func contentText(_ v: Any?) -> String? {
+        if v == nil || v is NSNull { return "" }
+        if let s = v as? String { return s }
+        if let parts = v as? [[String: Any]] {
+            return parts.compactMap { $0["text"] as? String }.joined(separator: " ")
+        }
+        return nil
+    }
+
+    private static func intField(_ obj: [String: Any], _ key: String) -> Int?? {
+        guard let v = obj[key], !(v is NSNull) else { return .some(nil) }
+        // Foundation on Linux decodes JSON booleans as __NSCFBoolean, which also casts to Int.
+        if let i = v as? Int, !String(describing: type(of: v)).contains("Boolean") { return .some(i) }
+        return .none
     }
 
     private func generate(_ req: HTTP1Request, _ w: HTTP1ResponseWriter, chat: Bool) {
@@ -83,31 +131,121 @@ public final class SimulatedPod: Sendable {
         guard configuration.models.contains(model) else {
             return error(w, 404, "NotFoundError", "The model `\(model)` does not exist.")
         }
-        let promptText: String
+        let prompt: [UInt32]
         if chat {
             guard let msgs = obj["messages"] as? [[String: Any]] else {
                 return error(w, 400, "BadRequestError", "messages must be a list of objects")
             }
-            promptText = msgs.compactMap { $0["content"] as? String }.joined(separator: " ")
+            var conv: [(role: String, content: String)] = []
+            for m in msgs {
+                guard let role = m["role"] as? String, let text = Self.contentText(m["content"]) else {
+                    return error(w, 400, "BadRequestError", "each message needs a string role and a string or list content")
+                }
+                conv.append((role, text))
+            }
+            prompt = SimTokenizer.chat(conv)
         } else {
-            if let p = obj["prompt"] as? String { promptText = p }
-            else if let p = obj["prompt"] as? [String] { promptText = p.joined(separator: " ") }
+            if let p = obj["prompt"] as? String { prompt = SimTokenizer.prompt(p) }
+            else if let p = obj["prompt"] as? [String] { prompt = SimTokenizer.prompt(p.joined(separator: " ")) }
             else { return error(w, 400, "BadRequestError", "prompt must be a string or a list of strings") }
         }
-        let promptTokens = max(1, promptText.utf8.count / 4)
-        let maxTokens = (obj["max_tokens"] as? Int) ?? (obj["max_completion_tokens"] as? Int) ?? configuration.defaultMaxTokens
-        let outTokens = max(1, min(maxTokens, configuration.defaultMaxTokens * 64))
-        let stream = (obj["stream"] as? Bool) ?? false
+        guard let mt = Self.intField(obj, "max_tokens"), let mct = Self.intField(obj, "max_completion_tokens") else {
+            return error(w, 400, "BadRequestError", "max_tokens must be an integer")
+        }
+        let maxTokens = mct ?? mt ?? configuration.defaultMaxTokens
+        guard maxTokens >= 1 else {
+            return error(w, 400, "BadRequestError", "max_tokens must be at least 1, got \(maxTokens).")
+        }
+        let limit = configuration.effectiveMaxModelLen
+        if prompt.count + maxTokens > limit {
+            return error(w, 400, "BadRequestError", "This model's maximum context length is \(limit) tokens. However, you requested \(prompt.count + maxTokens) tokens (\(prompt.count) in the messages, \(maxTokens) in the completion). Please reduce the length of the messages or completion.")
+        }
+        var stream = false
+        if let s = obj["stream"], !(s is NSNull) {
+            guard let b = s as? Bool else { return error(w, 400, "BadRequestError", "stream must be a boolean") }
+            stream = b
+        }
         let includeUsage = ((obj["stream_options"] as? [String: Any])?["include_usage"] as? Bool) ?? false
         let n = ids.add(1, ordering: .relaxed).newValue
         let id = (chat ? "chatcmpl-" : "cmpl-") + String(n, radix: 16)
         let job = SimJob(pod: self, writer: w, id: id, model: model, chat: chat, stream: stream, includeUsage: includeUsage,
-                         promptTokens: promptTokens, outputTokens: outTokens, created: Int(Date().timeIntervalSince1970))
+                         promptTokens: prompt.count, outputTokens: maxTokens, created: Int(Date().timeIntervalSince1970))
         job.start()
+        switch configuration.timing {
+        case .fixed(let ttft, let itl):
+            job.runFixed(ttftMillis: ttft, itlMillis: itl, seed: configuration.seed ^ UInt64(truncatingIfNeeded: prompt.count) &* 31)
+        case .engine:
+            driver!.submit(prompt: prompt, maxTokens: maxTokens, job: LoopBound(job, loop: w.loop))
+        }
     }
 }
 
-/// One generation in flight, driven by timers on the connection's loop.
+/// Runs the engine model on one event loop: a step is scheduled, and after
+/// its modelled time (divided by the speed factor) its tokens are handed to
+/// the requests' connections. Step ends are kept on an absolute schedule, so
+/// a late timer does not slow the simulated card down.
+///
+/// Invariant behind `@unchecked Sendable`: every mutable member is touched on
+/// `loop` only; other threads reach it through `loop.execute`.
+final class EngineDriver: @unchecked Sendable {
+    let loop: EventLoop
+    private let engine: EngineModel
+    private let speed: Double
+    private var jobs: [Int: LoopBound<SimJob>] = [:]
+    private var stepping = false
+    private var clock: UInt64 = 0          // planned end of the last step
+    private let origin = monotonicNanos()
+
+    init(engine: EngineModel, speed: Double, loop: EventLoop) {
+        self.engine = engine
+        self.speed = max(speed, 1e-6)
+        self.loop = loop
+    }
+
+    private func seconds(_ t: UInt64) -> Double { Double(t &- origin) / 1e9 }
+
+    func submit(prompt: [UInt32], maxTokens: Int, job: LoopBound<SimJob>) {
+        let arrived = monotonicNanos()
+        loop.execute { [self] in
+            let id = engine.submit(prompt: prompt, maxTokens: maxTokens, now: seconds(arrived))
+            jobs[id] = job
+            job.run { [self] j in j.engineRequest = (self, id) }
+            kick()
+        }
+    }
+
+    func abort(_ id: Int) {
+        loop.execute { [self] in
+            guard jobs.removeValue(forKey: id) != nil else { return }
+            engine.abort(id, now: seconds(monotonicNanos()))
+            kick()
+        }
+    }
+
+    private func kick() {
+        guard !stepping else { return }
+        let now = monotonicNanos()
+        let start = max(now, clock)
+        guard let report = engine.beginStep(now: seconds(start)) else { return }
+        stepping = true
+        clock = start &+ UInt64(report.seconds / speed * 1e9)
+        let wait = clock > now ? clock - now : 0
+        loop.schedule(afterNanos: wait) { [self] in finish() }
+    }
+
+    private func finish() {
+        stepping = false
+        let emissions = engine.finishStep(now: seconds(clock))
+        for e in emissions {
+            guard let job = (e.finished ? jobs.removeValue(forKey: e.request) : jobs[e.request]) else { continue }
+            let word = e.word, done = e.finished
+            job.run { j in j.emit(word: word, finished: done) }
+        }
+        kick()
+    }
+}
+
+/// One response in flight: writes the SSE chunks or the final body as tokens arrive.
 final class SimJob {
     let pod: SimulatedPod
     let w: HTTP1ResponseWriter
@@ -115,8 +253,14 @@ final class SimJob {
     let chat, stream, includeUsage: Bool
     let promptTokens, outputTokens, created: Int
     private var produced = 0
+    private var text = ""
+    private var closed = false
+    var engineRequest: (EngineDriver, Int)?
+    // Fixed-timing bookkeeping (engine timing records its own metrics).
     private let started = monotonicNanos()
+    private var lastTokenAt: UInt64 = 0
     private var firstTokenAt: UInt64 = 0
+    private var gaps: [Double] = []
 
     init(pod: SimulatedPod, writer: HTTP1ResponseWriter, id: String, model: String, chat: Bool, stream: Bool,
          includeUsage: Bool, promptTokens: Int, outputTokens: Int, created: Int) {
@@ -132,54 +276,75 @@ final class SimJob {
         self.created = created
     }
 
-    static let words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "and", "runs", "far"]
-    func token(_ i: Int) -> String { (i == 0 ? "" : " ") + Self.words[i % Self.words.count] }
-
-    var cfg: SimulatorConfiguration { pod.configuration }
+    var podName: String { pod.configuration.name }
 
     func start() {
-        pod.metrics.requestStarted()
-        if stream {
-            w.startStream(status: 200, headers: [("content-type", "text/event-stream; charset=utf-8"),
-                                                 ("x-vllm-sim-pod", cfg.name)])
-            if chat {
-                event(#"{"id":"\#(id)","object":"chat.completion.chunk","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#)
-            }
+        guard stream else { return }
+        w.startStream(status: 200, headers: [("content-type", "text/event-stream; charset=utf-8"), ("x-vllm-sim-pod", podName)])
+        if chat {
+            event(#"{"id":"\#(id)","object":"chat.completion.chunk","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#)
         }
-        after(cfg.ttftMillis) { [self] in step() }
     }
 
-    private func after(_ ms: Double, _ f: @escaping () -> Void) {
-        if ms <= 0 { f() } else { w.loop.schedule(afterNanos: UInt64(ms * 1_000_000), f) }
+    // MARK: fixed timing
+
+    private var fixedSeed: UInt64 = 0
+    private var itlNanos: UInt64 = 0
+
+    func runFixed(ttftMillis: Double, itlMillis: Double, seed: UInt64) {
+        pod.metrics.fixedStarted()
+        fixedSeed = seed
+        itlNanos = UInt64(max(0, itlMillis) * 1e6)
+        after(UInt64(max(0, ttftMillis) * 1e6)) { [self] in fixedStep() }
     }
 
-    private func step() {
-        guard w.isOpen else { return finish(aborted: true) }
-        if produced == 0 { firstTokenAt = monotonicNanos() }
-        if stream {
-            let t = token(produced)
-            let last = produced + 1 == outputTokens
-            let finish = last ? #""length""# : "null"
-            if chat {
-                event(#"{"id":"\#(id)","object":"chat.completion.chunk","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[{"index":0,"delta":{"content":\#(JSONText.quote(t))},"logprobs":null,"finish_reason":\#(finish)}]}"#)
-            } else {
-                event(#"{"id":"\#(id)","object":"text_completion","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[{"index":0,"text":\#(JSONText.quote(t)),"logprobs":null,"finish_reason":\#(finish),"stop_reason":null}]}"#)
-            }
-        }
+    private func after(_ nanos: UInt64, _ f: @escaping () -> Void) {
+        if nanos == 0 { f() } else { w.loop.schedule(afterNanos: nanos, f) }
+    }
+
+    private func fixedStep() {
+        repeat {
+            let now = monotonicNanos()
+            if produced == 0 { firstTokenAt = now } else { gaps.append(Double(now - lastTokenAt) / 1e9) }
+            lastTokenAt = now
+            let word = Int(mix(fixedSeed &+ UInt64(produced)) % UInt64(SimTokenizer.vocabulary.count))
+            emit(word: word, finished: produced + 1 == outputTokens)
+        } while !closed && itlNanos == 0
+        if !closed { after(itlNanos) { [self] in fixedStep() } }
+    }
+
+    // MARK: output
+
+    /// Delivers one generated token (and, with `finished`, the end of the response).
+    func emit(word: Int, finished: Bool) {
+        guard !closed else { return }
+        guard w.isOpen else { return abandon() }
+        let t = (produced == 0 ? "" : " ") + SimTokenizer.vocabulary[word]
         produced += 1
-        if produced < outputTokens {
-            if cfg.itlMillis <= 0 { return step() }
-            after(cfg.itlMillis) { [self] in step() }
-            return
+        if stream {
+            let reason = finished ? #""length""# : "null"
+            if chat {
+                event(#"{"id":"\#(id)","object":"chat.completion.chunk","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[{"index":0,"delta":{"content":\#(JSONText.quote(t))},"logprobs":null,"finish_reason":\#(reason)}]}"#)
+            } else {
+                event(#"{"id":"\#(id)","object":"text_completion","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[{"index":0,"text":\#(JSONText.quote(t)),"logprobs":null,"finish_reason":\#(reason),"stop_reason":null}]}"#)
+            }
+        } else {
+            text += t
         }
-        finishOK()
+        if finished { finishOK() }
+    }
+
+    private func abandon() {
+        closed = true
+        if let (driver, rid) = engineRequest { driver.abort(rid) } else { recordFixed(aborted: true) }
     }
 
     private var usage: String {
-        #"{"prompt_tokens":\#(promptTokens),"total_tokens":\#(promptTokens + outputTokens),"completion_tokens":\#(outputTokens),"prompt_tokens_details":null}"#
+        #"{"prompt_tokens":\#(promptTokens),"total_tokens":\#(promptTokens + produced),"completion_tokens":\#(produced),"prompt_tokens_details":null}"#
     }
 
     private func finishOK() {
+        closed = true
         if stream {
             if includeUsage {
                 let obj = chat ? "chat.completion.chunk" : "text_completion"
@@ -188,24 +353,22 @@ final class SimJob {
             w.writeChunk(Array("data: [DONE]\n\n".utf8))
             w.endStream()
         } else {
-            let text = (0..<outputTokens).map(token).joined()
             let body: String
             if chat {
                 body = #"{"id":"\#(id)","object":"chat.completion","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[{"index":0,"message":{"role":"assistant","content":\#(JSONText.quote(text)),"tool_calls":[]},"logprobs":null,"finish_reason":"length","stop_reason":null}],"usage":\#(usage),"prompt_logprobs":null}"#
             } else {
                 body = #"{"id":"\#(id)","object":"text_completion","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[{"index":0,"text":\#(JSONText.quote(text)),"logprobs":null,"finish_reason":"length","stop_reason":null,"prompt_logprobs":null}],"usage":\#(usage)}"#
             }
-            w.respond(status: 200, headers: [("content-type", "application/json"), ("x-vllm-sim-pod", cfg.name)],
+            w.respond(status: 200, headers: [("content-type", "application/json"), ("x-vllm-sim-pod", podName)],
                       body: Array(body.utf8))
         }
-        finish(aborted: false)
+        if engineRequest == nil { recordFixed(aborted: false) }
     }
 
-    private func finish(aborted: Bool) {
-        let now = monotonicNanos()
-        pod.metrics.requestFinished(prompt: promptTokens, generated: produced, aborted: aborted,
-                                    ttft: firstTokenAt > 0 ? Double(firstTokenAt - started) / 1e9 : nil,
-                                    e2e: Double(now - started) / 1e9)
+    private func recordFixed(aborted: Bool) {
+        pod.metrics.fixedFinished(prompt: promptTokens, generated: produced, aborted: aborted,
+                                  ttft: firstTokenAt > 0 ? Double(firstTokenAt - started) / 1e9 : nil,
+                                  itl: gaps, e2e: Double(monotonicNanos() - started) / 1e9)
     }
 
     private func event(_ json: String) {

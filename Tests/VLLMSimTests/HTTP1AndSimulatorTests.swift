@@ -68,7 +68,7 @@ func exchange(port: Int, _ request: String) throws -> String {
         let s = try exchange(port: port, "POST /v1/chat/completions HTTP/1.1\r\nconnection: close\r\ncontent-length: \(chat.utf8.count)\r\n\r\n\(chat)")
         #expect(s.contains("x-vllm-sim-pod: pod-a"))
         #expect(s.contains(#""delta":{"role":"assistant","content":""}"#))
-        #expect(s.contains(#""choices":[],"usage":{"prompt_tokens":2,"total_tokens":5,"completion_tokens":3"#))
+        #expect(s.contains(#""choices":[],"usage":{"prompt_tokens":6,"total_tokens":9,"completion_tokens":3"#))
         #expect(s.contains("data: [DONE]"))
 
         let bad = #"{"model":"other","messages":[]}"#
@@ -83,5 +83,33 @@ func exchange(port: Int, _ request: String) throws -> String {
                      "vllm:time_to_first_token_seconds_bucket", "vllm:e2e_request_latency_seconds_count"] {
             #expect(m.contains(name), "missing \(name)")
         }
+    }
+
+    @Test func engineTimingOverHTTPReusesPrefixesAndRejectsOverlongRequests() throws {
+        let group = try EventLoopGroup(count: 1)
+        var engine = EngineConfiguration(profile: .h100Llama3_8B)
+        engine.numBlocks = 64
+        var cfg = SimulatorConfiguration()
+        cfg.timing = .engine(engine, speed: 100)
+        cfg.defaultMaxTokens = 4
+        let server = try HTTP1Server(address: .tcp(host: "127.0.0.1", port: 0), group: group,
+                                     handler: SimulatedPod(configuration: cfg, loop: group.loops[0]).handler)
+        group.start()
+        defer { group.stopAll(); group.join() }
+        let port = try #require(server.listener.boundPort)
+        let shared = words(200, from: 1)
+        for i in 0..<2 {
+            let body = #"{"model":"tiny","prompt":"\#(shared) \#(words(5, from: 10 + i))"}"#
+            let r = try exchange(port: port, "POST /v1/completions HTTP/1.1\r\nconnection: close\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)")
+            #expect(r.hasPrefix("HTTP/1.1 200"))
+            #expect(r.contains(#""usage":{"prompt_tokens":206,"total_tokens":210,"completion_tokens":4"#))
+        }
+        let page = PromPage(try exchange(port: port, "GET /metrics HTTP/1.1\r\nconnection: close\r\n\r\n"))
+        #expect(page["vllm:prefix_cache_hits_total"] == 192)  // 201 shared tokens: 12 full blocks of 16
+        #expect(page["vllm:prefix_cache_queries_total"] == 412)
+        let long = #"{"model":"tiny","prompt":"\#(words(1100, from: 3))","max_tokens":8}"#
+        let r = try exchange(port: port, "POST /v1/completions HTTP/1.1\r\nconnection: close\r\ncontent-length: \(long.utf8.count)\r\n\r\n\(long)")
+        #expect(r.hasPrefix("HTTP/1.1 400"))
+        #expect(r.contains("maximum context length is 1024 tokens"))
     }
 }
