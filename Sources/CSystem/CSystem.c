@@ -1,4 +1,6 @@
 #define _GNU_SOURCE
+#include <stdatomic.h>
+#include <sys/syscall.h>
 #include "CSystem.h"
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -34,6 +36,28 @@ int csys_epoll_wait(int epfd, uint32_t *events, uint64_t *tokens, int max, int t
         tokens[i] = evs[i].data.u64;
     }
     return n;
+}
+
+int csys_epoll_wait_ns(int epfd, uint32_t *events, uint64_t *tokens, int max, int64_t timeout_ns) {
+#ifdef SYS_epoll_pwait2
+    static atomic_int have_pwait2 = 1;
+    if (have_pwait2) {
+        struct epoll_event evs[256];
+        if (max > 256) max = 256;
+        struct timespec ts = { .tv_sec = timeout_ns / 1000000000LL, .tv_nsec = timeout_ns % 1000000000LL };
+        int n = (int)syscall(SYS_epoll_pwait2, epfd, evs, max, timeout_ns < 0 ? NULL : &ts, NULL, 0);
+        if (n >= 0 || errno != ENOSYS) {
+            for (int i = 0; i < n; i++) {
+                events[i] = evs[i].events;
+                tokens[i] = evs[i].data.u64;
+            }
+            return n;
+        }
+        have_pwait2 = 0;  /* kernel older than 5.11: millisecond timeouts */
+    }
+#endif
+    int ms = timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000);
+    return csys_epoll_wait(epfd, events, tokens, max, ms);
 }
 
 int csys_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }

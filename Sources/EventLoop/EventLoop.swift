@@ -132,10 +132,10 @@ public final class EventLoop: @unchecked Sendable {
         var events = [UInt32](repeating: 0, count: 256)
         var tokens = [UInt64](repeating: 0, count: 256)
         while !stopFlag.load(ordering: .acquiring) {
-            let timeout = nextTimeoutMillis()
+            let timeout = nextTimeoutNanos()
             let n = events.withUnsafeMutableBufferPointer { ev in
                 tokens.withUnsafeMutableBufferPointer { tk in
-                    csys_epoll_wait(epfd, ev.baseAddress, tk.baseAddress, 256, timeout)
+                    csys_epoll_wait_ns(epfd, ev.baseAddress, tk.baseAddress, 256, timeout)
                 }
             }
             if n < 0 {
@@ -168,14 +168,13 @@ public final class EventLoop: @unchecked Sendable {
         for t in tasks { t() }
     }
 
-    private func nextTimeoutMillis() -> Int32 {
+    private func nextTimeoutNanos() -> Int64 {
         if !queue.withLock({ $0.isEmpty }) { return 0 }
         while let top = timerHeap.first, timerCallbacks[top.id] == nil { _ = heapPop() }
         guard let top = timerHeap.first else { return -1 }
         let now = monotonicNanos()
         if top.deadline <= now { return 0 }
-        let ms = (top.deadline - now + 999_999) / 1_000_000
-        return Int32(min(ms, 60_000))
+        return Int64(min(top.deadline - now, 60_000_000_000))
     }
 
     private func runDueTimers() {

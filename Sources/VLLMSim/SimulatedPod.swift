@@ -222,10 +222,13 @@ final class EngineDriver: @unchecked Sendable {
         }
     }
 
-    private func kick() {
+    /// Starts the next step if the engine has work. `continuing`: the engine
+    /// was busy, so the step starts when the last one was planned to end
+    /// (unless that is over 100 ms ago: the machine stalled, do not burst).
+    private func kick(continuing: Bool = false) {
         guard !stepping else { return }
         let now = monotonicNanos()
-        let start = max(now, clock)
+        let start = continuing && now &- clock < 100_000_000 ? clock : max(now, clock)
         guard let report = engine.beginStep(now: seconds(start)) else { return }
         stepping = true
         clock = start &+ UInt64(report.seconds / speed * 1e9)
@@ -241,7 +244,7 @@ final class EngineDriver: @unchecked Sendable {
             let word = e.word, done = e.finished
             job.run { j in j.emit(word: word, finished: done) }
         }
-        kick()
+        kick(continuing: true)
     }
 }
 
@@ -291,15 +294,21 @@ final class SimJob {
     private var fixedSeed: UInt64 = 0
     private var itlNanos: UInt64 = 0
 
+    private var nextDue: UInt64 = 0
+
+    /// Token k is due at arrival + ttft + k * itl, on an absolute schedule so
+    /// that timer latency does not add up over a long response.
     func runFixed(ttftMillis: Double, itlMillis: Double, seed: UInt64) {
         pod.metrics.fixedStarted()
         fixedSeed = seed
         itlNanos = UInt64(max(0, itlMillis) * 1e6)
-        after(UInt64(max(0, ttftMillis) * 1e6)) { [self] in fixedStep() }
+        nextDue = started &+ UInt64(max(0, ttftMillis) * 1e6)
+        at(nextDue) { [self] in fixedStep() }
     }
 
-    private func after(_ nanos: UInt64, _ f: @escaping () -> Void) {
-        if nanos == 0 { f() } else { w.loop.schedule(afterNanos: nanos, f) }
+    private func at(_ due: UInt64, _ f: @escaping () -> Void) {
+        let now = monotonicNanos()
+        if due <= now { f() } else { w.loop.schedule(afterNanos: due - now, f) }
     }
 
     private func fixedStep() {
@@ -310,7 +319,10 @@ final class SimJob {
             let word = Int(mix(fixedSeed &+ UInt64(produced)) % UInt64(SimTokenizer.vocabulary.count))
             emit(word: word, finished: produced + 1 == outputTokens)
         } while !closed && itlNanos == 0
-        if !closed { after(itlNanos) { [self] in fixedStep() } }
+        if !closed {
+            nextDue &+= itlNanos
+            at(nextDue) { [self] in fixedStep() }
+        }
     }
 
     // MARK: output

@@ -20,6 +20,9 @@ int csys_epoll_create(void);
 int csys_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token);
 /// Waits and unpacks the (packed) epoll_event array into two plain arrays.
 int csys_epoll_wait(int epfd, uint32_t *events, uint64_t *tokens, int max, int timeout_ms);
+/// Like csys_epoll_wait with a nanosecond timeout (negative = forever), using
+/// epoll_pwait2 where the kernel has it (5.11+), else rounding up to ms.
+int csys_epoll_wait_ns(int epfd, uint32_t *events, uint64_t *tokens, int max, int64_t timeout_ns);
 /// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC).
 int csys_eventfd(void);
 /// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC; addresses are not returned.
