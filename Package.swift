@@ -63,7 +63,7 @@ let package = Package(
         .target(name: "Routing", dependencies: ["PodMetrics"], swiftSettings: strict),
         .target(name: "VLLMSim", dependencies: ["HTTP1", "EventLoop", "OpenAIAPI"], swiftSettings: strict),
         // KV-cache node agent (in progress): block keys and eviction policies so far.
-        .target(name: "HostMemory", swiftSettings: strict),
+        .target(name: "HostMemory", dependencies: ["CSystem"], swiftSettings: strict),
         .target(name: "KVCache", dependencies: ["HostMemory"], swiftSettings: strict),
 
         // MARK: composition root

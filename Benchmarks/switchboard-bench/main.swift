@@ -85,7 +85,10 @@ func kvThroughput() {
     let block = 2 << 20, blocks = 128, rounds = 3
     let src = (0..<blocks).map { i in [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: block) }
     var sink = [UInt8](repeating: 1, count: 64 * block)
-    let cache = L1Cache(pageSize: block, capacityBytes: 64 * block, slabBytes: 64 * block, policy: .s3fifo)
+    let cache: L1Cache
+    do { cache = try L1Cache(pageSize: block, capacityBytes: 64 * block, policy: .s3fifo) } catch {
+        fatalError("cannot create the L1 pool: \(error)")
+    }
     for i in 0..<blocks { _ = try? cache.put([(BlockKey(high: 0, low: UInt64(i)), src[i])]) }  // touch every page
     var memcpyBest = 0.0, putBest = 0.0, getBest = 0.0
     var got = 0

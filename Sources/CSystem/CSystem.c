@@ -3,6 +3,7 @@
 #include <sys/syscall.h>
 #include "CSystem.h"
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -157,3 +158,57 @@ int csys_connect_tcp(const char *host, int port) {
     }
     return fd;
 }
+
+int csys_memfd(const char *name, uint64_t bytes) {
+    int fd = (int)syscall(SYS_memfd_create, name, 1u /* MFD_CLOEXEC */);
+    if (fd < 0) return -1;
+    if (ftruncate(fd, (off_t)bytes) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    return fd;
+}
+
+void *csys_map_shared(int fd, uint64_t bytes) {
+    void *p = mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+int csys_unmap(void *addr, uint64_t bytes) { return munmap(addr, (size_t)bytes); }
+
+long csys_send_with_fd(int sock, const void *data, size_t len, int fd) {
+    struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    return (long)sendmsg(sock, &m, MSG_NOSIGNAL);
+}
+
+long csys_recv_with_fd(int sock, void *data, size_t len, int *fd) {
+    struct iovec iov = { .iov_base = data, .iov_len = len };
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    *fd = -1;
+    long n = (long)recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+    if (n < 0) return n;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(fd, CMSG_DATA(c), sizeof(int));
+    }
+    return n;
+}
+
+int csys_connect_unix(const char *path) {
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    if (strlen(path) >= sizeof sa.sun_path) { errno = ENAMETOOLONG; return -1; }
+    sa.sun_family = AF_UNIX;
+    strcpy(sa.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    return fd;
+}
+
+void csys_copy(void *dst, const void *src, size_t len) { memcpy(dst, src, len); }

@@ -10,42 +10,39 @@ public struct L1CacheStats: Sendable, Equatable {
     public var bytesIn = 0
     public var bytesOut = 0
     public var pagesUsed = 0
+    /// Pages ever handed out (the memory actually committed; the pool is sparse).
     public var pagesAllocated = 0
 }
 
-/// The L1 tier: host memory cut into fixed-size pages (one KV block each),
-/// allocated lazily in slabs up to a capacity, with a pluggable eviction
-/// policy. Safe to share between threads (engines' requests are served
-/// concurrently; each call holds the lock for its copies only).
+/// The L1 tier for in-process use: a `BlockStore` over a shared-memory page
+/// pool (a sparse memfd, so memory is committed only as pages are first
+/// written), with copies in and out. Safe to share between threads: the
+/// store's bookkeeping is under a lock, and the copies run outside it on
+/// pages that a reservation or a lease keeps to the caller.
 ///
-/// Pages live in `HostMemory.PageSlab`s; the engine data plane (shared
-/// memory, pinned pages for CUDA) will replace the slab allocation behind
-/// the same page interface in the next step of the KV-cache issue.
+/// The node agent uses the same store and pool, but lets engines copy the
+/// pages themselves through the shared mapping.
 public final class L1Cache: Sendable {
     public let pageSize: Int
     public let capacityPages: Int
-    public let pagesPerSlab: Int
-    private let state: Mutex<State>
+    public let memory: SharedPages
+    private let store: Mutex<BlockStore>
 
-    struct State {
-        var slabs: [PageSlab] = []
-        var free: [Int] = []            // page numbers
-        var index: [BlockKey: Int] = [:]
-        var policy: any EvictionPolicy
-        var stats = L1CacheStats()
-    }
-
-    /// `capacityBytes` is rounded down to whole pages; slabs hold
-    /// `slabBytes` each (rounded down to whole pages, at least one).
-    public init(pageSize: Int, capacityBytes: Int, slabBytes: Int = 64 << 20, policy: EvictionPolicyKind = .s3fifo) {
+    /// `capacityBytes` is rounded down to whole pages.
+    public init(pageSize: Int, capacityBytes: Int, policy: EvictionPolicyKind = .s3fifo) throws(SharedPages.Failure) {
         precondition(pageSize > 0 && capacityBytes >= pageSize, "capacity must hold at least one page")
         self.pageSize = pageSize
         self.capacityPages = capacityBytes / pageSize
-        self.pagesPerSlab = max(1, min(slabBytes / pageSize, capacityBytes / pageSize))
-        state = Mutex(State(policy: makeEvictionPolicy(policy, capacity: capacityBytes / pageSize)))
+        memory = try SharedPages(name: "switchboard-l1", pageSize: pageSize, pages: capacityPages)
+        store = Mutex(BlockStore(pages: capacityPages, policy: policy))
     }
 
-    public var stats: L1CacheStats { state.withLock { $0.stats } }
+    public var stats: L1CacheStats {
+        let s = store.withLock { $0.stats }
+        return L1CacheStats(hits: s.hits, misses: s.misses, puts: s.puts, evictions: s.evictions,
+                            bytesIn: s.puts * pageSize, bytesOut: s.hits * pageSize, pagesUsed: s.pagesUsed,
+                            pagesAllocated: s.pagesTouched)
+    }
 
     /// Stores blocks (key, exactly `pageSize` bytes each), evicting as
     /// needed. Keys already present are left as they are. Returns how many
@@ -55,81 +52,32 @@ public final class L1Cache: Sendable {
         for b in blocks where b.bytes.count != pageSize {
             throw .badSize(expected: pageSize, got: b.bytes.count)
         }
-        return state.withLock { s in
-            var stored = 0
-            for b in blocks where s.index[b.key] == nil {
-                guard let page = Self.takePage(&s, pageSize: pageSize, capacity: capacityPages, perSlab: pagesPerSlab) else { break }
-                s.slabs[page / pagesPerSlab].write(page: page % pagesPerSlab, from: b.bytes)
-                s.index[b.key] = page
-                s.policy.inserted(b.key)
-                s.stats.puts += 1
-                s.stats.bytesIn += pageSize
-                s.stats.pagesUsed += 1
-                stored += 1
-            }
-            return stored
+        let r = store.withLock { $0.reserve(blocks.map(\.key), owner: 0, expires: .max) }
+        guard r.id != 0 else { return 0 }
+        for (b, page) in zip(blocks, r.pages) where page >= 0 {
+            memory.write(page: Int(page), from: b.bytes)
         }
+        return store.withLock { s in (try? s.commit(r.id, owner: 0)) ?? 0 }
     }
 
     /// The longest run of present blocks from the start of `keys`, copied out.
     public func get(_ keys: [BlockKey]) -> [[UInt8]] {
-        state.withLock { s in
-            var out: [[UInt8]] = []
-            for k in keys {
-                guard let page = s.index[k] else {
-                    s.stats.misses += 1
-                    break
-                }
-                out.append(s.slabs[page / pagesPerSlab].read(page: page % pagesPerSlab))
-                s.policy.accessed(k)
-                s.stats.hits += 1
-                s.stats.bytesOut += pageSize
-            }
-            return out
-        }
+        let l = store.withLock { $0.lease(keys, owner: 0, expires: .max) }
+        guard l.id != 0 else { return [] }
+        let out = l.pages.map { memory.read(page: Int($0)) }
+        store.withLock { s in try? s.release(l.id, owner: 0) }
+        return out
     }
 
     /// How many blocks from the start of `keys` are present (no copy, no recency change).
     public func exists(_ keys: [BlockKey]) -> Int {
-        state.withLock { s in
-            var n = 0
-            while n < keys.count && s.index[keys[n]] != nil { n += 1 }
-            return n
-        }
+        store.withLock { $0.exists(keys) }
     }
 
     /// Drops blocks; returns how many were present.
     @discardableResult
     public func delete(_ keys: [BlockKey]) -> Int {
-        state.withLock { s in
-            var n = 0
-            for k in keys {
-                guard let page = s.index.removeValue(forKey: k) else { continue }
-                s.policy.removed(k)
-                s.free.append(page)
-                s.stats.pagesUsed -= 1
-                n += 1
-            }
-            return n
-        }
-    }
-
-    /// A free page: a freed one, a new one (a new slab when the last is full), or an evicted one.
-    private static func takePage(_ s: inout State, pageSize: Int, capacity: Int, perSlab: Int) -> Int? {
-        if let p = s.free.popLast() { return p }
-        if s.stats.pagesAllocated < capacity {
-            let page = s.stats.pagesAllocated
-            if page / perSlab >= s.slabs.count {
-                let pages = min(perSlab, capacity - page)
-                s.slabs.append(PageSlab(pageSize: pageSize, pages: pages))
-            }
-            s.stats.pagesAllocated += 1
-            return page
-        }
-        guard let victim = s.policy.evict(), let page = s.index.removeValue(forKey: victim) else { return nil }
-        s.stats.evictions += 1
-        s.stats.pagesUsed -= 1
-        return page
+        store.withLock { $0.delete(keys) }
     }
 }
 

@@ -103,7 +103,7 @@ import Testing
     func page(_ i: Int, _ size: Int) -> [UInt8] { (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i &* 7) } }
 
     @Test func putGetLongestPrefixAndSizes() throws {
-        let c = L1Cache(pageSize: 64, capacityBytes: 64 * 10, slabBytes: 64 * 4, policy: .lru)
+        let c = try L1Cache(pageSize: 64, capacityBytes: 64 * 10, policy: .lru)
         #expect(try c.put([(k(1), page(1, 64)), (k(2), page(2, 64)), (k(4), page(4, 64))]) == 3)
         let got = c.get([k(1), k(2), k(3), k(4)])
         #expect(got == [page(1, 64), page(2, 64)])
@@ -118,7 +118,7 @@ import Testing
     }
 
     @Test func capacityEvictsAndReusesPages() throws {
-        let c = L1Cache(pageSize: 16, capacityBytes: 16 * 8, slabBytes: 16 * 3, policy: .fifo)
+        let c = try L1Cache(pageSize: 16, capacityBytes: 16 * 8, policy: .fifo)
         for i in 0..<20 { try c.put([(k(i), page(i, 16))]) }
         let s = c.stats
         #expect(s.pagesAllocated == 8 && s.pagesUsed == 8 && s.evictions == 12)
@@ -127,7 +127,7 @@ import Testing
     }
 
     @Test func concurrentEnginesNeverSeeCorruptPages() async throws {
-        let c = L1Cache(pageSize: 256, capacityBytes: 256 * 64, slabBytes: 256 * 16, policy: .s3fifo)
+        let c = try L1Cache(pageSize: 256, capacityBytes: 256 * 64, policy: .s3fifo)
         try await withThrowingTaskGroup(of: Int.self) { group in
             for engine in 0..<4 {
                 group.addTask {
@@ -145,5 +145,56 @@ import Testing
             #expect(corrupt == 0)
         }
         #expect(c.stats.pagesUsed <= 64)
+    }
+}
+
+@Suite struct BlockStoreTests {
+    func k(_ i: Int) -> BlockKey { BlockKey(high: 2, low: UInt64(i)) }
+
+    @Test func reservedPagesAreInvisibleUntilCommitted() throws {
+        let s = BlockStore(pages: 4, policy: .lru)
+        let r = s.reserve([k(1), k(2), k(1)], owner: 7, expires: 100)
+        #expect(r.id != 0 && r.pages[0] >= 0 && r.pages[1] >= 0 && r.pages[2] == -1)
+        #expect(s.exists([k(1)]) == 0 && s.lease([k(1)], owner: 7, expires: 100).id == 0)
+        #expect(s.reserve([k(1), k(3)], owner: 8, expires: 100).pages[0] == -1)  // being written elsewhere
+        #expect(throws: BlockStoreError.unknownID(r.id)) { try s.commit(r.id, owner: 8) }  // not its owner
+        #expect(try s.commit(r.id, owner: 7) == 2)
+        #expect(throws: BlockStoreError.unknownID(r.id)) { try s.commit(r.id, owner: 7) }  // once only
+        #expect(s.exists([k(1), k(2), k(3)]) == 2)
+    }
+
+    @Test func pinnedPagesAreNeitherEvictedNorReused() throws {
+        let s = BlockStore(pages: 2, policy: .lru)
+        let r = s.reserve([k(1), k(2)], owner: 1, expires: 100)
+        _ = try s.commit(r.id, owner: 1)
+        let l = s.lease([k(1), k(2), k(3)], owner: 2, expires: 100)
+        #expect(l.pages.count == 2)
+        // Everything is pinned: nothing can be evicted for a new key.
+        #expect(s.reserve([k(3)], owner: 1, expires: 100).pages == [-2])
+        // Deleting a pinned key hides it at once and frees the page at release.
+        #expect(s.delete([k(2)]) == 1 && s.exists([k(1), k(2)]) == 1)
+        try s.release(l.id, owner: 2)
+        let r2 = s.reserve([k(3), k(4)], owner: 1, expires: 100)
+        #expect(r2.pages.allSatisfy { $0 >= 0 })  // the freed page, then k(1) evicted
+        _ = try s.commit(r2.id, owner: 1)
+        #expect(s.stats.evictions == 1 && s.exists([k(1)]) == 0 && s.isQuiescent)
+    }
+
+    @Test func droppedOwnersAndExpiredTicketsLeakNothing() throws {
+        let s = BlockStore(pages: 8, policy: .s3fifo)
+        let w = s.reserve([k(1), k(2)], owner: 1, expires: 1_000)
+        _ = try s.commit(w.id, owner: 1)
+        _ = s.reserve([k(3), k(4)], owner: 2, expires: 1_000)   // owner 2 dies mid-put
+        _ = s.lease([k(1)], owner: 2, expires: 1_000)           // and mid-get
+        s.dropOwner(2)
+        #expect(s.isQuiescent && s.exists([k(3)]) == 0)
+        let late = s.reserve([k(5)], owner: 3, expires: 50)
+        let slow = s.lease([k(1), k(2)], owner: 3, expires: 60)
+        #expect(s.nextExpiry == 50)
+        #expect(s.expire(now: 55) == 1)
+        #expect(throws: BlockStoreError.unknownID(late.id)) { try s.commit(late.id, owner: 3) }
+        #expect(s.expire(now: 60) == 1)
+        #expect(throws: BlockStoreError.unknownID(slow.id)) { try s.release(slow.id, owner: 3) }
+        #expect(s.isQuiescent && s.stats.expired == 2 && s.exists([k(1), k(2)]) == 2)
     }
 }

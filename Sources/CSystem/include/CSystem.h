@@ -45,3 +45,21 @@ int csys_listen_tcp(const char *host, int port, int backlog, int *bound_port);
 int csys_listen_unix(const char *path, int backlog);
 /// Non-blocking connect to a numeric host:port; returns fd (connect may be in progress) or -1.
 int csys_connect_tcp(const char *host, int port);
+
+/// memfd_create(name, MFD_CLOEXEC) sized to `bytes` with ftruncate (sparse:
+/// pages are committed on first touch). Returns the fd or -1.
+int csys_memfd(const char *name, uint64_t bytes);
+/// Maps `bytes` of `fd` shared and read-write; returns NULL on failure.
+void *csys_map_shared(int fd, uint64_t bytes);
+/// munmap.
+int csys_unmap(void *addr, uint64_t bytes);
+/// Sends `len` bytes with one file descriptor attached (SCM_RIGHTS) on a
+/// Unix stream socket. Returns bytes sent or -1.
+long csys_send_with_fd(int sock, const void *data, size_t len, int fd);
+/// Receives up to `len` bytes; a descriptor passed with them is stored in
+/// *fd (else *fd = -1). Returns bytes received, 0 at EOF, or -1.
+long csys_recv_with_fd(int sock, void *data, size_t len, int *fd);
+/// Blocking connect to a Unix stream socket; returns the fd or -1.
+int csys_connect_unix(const char *path);
+/// Copies bytes (memcpy), for the binding modules that move page data.
+void csys_copy(void *dst, const void *src, size_t len);

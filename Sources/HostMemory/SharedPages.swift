@@ -1,0 +1,83 @@
+import CSystem
+import Glibc
+
+/// Pages of shared memory: a memfd cut into fixed-size pages and mapped
+/// read-write. The KV agent creates one (`init(name:pageSize:pages:)`) and
+/// passes its descriptor to engines, which map the same memory
+/// (`init(mapping:pageSize:pages:)`), so block data moves between an engine
+/// and the cache without passing through a socket.
+///
+/// The memfd is sparse: a page costs memory only once written. Copies are
+/// bounds-checked. Ownership: the object owns its mapping and descriptor and
+/// releases both in deinit. Threading: copies to distinct pages may run
+/// concurrently; the protocol above (reservations and leases) is what keeps
+/// two parties off the same page, which is the invariant behind
+/// `@unchecked Sendable`.
+public final class SharedPages: @unchecked Sendable {
+    public let pageSize: Int
+    public let pages: Int
+    /// The memfd, for passing to another process.
+    public let fd: Int32
+    private let base: UnsafeMutableRawPointer
+
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        public let description: String
+    }
+
+    /// Creates and maps a new memfd of `pages` pages.
+    public init(name: String, pageSize: Int, pages: Int) throws(Failure) {
+        precondition(pageSize > 0 && pages > 0)
+        let bytes = UInt64(pageSize) * UInt64(pages)
+        let fd = csys_memfd(name, bytes)
+        guard fd >= 0 else { throw Failure(description: "memfd_create of \(bytes) bytes failed: errno \(errno)") }
+        guard let p = csys_map_shared(fd, bytes) else {
+            let e = errno
+            close(fd)
+            throw Failure(description: "mmap of \(bytes) bytes failed: errno \(e)")
+        }
+        self.pageSize = pageSize
+        self.pages = pages
+        self.fd = fd
+        self.base = p
+    }
+
+    /// Maps a descriptor received from the agent; takes ownership of `fd`.
+    public init(mapping fd: Int32, pageSize: Int, pages: Int) throws(Failure) {
+        precondition(pageSize > 0 && pages > 0)
+        let bytes = UInt64(pageSize) * UInt64(pages)
+        var st = stat()
+        guard fstat(fd, &st) == 0, UInt64(st.st_size) >= bytes else {
+            close(fd)
+            throw Failure(description: "shared pool descriptor is smaller than \(bytes) bytes")
+        }
+        guard let p = csys_map_shared(fd, bytes) else {
+            let e = errno
+            close(fd)
+            throw Failure(description: "mmap of \(bytes) bytes failed: errno \(e)")
+        }
+        self.pageSize = pageSize
+        self.pages = pages
+        self.fd = fd
+        self.base = p
+    }
+
+    deinit {
+        _ = csys_unmap(base, UInt64(pageSize) * UInt64(pages))
+        close(fd)
+    }
+
+    /// Copies exactly one page of bytes into page `index`.
+    public func write(page index: Int, from bytes: [UInt8]) {
+        precondition(index >= 0 && index < pages && bytes.count == pageSize, "page write out of bounds")
+        bytes.withUnsafeBytes { csys_copy(base + index * pageSize, $0.baseAddress!, pageSize) }
+    }
+
+    /// A copy of page `index`.
+    public func read(page index: Int) -> [UInt8] {
+        precondition(index >= 0 && index < pages, "page read out of bounds")
+        return [UInt8](unsafeUninitializedCapacity: pageSize) { buf, n in
+            csys_copy(buf.baseAddress!, base + index * pageSize, pageSize)
+            n = pageSize
+        }
+    }
+}
