@@ -17,6 +17,7 @@ let package = Package(
     products: [
         .executable(name: "switchboard", targets: ["switchboard"]),
         .executable(name: "vllm-sim", targets: ["vllm-sim"]),
+        .executable(name: "switchboard-kv-agent", targets: ["switchboard-kv-agent"]),
     ],
     dependencies: [
         // Chosen on purpose and kept few (2-core CI builds from scratch):
@@ -62,9 +63,12 @@ let package = Package(
         ], swiftSettings: strict),
         .target(name: "Routing", dependencies: ["PodMetrics"], swiftSettings: strict),
         .target(name: "VLLMSim", dependencies: ["HTTP1", "EventLoop", "OpenAIAPI"], swiftSettings: strict),
-        // KV-cache node agent (in progress): block keys and eviction policies so far.
+        // KV-cache node agent: keys, policies, the block store and the local protocol
+        // (KVCache), the agent server (KVAgent), the Swift client (KVAgentClient).
         .target(name: "HostMemory", dependencies: ["CSystem"], swiftSettings: strict),
         .target(name: "KVCache", dependencies: ["HostMemory"], swiftSettings: strict),
+        .target(name: "KVAgent", dependencies: ["KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
+        .target(name: "KVAgentClient", dependencies: ["KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
 
         // MARK: composition root
         .target(name: "Gateway", dependencies: [
@@ -76,6 +80,9 @@ let package = Package(
         .executableTarget(name: "switchboard", dependencies: [
             "Gateway", "PodMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .executableTarget(name: "switchboard-kv-agent", dependencies: [
+            "KVAgent", "KVCache", "EventLoop", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         .executableTarget(name: "vllm-sim", dependencies: [
             "VLLMSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -94,6 +101,7 @@ let package = Package(
         .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics", "EventLoop", "HTTP1"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ExtProc", "ExtProcProto", "PodMetrics"], swiftSettings: strict),
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"], resources: [.copy("Inputs")], swiftSettings: strict),
+        .testTarget(name: "KVAgentTests", dependencies: ["KVAgent", "KVAgentClient", "KVCache", "EventLoop"], swiftSettings: strict),
         .testTarget(name: "VLLMSimTests", dependencies: ["VLLMSim", "HTTP1", "EventLoop"], swiftSettings: strict),
     ]
 )

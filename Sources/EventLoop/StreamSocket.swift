@@ -86,6 +86,16 @@ public final class StreamSocket: FDHandler {
         outbound.append(contentsOf: bytes)
     }
 
+    /// Sends `bytes` with a file descriptor attached (SCM_RIGHTS, Unix
+    /// sockets only). Only when nothing else is queued, so the descriptor
+    /// rides on exactly these bytes; false (and nothing sent) otherwise or
+    /// when the kernel does not take all of them at once.
+    public func writeWithDescriptor(_ bytes: [UInt8], descriptor: Int32) -> Bool {
+        guard !isClosed, pendingBytes == 0, !bytes.isEmpty else { return false }
+        let n = bytes.withUnsafeBytes { csys_send_with_fd(fd, $0.baseAddress, $0.count, descriptor) }
+        return n == bytes.count
+    }
+
     /// Writes as much of the queue as the kernel takes; watches for writability otherwise.
     public func flush() {
         guard !isClosed else { return }

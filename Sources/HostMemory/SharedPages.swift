@@ -22,6 +22,7 @@ public final class SharedPages: @unchecked Sendable {
 
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     /// Creates and maps a new memfd of `pages` pages.
