@@ -18,6 +18,8 @@ let package = Package(
         .executable(name: "switchboard", targets: ["switchboard"]),
         .executable(name: "vllm-sim", targets: ["vllm-sim"]),
         .executable(name: "switchboard-kv-agent", targets: ["switchboard-kv-agent"]),
+        // The KV agent's C client, loaded by engine connectors (connectors/vllm) with ctypes.
+        .library(name: "switchboard_kv", type: .dynamic, targets: ["CKVClient"]),
     ],
     dependencies: [
         // Chosen on purpose and kept few (2-core CI builds from scratch):
@@ -67,6 +69,7 @@ let package = Package(
         // (KVCache), the agent server (KVAgent), the Swift client (KVAgentClient).
         .target(name: "HostMemory", dependencies: ["CSystem"], swiftSettings: strict),
         .target(name: "KVCache", dependencies: ["HostMemory"], swiftSettings: strict),
+        .target(name: "CKVClient"),
         .target(name: "KVAgent", dependencies: ["KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
         .target(name: "KVAgentClient", dependencies: ["KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
 

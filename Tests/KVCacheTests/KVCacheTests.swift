@@ -198,3 +198,14 @@ import Testing
         #expect(s.isQuiescent && s.stats.expired == 2 && s.exists([k(1), k(2)]) == 2)
     }
 }
+
+@Suite struct BlockKeyGoldenTests {
+    /// The same vector is checked against the C client (Tests/integration/test_kv_agent.py),
+    /// so engines using either library compute the same keys.
+    @Test func keysMatchTheGoldenVector() {
+        let space = BlockKeySpace(namespace: "ns", model: "m", layout: "l", blockSize: 4)
+        #expect(space.keys(for: Array(1...9)).map(\.description) == [
+            "8d8a4fb3179d3ae7ef4695a9e06acee3", "562c8ffbe31dc587cb6e823a6639ad08",
+        ])
+    }
+}
