@@ -1,0 +1,154 @@
+"""The KV node agent as engines see it: the real switchboard-kv-agent
+process, clients in separate processes through the C library
+(connectors/python/switchboard_kv.py), data moving through the shared pool."""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import pytest
+
+from harness import ROOT, Proc, binary, wait_unix
+
+sys.path.insert(0, os.path.join(ROOT, "connectors", "python"))
+os.environ.setdefault("SWITCHBOARD_KV_LIB", os.path.join(os.environ.get("SWITCHBOARD_BUILD", os.path.join(ROOT, ".build", "debug")),
+                                                         "libswitchboard_kv.so"))
+import switchboard_kv as kv  # noqa: E402
+
+PAGE = 64 * 1024
+
+
+@pytest.fixture
+def agent():
+    d = tempfile.mkdtemp(prefix="sbkv-")
+    sock = os.path.join(d, "kv.sock")
+    p = Proc("kv-agent", [binary("switchboard-kv-agent"), "--socket", sock, "--block-bytes", str(PAGE),
+                          "--capacity", "8M", "--policy", "lru", "--default-lease-ms", "3000"], d)
+    wait_unix(sock)
+    yield sock, p
+    p.stop()
+
+
+def block_for(key):
+    """Block content derived from the key: any process can check it."""
+    seed = kv.hexkey(key).encode()
+    out = b""
+    i = 0
+    while len(out) < PAGE:
+        out += hashlib.sha256(seed + i.to_bytes(4, "little")).digest()
+        i += 1
+    return out[:PAGE]
+
+
+def run_child(code, sock):
+    """Runs an 'engine' in its own Python process; returns its stdout."""
+    prelude = textwrap.dedent(f"""
+        import sys, os, hashlib
+        sys.path.insert(0, {os.path.join(ROOT, "connectors", "python")!r})
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        os.environ["SWITCHBOARD_KV_LIB"] = {os.environ["SWITCHBOARD_KV_LIB"]!r}
+        import switchboard_kv as kv
+        from test_kv_agent import block_for, PAGE
+        space = kv.KeySpace("test", "tiny", "bytes", 16)
+        c = kv.KVClient({sock!r}, page_size=PAGE)
+    """)
+    r = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
+    return r
+
+
+def test_c_keys_match_the_swift_golden_vector():
+    space = kv.KeySpace("ns", "m", "l", 4)
+    assert [kv.hexkey(k) for k in space.keys(list(range(1, 10)))] == [
+        "8d8a4fb3179d3ae7ef4695a9e06acee3", "562c8ffbe31dc587cb6e823a6639ad08"]
+
+
+def test_second_engine_reuses_blocks_the_first_stored(agent):
+    sock, _ = agent
+    tokens_a = list(range(1000, 1000 + 16 * 24))          # 24 blocks
+    tokens_b = tokens_a[: 16 * 20] + list(range(9000, 9000 + 16 * 8))  # shares the first 20
+    a = run_child(f"""
+        keys = space.keys({tokens_a!r})
+        print(c.put(keys, [block_for(k) for k in keys]))
+    """, sock)
+    assert a.returncode == 0, a.stderr
+    assert a.stdout.split() == ["24"]
+    b = run_child(f"""
+        keys = space.keys({tokens_b!r})
+        got = c.get(keys)
+        ok = all(g == block_for(k) for g, k in zip(got, keys))
+        print(len(got), ok, c.exists(keys))
+    """, sock)
+    assert b.returncode == 0, b.stderr
+    assert b.stdout.split() == ["20", "True", "20"]
+    st = kv.KVClient(sock, page_size=PAGE).stats()
+    assert st["hits"] == 20 and st["puts"] == 24 and st["leases"] == 0
+
+
+def test_engine_killed_mid_transfer_leaks_nothing_and_corrupts_nothing(agent):
+    sock, _ = agent
+    tokens = list(range(50, 50 + 16 * 12))
+    # The engine reserves 12 pages, writes 6, then dies before committing.
+    r = run_child(f"""
+        import signal
+        keys = space.keys({tokens!r})
+        rid, pages = c.reserve(keys)
+        import ctypes
+        for k, p in list(zip(keys, pages))[:6]:
+            ctypes.memmove(c.page_address(p), block_for(k), PAGE)
+        print(rid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """, sock)
+    assert r.returncode == -signal.SIGKILL and r.stdout.strip()
+    c = kv.KVClient(sock, page_size=PAGE)
+    deadline = time.time() + 5
+    while c.stats()["reservations"] and time.time() < deadline:
+        time.sleep(0.05)
+    st = c.stats()
+    assert st["reservations"] == 0 and st["pages_used"] == 0
+    space = kv.KeySpace("test", "tiny", "bytes", 16)
+    keys = space.keys(tokens)
+    assert c.exists(keys) == 0                                  # nothing half-written became visible
+    assert c.put(keys, [block_for(k) for k in keys]) == 12      # the pages are usable again
+    assert all(g == block_for(k) for g, k in zip(c.get(keys), keys))
+    # A reader killed while holding a lease: the lease goes with it.
+    r = run_child(f"""
+        import signal
+        lid, pages = c.lease(space.keys({tokens!r}))
+        print(len(pages), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """, sock)
+    assert r.stdout.split() == ["12"]
+    deadline = time.time() + 5
+    while c.stats()["leases"] and time.time() < deadline:
+        time.sleep(0.05)
+    assert c.stats()["leases"] == 0
+
+
+def test_clear_errors_and_no_hang_when_the_agent_dies(agent):
+    sock, proc = agent
+    with pytest.raises(kv.KVError) as e:
+        kv.KVClient(sock, page_size=PAGE + 1)
+    assert "pages are 65536 bytes" in str(e.value)
+    c = kv.KVClient(sock, page_size=PAGE, timeout_ms=1000)
+    with pytest.raises(kv.KVError) as e:
+        c.commit(12345)
+    assert e.value.status == 3
+    with pytest.raises(kv.KVError) as e:
+        c.put(kv.KeySpace("t", "m", "l", 16).keys(list(range(16))), [b"short"])
+    assert e.value.status == 2 and c.stats()["reservations"] == 0   # the reservation was given back
+    proc.signal(signal.SIGKILL)
+    proc.wait(5)
+    t0 = time.time()
+    with pytest.raises(kv.KVError) as e:
+        c.exists(kv.KeySpace("t", "m", "l", 16).keys(list(range(32))))
+    assert e.value.status == kv.E_IO and time.time() - t0 < 5
+    with pytest.raises(kv.KVError) as e:
+        c.stats()
+    assert "broken" in str(e.value)
+    with pytest.raises(kv.KVError) as e:
+        kv.KVClient(sock, page_size=PAGE)
+    assert "cannot connect" in str(e.value)
