@@ -20,6 +20,8 @@ let package = Package(
         .executable(name: "switchboard-kv-agent", targets: ["switchboard-kv-agent"]),
         // The KV agent's C client, loaded by engine connectors (connectors/vllm) with ctypes.
         .library(name: "switchboard_kv", type: .dynamic, targets: ["CKVClient"]),
+        // The CUDA shim (runtime loaded with dlopen; "unavailable" without a GPU).
+        .library(name: "switchboard_cuda", type: .dynamic, targets: ["CCudaShim"]),
     ],
     dependencies: [
         // Chosen on purpose and kept few (2-core CI builds from scratch):
@@ -70,6 +72,7 @@ let package = Package(
         .target(name: "HostMemory", dependencies: ["CSystem"], swiftSettings: strict),
         .target(name: "KVCache", dependencies: ["HostMemory"], swiftSettings: strict),
         .target(name: "CKVClient"),
+        .target(name: "CCudaShim", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "KVAgent", dependencies: ["KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
         .target(name: "KVAgentClient", dependencies: ["KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
 
