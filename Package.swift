@@ -88,14 +88,14 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .executableTarget(name: "switchboard-kv-agent", dependencies: [
-            "KVAgent", "KVCache", "EventLoop", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "KVAgent", "KVCache", "EventLoop", "HTTP1", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         .executableTarget(name: "vllm-sim", dependencies: [
             "VLLMSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
 
         // MARK: benchmarks (Swift side; drivers are scripts/bench-*)
-        .executableTarget(name: "switchboard-bench", dependencies: ["PodMetrics", "KVCache"],
+        .executableTarget(name: "switchboard-bench", dependencies: ["PodMetrics", "KVCache", "KVAgent", "KVAgentClient", "EventLoop"],
                           path: "Benchmarks/switchboard-bench", swiftSettings: strict),
 
         // MARK: tests (unit, in process; integration tests live in Tests/integration, pytest)

@@ -1,7 +1,10 @@
 // Micro-benchmarks that need the Swift code itself (the process-level
 // benchmarks are Python drivers in Benchmarks/). Prints figures; asserts nothing.
 //   switchboard-bench parse-metrics FILE [ITERATIONS]
+import EventLoop
 import Foundation
+import KVAgent
+import KVAgentClient
 import KVCache
 import PodMetrics
 
@@ -78,36 +81,64 @@ func evictionStudy(path: String) {
     }
 }
 
-/// Host-tier throughput for 2 MiB blocks: L1 put (pages already touched,
-/// so puts evict and reuse them, the steady state) and get, against memcpy
-/// of the same blocks into a preallocated, touched buffer. Best of three.
+/// Host-tier throughput for 2 MiB blocks, against memcpy of the same blocks
+/// into a preallocated, touched buffer measured in the same round: L1 put
+/// (pages already touched, so puts evict and reuse them, the steady state) and
+/// get, in process (`L1Cache`) and through a running agent (the Swift client:
+/// a socket round trip per call, the copy into the shared pool). Best of three.
 func kvThroughput() {
-    let block = 2 << 20, blocks = 128, rounds = 3
-    let src = (0..<blocks).map { i in [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: block) }
-    var sink = [UInt8](repeating: 1, count: 64 * block)
+    let block = 2 << 20, blocks = 128, capacity = 64
     let cache: L1Cache
-    do { cache = try L1Cache(pageSize: block, capacityBytes: 64 * block, policy: .s3fifo) } catch {
+    do { cache = try L1Cache(pageSize: block, capacityBytes: capacity * block, policy: .s3fifo) } catch {
         fatalError("cannot create the L1 pool: \(error)")
     }
-    for i in 0..<blocks { _ = try? cache.put([(BlockKey(high: 0, low: UInt64(i)), src[i])]) }  // touch every page
+    measureTier("L1 in process", block: block, blocks: blocks, capacity: capacity,
+                put: { k, b in _ = try cache.put([(k, b)]) }, get: { cache.get([$0]).count }, exists: { cache.exists([$0]) })
+
+    let path = NSTemporaryDirectory() + "sbkv-bench-\(getpid()).sock"
+    defer { unlink(path) }
+    do {
+        let group = try EventLoopGroup(count: 1)
+        var c = KVAgentConfiguration()
+        c.socketPath = path
+        c.pageSize = block
+        c.capacityBytes = capacity * block
+        let agent = try KVAgent(configuration: c, loop: group.loops[0])
+        group.start()
+        defer { group.stopAll(); group.join(); agent.close() }
+        let client = try KVAgentClient(socketPath: path, pageSize: block)
+        measureTier("agent via socket + shared memory", block: block, blocks: blocks, capacity: capacity,
+                    put: { k, b in _ = try client.put([(k, b)]) }, get: { (try? client.get([$0]).count) ?? 0 },
+                    exists: { (try? client.exists([$0])) ?? 0 })
+    } catch {
+        print("agent: cannot run: \(error)")
+    }
+}
+
+func measureTier(_ name: String, block: Int, blocks: Int, capacity: Int, put: (BlockKey, [UInt8]) throws -> Void,
+                 get: (BlockKey) -> Int, exists: (BlockKey) -> Int) {
+    let rounds = 3
+    let src = (0..<blocks).map { i in [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: block) }
+    var sink = [UInt8](repeating: 1, count: capacity * block)
+    for i in 0..<blocks { try? put(BlockKey(high: 0, low: UInt64(i)), src[i]) }  // touch every page
     var memcpyBest = 0.0, putBest = 0.0, getBest = 0.0
     var got = 0
     for round in 1...rounds {
         let t = seconds {
             sink.withUnsafeMutableBytes { dst in
                 for i in 0..<blocks {
-                    src[i].withUnsafeBytes { s in _ = memcpy(dst.baseAddress! + (i % 64) * block, s.baseAddress!, block) }
+                    src[i].withUnsafeBytes { s in _ = memcpy(dst.baseAddress! + (i % capacity) * block, s.baseAddress!, block) }
                 }
             }
         }
         memcpyBest = max(memcpyBest, Double(blocks * block) / t / 1e9)
         let keys = (0..<blocks).map { BlockKey(high: UInt64(round), low: UInt64($0)) }
-        let tp = (try? seconds { for i in 0..<blocks { _ = try cache.put([(keys[i], src[i])]) } }) ?? .infinity
+        let tp = (try? seconds { for i in 0..<blocks { try put(keys[i], src[i]) } }) ?? .infinity
         putBest = max(putBest, Double(blocks * block) / tp / 1e9)
-        let present = keys.filter { cache.exists([$0]) == 1 }
-        let tg = seconds { for _ in 0..<2 { for k in present { got &+= cache.get([k]).count } } }
+        let present = keys.filter { exists($0) == 1 }
+        let tg = seconds { for _ in 0..<2 { for k in present { got &+= get(k) } } }
         getBest = max(getBest, Double(2 * present.count * block) / tg / 1e9)
     }
-    print(String(format: "2 MiB blocks: memcpy baseline %.2f GB/s; L1 put %.2f GB/s (%.0f%% of memcpy); L1 get %.2f GB/s (%.0f%%) [target >= 80%%] (%d gets, sink %d)",
-                 memcpyBest, putBest, 100 * putBest / memcpyBest, getBest, 100 * getBest / memcpyBest, got, Int(sink[5]) % 2))
+    print(String(format: "%@, 2 MiB blocks: memcpy baseline %.2f GB/s; put %.2f GB/s (%.0f%% of memcpy); get %.2f GB/s (%.0f%%) [target >= 80%%] (%d gets, sink %d)",
+                 name, memcpyBest, putBest, 100 * putBest / memcpyBest, getBest, 100 * getBest / memcpyBest, got, Int(sink[5]) % 2))
 }

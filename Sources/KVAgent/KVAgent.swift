@@ -39,8 +39,13 @@ public final class KVAgent: Sendable {
         self.configuration = configuration
         let pages = configuration.capacityBytes / configuration.pageSize
         pool = try SharedPages(name: "switchboard-kv-l1", pageSize: configuration.pageSize, pages: pages)
+        // A live agent on this path keeps it: binding would unlink its socket.
+        if (try? BlockingUnixSocket(path: configuration.socketPath)) != nil {
+            throw SharedPages.Failure(description: "another agent is already serving \(configuration.socketPath)")
+        }
         listener = try Listener(address: .unix(path: configuration.socketPath))
         core = AgentCore(configuration: configuration, pool: pool, loop: loop)
+        core.publishStats()
         let core = self.core
         try listener.attach(to: loop) { fd, loop in
             guard let sock = try? StreamSocket(fd: fd, loop: loop) else { return }
@@ -52,7 +57,10 @@ public final class KVAgent: Sendable {
     public func close() { listener.close() }
 
     /// The agent's counters as JSON (also what STATS returns). Thread-safe.
-    public func statsJSON() -> String { core.statsSnapshot.withLock { $0 } }
+    public func statsJSON() -> String { core.statsSnapshot.withLock { $0.json } }
+
+    /// The agent's counters as a Prometheus page. Thread-safe.
+    public func prometheus() -> String { core.statsSnapshot.withLock { $0.prometheus } }
 }
 
 /// The agent's state, confined to its loop (the invariant behind
@@ -67,8 +75,8 @@ final class AgentCore: @unchecked Sendable {
     private var expiryTimer: (TimerID, UInt64)?
     var requests = 0
     var errors = 0
-    /// A copy of the stats JSON for readers off the loop.
-    let statsSnapshot = Mutex("{}")
+    /// The stats, rendered for readers off the loop.
+    let statsSnapshot = Mutex((json: "{}", prometheus: ""))
 
     init(configuration: KVAgentConfiguration, pool: SharedPages, loop: EventLoop) {
         self.configuration = configuration
@@ -120,13 +128,34 @@ final class AgentCore: @unchecked Sendable {
 
     func publishStats() {
         let s = store.stats
+        let page = pool.pageSize
         let json = """
-        {"page_size":\(pool.pageSize),"pages":\(pool.pages),"pages_used":\(s.pagesUsed),"pages_touched":\(s.pagesTouched),\
+        {"page_size":\(page),"pages":\(pool.pages),"pages_used":\(s.pagesUsed),"pages_touched":\(s.pagesTouched),\
         "hits":\(s.hits),"misses":\(s.misses),"puts":\(s.puts),"evictions":\(s.evictions),"expired":\(s.expired),\
+        "bytes_in":\(s.puts * page),"bytes_out":\(s.hits * page),\
         "reservations":\(s.reservations),"leases":\(s.leases),"connections":\(connections.count),\
         "requests":\(requests),"errors":\(errors),"policy":"\(configuration.policy.rawValue)"}
         """
-        statsSnapshot.withLock { $0 = json }
+        var p = ""
+        func metric(_ name: String, _ type: String, _ help: String, _ v: Int) {
+            p += "# HELP switchboard_kv_\(name) \(help)\n# TYPE switchboard_kv_\(name) \(type)\nswitchboard_kv_\(name) \(v)\n"
+        }
+        metric("l1_hits_total", "counter", "Blocks served from L1 (longest-prefix gets).", s.hits)
+        metric("l1_misses_total", "counter", "Gets that stopped at a block L1 does not hold.", s.misses)
+        metric("l1_puts_total", "counter", "Blocks stored in L1.", s.puts)
+        metric("l1_evictions_total", "counter", "Blocks evicted from L1 to make room.", s.evictions)
+        metric("l1_bytes_in_total", "counter", "Bytes of blocks stored in L1.", s.puts * page)
+        metric("l1_bytes_out_total", "counter", "Bytes of blocks read from L1.", s.hits * page)
+        metric("expired_total", "counter", "Reservations and leases reclaimed after their deadline.", s.expired)
+        metric("requests_total", "counter", "Protocol requests handled.", requests)
+        metric("errors_total", "counter", "Protocol requests refused.", errors)
+        metric("l1_pages", "gauge", "Pages (blocks) the L1 pool holds at most.", pool.pages)
+        metric("l1_pages_used", "gauge", "Pages holding a stored block.", s.pagesUsed)
+        metric("l1_page_bytes", "gauge", "Bytes per page (block).", page)
+        metric("reservations", "gauge", "Puts reserved and not yet committed.", s.reservations)
+        metric("leases", "gauge", "Gets pinning pages.", s.leases)
+        metric("connections", "gauge", "Engine connections.", connections.count)
+        statsSnapshot.withLock { $0 = (json, p) }
     }
 }
 
@@ -258,7 +287,7 @@ final class AgentConnection: StreamSocketDelegate {
             case .stats:
                 try r.expectEnd()
                 core.publishStats()
-                w.bytes = Array(core.statsSnapshot.withLock { $0 }.utf8)
+                w.bytes = Array(core.statsSnapshot.withLock { $0.json }.utf8)
                 reply(req, w)
             }
         } catch {

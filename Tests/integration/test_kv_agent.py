@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness import ROOT, Proc, binary, wait_unix
+from harness import ROOT, Proc, binary, free_port, wait_port, wait_unix
 
 sys.path.insert(0, os.path.join(ROOT, "connectors", "python"))
 os.environ.setdefault("SWITCHBOARD_KV_LIB", os.path.join(os.environ.get("SWITCHBOARD_BUILD", os.path.join(ROOT, ".build", "debug")),
@@ -26,9 +26,13 @@ PAGE = 64 * 1024
 def agent():
     d = tempfile.mkdtemp(prefix="sbkv-")
     sock = os.path.join(d, "kv.sock")
+    metrics = free_port()
     p = Proc("kv-agent", [binary("switchboard-kv-agent"), "--socket", sock, "--block-bytes", str(PAGE),
-                          "--capacity", "8M", "--policy", "lru", "--default-lease-ms", "3000"], d)
+                          "--capacity", "8M", "--policy", "lru", "--default-lease-ms", "3000",
+                          "--metrics-listen", f"127.0.0.1:{metrics}"], d)
     wait_unix(sock)
+    wait_port(metrics)
+    p.metrics_port = metrics
     yield sock, p
     p.stop()
 
@@ -42,6 +46,10 @@ def block_for(key):
         out += hashlib.sha256(seed + i.to_bytes(4, "little")).digest()
         i += 1
     return out[:PAGE]
+
+
+def space_keys(tokens):
+    return kv.KeySpace("test", "tiny", "bytes", 16).keys(tokens)
 
 
 def run_child(code, sock):
@@ -86,6 +94,17 @@ def test_second_engine_reuses_blocks_the_first_stored(agent):
     assert b.stdout.split() == ["20", "True", "20"]
     st = kv.KVClient(sock, page_size=PAGE).stats()
     assert st["hits"] == 20 and st["puts"] == 24 and st["leases"] == 0
+    # The same counters on the Prometheus endpoint.
+    import urllib.request
+    page = urllib.request.urlopen(f"http://127.0.0.1:{agent[1].metrics_port}/metrics", timeout=5).read().decode()
+    assert "switchboard_kv_l1_hits_total 20\n" in page and "switchboard_kv_l1_puts_total 24\n" in page
+    assert f"switchboard_kv_l1_bytes_in_total {24 * PAGE}\n" in page
+    # A second agent on the same socket refuses to start instead of stealing it.
+    d = os.path.dirname(sock)
+    second = subprocess.run([binary("switchboard-kv-agent"), "--socket", sock, "--block-bytes", str(PAGE),
+                             "--capacity", "8M", "--metrics-listen", ""], capture_output=True, text=True, timeout=20)
+    assert second.returncode != 0 and "another agent is already serving" in second.stderr
+    assert kv.KVClient(sock, page_size=PAGE).exists(space_keys(tokens_a)) == 24
 
 
 def test_engine_killed_mid_transfer_leaks_nothing_and_corrupts_nothing(agent):

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from harness import ROOT, Proc, binary, build_dir, free_ports, wait_unix
+from harness import ROOT, Proc, binary, build_dir, free_port, free_ports, wait_unix
 from test_pod_metrics import wait_for
 from test_real_vllm import MODEL, VENV, healthy
 
@@ -69,7 +69,8 @@ def setup(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("vllm-kv"))
     sock = os.path.join(d, "kv.sock")
     agent = Proc("kv-agent", [binary("switchboard-kv-agent"), "--socket", sock, "--block-bytes", str(BLOCK_BYTES),
-                              "--capacity", "64M", "--policy", "s3fifo"], d)
+                              "--capacity", "64M", "--policy", "s3fifo",
+                              "--metrics-listen", f"127.0.0.1:{free_port()}"], d)
     wait_unix(sock)
     ports = free_ports(2)
     engines = [start_engine(p, i, d, sock) for i, p in enumerate(ports)]
