@@ -73,6 +73,12 @@ public final class SharedPages: @unchecked Sendable {
         bytes.withUnsafeBytes { csys_copy(base + index * pageSize, $0.baseAddress!, pageSize) }
     }
 
+    /// Copies page `index` into `buffer` (exactly one page long), reusing its storage.
+    public func read(page index: Int, into buffer: inout [UInt8]) {
+        precondition(index >= 0 && index < pages && buffer.count == pageSize, "page read out of bounds")
+        buffer.withUnsafeMutableBytes { csys_copy($0.baseAddress!, base + index * pageSize, pageSize) }
+    }
+
     /// A copy of page `index`.
     public func read(page index: Int) -> [UInt8] {
         precondition(index >= 0 && index < pages, "page read out of bounds")

@@ -75,6 +75,18 @@ public final class KVAgentClient {
         return out
     }
 
+    /// The longest stored prefix of `keys`, copied into `buffers` (one
+    /// page-sized buffer per key, reused: no allocation). Returns how many
+    /// leading buffers were filled.
+    public func get(_ keys: [BlockKey], into buffers: inout [[UInt8]], leaseMillis: UInt32 = 0) throws(KVAgentError) -> Int {
+        precondition(buffers.count >= keys.count && buffers.allSatisfy { $0.count == pageSize }, "one page-sized buffer per key")
+        let (id, pages) = try lease(keys, leaseMillis: leaseMillis)
+        guard id != 0 else { return 0 }
+        for (i, p) in pages.enumerated() { pool.read(page: Int(p), into: &buffers[i]) }
+        try release(id)
+        return pages.count
+    }
+
     /// Step one of a put: page numbers to fill (-1: no write needed, -2: no space).
     public func reserve(_ keys: [BlockKey], leaseMillis: UInt32 = 0) throws(KVAgentError) -> (id: UInt64, pages: [Int32]) {
         var w = AgentProtocol.Writer()

@@ -69,6 +69,17 @@ public final class L1Cache: Sendable {
         return out
     }
 
+    /// The longest run of present blocks, copied into `buffers` (one
+    /// page-sized buffer per key, reused). Returns how many were filled.
+    public func get(_ keys: [BlockKey], into buffers: inout [[UInt8]]) -> Int {
+        precondition(buffers.count >= keys.count && buffers.allSatisfy { $0.count == pageSize }, "one page-sized buffer per key")
+        let l = store.withLock { $0.lease(keys, owner: 0, expires: .max) }
+        guard l.id != 0 else { return 0 }
+        for (i, p) in l.pages.enumerated() { memory.read(page: Int(p), into: &buffers[i]) }
+        store.withLock { s in try? s.release(l.id, owner: 0) }
+        return l.pages.count
+    }
+
     /// How many blocks from the start of `keys` are present (no copy, no recency change).
     public func exists(_ keys: [BlockKey]) -> Int {
         store.withLock { $0.exists(keys) }
