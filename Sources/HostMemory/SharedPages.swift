@@ -31,15 +31,10 @@ public final class SharedPages: @unchecked Sendable {
         let bytes = UInt64(pageSize) * UInt64(pages)
         let fd = csys_memfd(name, bytes)
         guard fd >= 0 else { throw Failure(description: "memfd_create of \(bytes) bytes failed: errno \(errno)") }
-        guard let p = csys_map_shared(fd, bytes) else {
-            let e = errno
-            close(fd)
-            throw Failure(description: "mmap of \(bytes) bytes failed: errno \(e)")
-        }
         self.pageSize = pageSize
         self.pages = pages
         self.fd = fd
-        self.base = p
+        self.base = try Self.map(fd, bytes)
     }
 
     /// Maps a descriptor received from the agent; takes ownership of `fd`.
@@ -51,15 +46,20 @@ public final class SharedPages: @unchecked Sendable {
             close(fd)
             throw Failure(description: "shared pool descriptor is smaller than \(bytes) bytes")
         }
+        self.pageSize = pageSize
+        self.pages = pages
+        self.fd = fd
+        self.base = try Self.map(fd, bytes)
+    }
+
+    /// Maps `bytes` of `fd`; closes `fd` on failure.
+    private static func map(_ fd: Int32, _ bytes: UInt64) throws(Failure) -> UnsafeMutableRawPointer {
         guard let p = csys_map_shared(fd, bytes) else {
             let e = errno
             close(fd)
             throw Failure(description: "mmap of \(bytes) bytes failed: errno \(e)")
         }
-        self.pageSize = pageSize
-        self.pages = pages
-        self.fd = fd
-        self.base = p
+        return p
     }
 
     deinit {

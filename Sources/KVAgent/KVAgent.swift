@@ -247,13 +247,16 @@ final class AgentConnection: StreamSocketDelegate {
                     return fail(req, .internalError, "could not pass the pool descriptor")
                 }
                 greeted = true
-            case .putAlloc:
+            case .putAlloc, .get:
+                // Both hand out pages under a ticket: u32 lease ms, keys -> u64 id, u32 n, n pages.
                 let ms = try r.u32(), keys = try r.keys()
                 try r.expectEnd()
-                let res = store.reserve(keys, owner: owner, expires: core.expiry(leaseMillis: ms))
-                w.u64(res.id)
-                w.u32(UInt32(res.pages.count))
-                for p in res.pages { w.i32(p) }
+                let expires = core.expiry(leaseMillis: ms)
+                let t = op == .putAlloc ? store.reserve(keys, owner: owner, expires: expires)
+                                        : store.lease(keys, owner: owner, expires: expires)
+                w.u64(t.id)
+                w.u32(UInt32(t.pages.count))
+                for p in t.pages { w.i32(p) }
                 reply(req, w)
                 core.armExpiry()
             case .putCommit, .putAbort, .release:
@@ -269,15 +272,6 @@ final class AgentConnection: StreamSocketDelegate {
                     return fail(req, .unknownID, error.description)
                 }
                 reply(req, w)
-            case .get:
-                let ms = try r.u32(), keys = try r.keys()
-                try r.expectEnd()
-                let l = store.lease(keys, owner: owner, expires: core.expiry(leaseMillis: ms))
-                w.u64(l.id)
-                w.u32(UInt32(l.pages.count))
-                for p in l.pages { w.i32(p) }
-                reply(req, w)
-                core.armExpiry()
             case .exists, .prefetch, .delete:
                 let keys = try r.keys()
                 try r.expectEnd()

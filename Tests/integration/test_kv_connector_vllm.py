@@ -13,7 +13,7 @@ import pytest
 
 from harness import ROOT, Proc, binary, build_dir, free_port, free_ports, wait_unix
 from test_pod_metrics import wait_for
-from test_real_vllm import MODEL, VENV, healthy
+from test_real_vllm import healthy, start_vllm
 
 BLOCK = 32                                   # tokens per vLLM block (CPU: a multiple of 32)
 BLOCK_BYTES = 2 * 2 * BLOCK * 2 * 32 * 4     # layers x kv heads x block x (K+V) x head_dim x fp32
@@ -24,24 +24,10 @@ def start_engine(port, core, d, sock):
            "kv_role": "kv_both", "kv_load_failure_policy": "recompute",
            "kv_connector_extra_config": {"socket_path": sock, "timeout_ms": 1000, "retry_s": 2}}
     path = os.pathsep.join([os.path.join(ROOT, "connectors", "vllm"), os.path.join(ROOT, "connectors", "python")])
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_CPU_OMP_THREADS_BIND=str(core), VLLM_HOST_IP="127.0.0.1",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VLLM_NO_USAGE_STATS="1", VLLM_SERVER_DEV_MODE="1",
-               TMPDIR=os.path.join(d, f"tmp{port}"), VLLM_CACHE_ROOT=os.path.join(d, f"cache{port}"),
-               PYTHONPATH=path + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""),
-               SWITCHBOARD_KV_LIB=os.path.join(build_dir(), "libswitchboard_kv.so"))
-    os.makedirs(env["TMPDIR"], exist_ok=True)
-    old = os.environ.copy()
-    os.environ.update(env)
-    try:
-        return Proc(f"vllm-kv-{port}", [VENV, "-m", "vllm.entrypoints.openai.api_server", "--model", MODEL,
-                                        "--served-model-name", "tiny", "--load-format", "dummy", "--dtype", "float32",
-                                        "--max-model-len", "2048", "--enable-prefix-caching", "--max-num-seqs", "8",
-                                        "--enforce-eager", "--block-size", str(BLOCK), "--num-gpu-blocks-override", "128",
-                                        "--kv-transfer-config", json.dumps(cfg),
-                                        "--host", "127.0.0.1", "--port", str(port)], d)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    env = {"VLLM_SERVER_DEV_MODE": "1", "SWITCHBOARD_KV_LIB": os.path.join(build_dir(), "libswitchboard_kv.so"),
+           "PYTHONPATH": path + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")}
+    return start_vllm(port, core, d, name="vllm-kv", blocks=128, extra_env=env,
+                      extra_args=["--block-size", str(BLOCK), "--kv-transfer-config", json.dumps(cfg)])
 
 
 def post(port, path, body=None, timeout=120):

