@@ -22,7 +22,11 @@ Scheduler side: asks the agent how many leading prompt blocks it holds
 and which newly computed prompt blocks to store. Worker side: before the
 forward pass, leases the blocks and copies them into the paged KV cache; after
 it, reserves pages, copies the new blocks in, commits. Block data goes
-through the agent's shared memory, never a socket.
+through the agent's shared memory, never a socket. On a GPU the copies of a
+transfer are one call into the CUDA shim (libswitchboard_cuda.so: batched
+async copies on its own stream, the pool mapping pinned once); on CPU they
+are torch copies per block. (The GPU path has not yet run on a GPU here:
+scripts/gpu-check checks the shim itself.)
 
 Failure: if the agent is gone or slow, lookups report no hit and saves are
 skipped (the engine recomputes), loads that cannot complete are reported
@@ -126,6 +130,7 @@ class SwitchboardKVConnector(KVConnectorBase_V1):
         self._layers = []            # per layer: list of per-block slabs ([num_blocks, ...] tensors)
         self._block_bytes = 0
         self._failed_blocks = set()
+        self._shim, self._registered, self._slabs = None, None, []
         self._agent = None
         if self.is_scheduler:
             self._agent = _Agent(self.socket_path, 0, self.timeout_ms, self.retry_s, "scheduler")
@@ -232,6 +237,17 @@ class SwitchboardKVConnector(KVConnectorBase_V1):
         self._agent = _Agent(self.socket_path, total, self.timeout_ms, self.retry_s, "worker")
         logger.info("Switchboard KV: %d layers, %d bytes per block (the agent's --block-bytes must match)",
                     len(layers), total)
+        # On a GPU, whole transfers go through the CUDA shim (one batched call,
+        # pinned pool); on CPU, torch copies per block.
+        self._shim, self._registered = None, None
+        if layers and layers[0][0].is_cuda:
+            try:
+                import switchboard_cuda
+                self._shim = switchboard_cuda.Shim(layers[0][0].device.index or 0)
+                self._slabs = [(s.data_ptr(), s.stride(0) * s.element_size(), s[0].numel() * s.element_size())
+                               for slabs in layers for s in slabs]
+            except Exception as e:  # noqa: BLE001 - any failure means the torch path
+                logger.warning("Switchboard KV: CUDA shim unavailable (%s); copying with torch", e)
         self._agent.get()
 
     def _page_view(self, client, page):
@@ -252,6 +268,28 @@ class SwitchboardKVConnector(KVConnectorBase_V1):
                     flat.copy_(view[off:off + n])
                 off += n
 
+    def _transfer(self, client, pages, block_ids, to_page):
+        """Copies blocks between the paged KV cache and agent pages."""
+        if self._shim is not None:
+            import switchboard_cuda
+            try:
+                if self._registered is not client:
+                    # Pin the pool mapping once per connection, for DMA.
+                    self._shim.host_register(client.page_address(0), client.pages * client.page_size)
+                    self._registered = client
+                addrs = [client.page_address(p) for p in pages]
+                if to_page:
+                    torch.cuda.current_stream().synchronize()   # the forward pass wrote these blocks
+                    self._shim.gather(self._slabs, block_ids, addrs)
+                else:
+                    self._shim.scatter(self._slabs, block_ids, addrs)
+                return
+            except switchboard_cuda.CudaError as e:
+                logger.warning("Switchboard KV: CUDA shim copy failed (%s); copying with torch", e)
+                self._shim = None
+        for page, block in zip(pages, block_ids):
+            self._copy(client, page, block, to_page)
+
     def start_load_kv(self, forward_context, **kwargs):
         meta = self._get_connector_metadata()
         if not isinstance(meta, SwitchboardConnectorMetadata) or not meta.loads:
@@ -262,8 +300,7 @@ class SwitchboardKVConnector(KVConnectorBase_V1):
             if client is not None:
                 try:
                     lid, pages = client.lease(_keys(t.keys), lease_ms=self.timeout_ms * 10)
-                    for page, block in zip(pages, t.block_ids):
-                        self._copy(client, page, block, to_page=False)
+                    self._transfer(client, pages, t.block_ids[:len(pages)], to_page=False)
                     loaded = len(pages)
                     if lid:
                         client.release(lid)
@@ -293,9 +330,8 @@ class SwitchboardKVConnector(KVConnectorBase_V1):
                 rid, pages = client.reserve(_keys(t.keys), lease_ms=self.timeout_ms * 10)
                 if not rid:
                     continue
-                for page, block in zip(pages, t.block_ids):
-                    if page >= 0:
-                        self._copy(client, page, block, to_page=True)
+                todo = [(p, b) for p, b in zip(pages, t.block_ids) if p >= 0]
+                self._transfer(client, [p for p, _ in todo], [b for _, b in todo], to_page=True)
                 client.commit(rid)
             except sbkv.KVError as e:
                 self._agent.fail(e)
