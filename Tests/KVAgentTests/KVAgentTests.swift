@@ -150,4 +150,30 @@ func block(_ i: Int, _ size: Int) -> [UInt8] {
         #expect(throws: KVAgentError.self) { try c.commit(r.id) }
         #expect(try c.exists([key(1), key(2)]) == 1)
     }
+
+    @Test func randomBodiesForEveryOpGetAnAnswerAndNeverBreakTheAgent() throws {
+        let a = try RunningAgent(pages: 16)
+        let c = try a.client()
+        var rng = SystemRandomNumberGenerator()
+        var answered = 0
+        for _ in 0..<1500 {
+            let op = UInt16.random(in: 0...12, using: &rng)
+            if op == AgentProtocol.Op.hello.rawValue { continue }
+            var body = (0..<Int.random(in: 0...48, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            // Half the time, a plausible key count so that the body parses further.
+            if body.count >= 8, Bool.random(using: &rng) { body[4] = UInt8(body.count / 16); body[5...7] = [0, 0, 0] }
+            do {
+                _ = try c.raw(op: op, body: body)
+                answered += 1
+            } catch {
+                #expect(error.status != nil, "connection broke: \(error)")  // a refusal, never a dead connection
+                answered += 1
+            }
+        }
+        #expect(answered > 1000)
+        #expect(try c.put([(key(1), block(1, 4096))]) <= 1)   // still serving
+        c.close()
+        let s = a.waitFor { ($0["connections"] as? Int) == 0 && ($0["reservations"] as? Int) == 0 && ($0["leases"] as? Int) == 0 }
+        #expect(s["connections"] as? Int == 0 && s["reservations"] as? Int == 0 && s["leases"] as? Int == 0)
+    }
 }

@@ -176,6 +176,63 @@ func smallEngine(blocks: Int = 1000, blockSize: Int = 16, seqs: Int = 64, batche
     }
 }
 
+extension EngineModelTests {
+    /// Random arrivals, aborts, shared prefixes and a small cache: every
+    /// request that is not aborted gets exactly its tokens, and the cache is
+    /// empty (but for cached free blocks) when the engine goes idle.
+    @Test(arguments: [1, 2, 3, 4, 5])
+    func randomWorkloadsKeepTheInvariants(seed: UInt64) {
+        var rng = SplitMix(seed)
+        let e = smallEngine(blocks: 24 + Int(rng.next() % 40), seqs: 1 + Int(rng.next() % 8), batched: 16 + Int(rng.next() % 300))
+        var now = 0.0
+        var want: [Int: Int] = [:], got: [Int: Int] = [:], finished: Set<Int> = []
+        var aborted: Set<Int> = []
+        for step in 0..<400 {
+            if rng.next() % 3 == 0 {
+                let maxTokens = 1 + Int(rng.next() % 40)
+                let shared = words(Int(rng.next() % 60), from: Int(rng.next() % 3))
+                let prompt = SimTokenizer.prompt(shared + " " + words(1 + Int(rng.next() % 50), from: 100 + step))
+                if prompt.count + maxTokens <= e.configuration.kvTokens {
+                    want[e.submit(prompt: prompt, maxTokens: maxTokens, now: now)] = maxTokens
+                }
+            }
+            if rng.next() % 17 == 0, let victim = want.keys.filter({ !finished.contains($0) && !aborted.contains($0) }).randomElement(using: &rng) {
+                e.abort(victim, now: now)
+                aborted.insert(victim)
+            }
+            if let r = e.beginStep(now: now) {
+                now += r.seconds
+                for x in e.finishStep(now: now) {
+                    got[x.request, default: 0] += 1
+                    if x.finished { finished.insert(x.request) }
+                }
+            }
+        }
+        var out: [EngineEmission] = []
+        drain(e, emitted: &out, now: &now)
+        for x in out {
+            got[x.request, default: 0] += 1
+            if x.finished { finished.insert(x.request) }
+        }
+        for (id, n) in want where !aborted.contains(id) {
+            #expect(got[id] == n && finished.contains(id), "request \(id): \(got[id] ?? 0) of \(n) tokens")
+        }
+        #expect(e.isIdle && e.kvUsage == 0)
+    }
+}
+
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    init(_ seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
 /// Samples of a Prometheus page by full series text, with per-name sums.
 struct PromPage {
     var samples: [(name: String, series: String, value: Double)] = []
