@@ -31,6 +31,7 @@ class Shim:
         L.sbcuda_runtime_version.restype = ctypes.c_int
         L.sbcuda_host_register.argtypes = [P, ctypes.c_uint64, E, SZ]
         L.sbcuda_host_unregister.argtypes = [P]
+        L.sbcuda_set_mode.argtypes = [ctypes.c_int, E, SZ]
         for name in ("sbcuda_gather", "sbcuda_scatter"):
             getattr(L, name).argtypes = [ctypes.POINTER(Slab), ctypes.c_int, ctypes.POINTER(ctypes.c_int32), ctypes.c_int,
                                          ctypes.POINTER(P), E, SZ]
@@ -42,6 +43,16 @@ class Shim:
     def _check(self, rc, err):
         if rc != 0:
             raise CudaError(err.value.decode(errors="replace"))
+
+    COPIES, KERNEL, AUTO = 1, 2, 0
+
+    def set_mode(self, mode):
+        """AUTO, COPIES or KERNEL (raises CudaUnavailable when the kernel cannot be built)."""
+        err = ctypes.create_string_buffer(512)
+        rc = self.lib.sbcuda_set_mode(mode, err, 512)
+        if rc == 1:
+            raise CudaUnavailable(err.value.decode(errors="replace"))
+        self._check(rc, err)
 
     def host_register(self, address, nbytes):
         err = ctypes.create_string_buffer(256)

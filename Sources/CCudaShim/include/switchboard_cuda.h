@@ -12,9 +12,17 @@
  *   slab s, block b lives at  base[s] + b * stride[s],  bytes[s] long.
  *
  * This covers vLLM's per-layer layouts ([num_blocks, ...] and
- * [2, num_blocks, ...]). Copies are batched cudaMemcpyAsync calls on the
- * shim's own non-blocking stream (runs of adjacent blocks whose host pages
- * are adjacent too are merged), synchronised before returning.
+ * [2, num_blocks, ...]). Two ways to copy, both on the shim's own
+ * non-blocking stream and synchronised before returning:
+ *  - copies: batched cudaMemcpyAsync calls, one per (slab, block) (runs of
+ *    adjacent blocks whose host pages are adjacent too are merged);
+ *  - kernel: one launch of a copy kernel compiled at run time with NVRTC,
+ *    reading and writing the host pages through their mapped device alias
+ *    (pages must lie in a range given to sbcuda_host_register).
+ * Copies are used until sbcuda_set_mode loads the kernel: 0 auto (the kernel
+ * when the pages are registered, else copies), 1 copies, 2 kernel only. The
+ * kernel path has not yet run on a GPU: scripts/gpu-check measures both and
+ * checks them bit for bit. Transfers are not thread-safe: one at a time.
  */
 #ifndef SWITCHBOARD_CUDA_H
 #define SWITCHBOARD_CUDA_H
@@ -41,6 +49,9 @@ int sbcuda_runtime_version(void);
 /* Pins (page-locks) host memory for DMA; for the agent's shared pool mapping. */
 int sbcuda_host_register(void *ptr, uint64_t bytes, char *err, size_t err_len);
 int sbcuda_host_unregister(void *ptr);
+/* 0 auto, 1 copies, 2 kernel (compiles and loads it; SBCUDA_UNAVAILABLE with
+ * the reason if NVRTC or the driver is missing). */
+int sbcuda_set_mode(int mode, char *err, size_t err_len);
 /* Device blocks -> host pages. pages[i] receives block block_ids[i]. */
 int sbcuda_gather(const sbcuda_slab *slabs, int n_slabs, const int32_t *block_ids, int n_blocks,
                   void *const *pages, char *err, size_t err_len);
