@@ -10,6 +10,7 @@ import asyncio
 import http.client
 import json
 import os
+import random
 import sys
 import tempfile
 import time
@@ -80,7 +81,6 @@ def build_workload(args):
         shape.update(preset)
         per = max(1, args.requests // args.prefixes)
         data = datasets.synthetic_prefix(num_prefixes=args.prefixes, samples_per_prefix=per, seed=args.seed, **shape)
-        import random
         arrivals = workloads.poisson_arrivals(random.Random(args.seed), args.rate, count=len(data))
         rows = workloads.from_dataset(data, arrivals, max_tokens=args.max_tokens)
         params = {"dataset": "synthetic-prefix", "preset": args.preset, "prefixes": args.prefixes,

@@ -57,10 +57,10 @@ public final class KVAgent: Sendable {
     public func close() { listener.close() }
 
     /// The agent's counters as JSON (also what STATS returns). Thread-safe.
-    public func statsJSON() -> String { core.statsSnapshot.withLock { $0.json } }
+    public func statsJSON() -> String { core.statsSnapshot.withLock { $0 }.json }
 
     /// The agent's counters as a Prometheus page. Thread-safe.
-    public func prometheus() -> String { core.statsSnapshot.withLock { $0.prometheus } }
+    public func prometheus() -> String { core.statsSnapshot.withLock { $0 }.prometheus }
 }
 
 /// The agent's state, confined to its loop (the invariant behind
@@ -75,14 +75,17 @@ final class AgentCore: @unchecked Sendable {
     private var expiryTimer: (TimerID, UInt64)?
     var requests = 0
     var errors = 0
-    /// The stats, rendered for readers off the loop.
-    let statsSnapshot = Mutex((json: "{}", prometheus: ""))
+    /// The latest counters, for readers off the loop (copied after every
+    /// batch of requests; rendered as text only when someone asks).
+    let statsSnapshot: Mutex<AgentStats>
 
     init(configuration: KVAgentConfiguration, pool: SharedPages, loop: EventLoop) {
         self.configuration = configuration
         self.pool = pool
         self.loop = loop
         store = BlockStore(pages: pool.pages, policy: configuration.policy)
+        statsSnapshot = Mutex(AgentStats(store: store.stats, pages: pool.pages, pageSize: pool.pageSize,
+                                         policy: configuration.policy.rawValue))
     }
 
     func accept(_ sock: StreamSocket) {
@@ -106,9 +109,11 @@ final class AgentCore: @unchecked Sendable {
         return monotonicNanos() &+ UInt64(ms) * 1_000_000
     }
 
-    /// Keeps one timer armed for the earliest outstanding expiry.
-    func armExpiry() {
-        guard let due = store.nextExpiry else { return }
+    /// Keeps one timer armed for the earliest outstanding expiry. A call that
+    /// just handed out a ticket passes its expiry (no scan of the others);
+    /// the timer itself rescans once when it fires.
+    func armExpiry(_ candidate: UInt64? = nil) {
+        guard let due = candidate ?? store.nextExpiry else { return }
         if let (t, at) = expiryTimer {
             if at <= due { return }
             loop.cancel(t)
@@ -127,15 +132,35 @@ final class AgentCore: @unchecked Sendable {
     }
 
     func publishStats() {
-        let s = store.stats
-        let page = pool.pageSize
-        let json = """
-        {"page_size":\(page),"pages":\(pool.pages),"pages_used":\(s.pagesUsed),"pages_touched":\(s.pagesTouched),\
+        let s = AgentStats(store: store.stats, pages: pool.pages, pageSize: pool.pageSize, policy: configuration.policy.rawValue,
+                           connections: connections.count, requests: requests, errors: errors)
+        statsSnapshot.withLock { $0 = s }
+    }
+}
+
+/// A copy of the agent's counters and their two renderings.
+struct AgentStats: Sendable {
+    var store: BlockStoreStats
+    var pages: Int
+    var pageSize: Int
+    var policy: String
+    var connections = 0
+    var requests = 0
+    var errors = 0
+
+    var json: String {
+        let s = store, page = pageSize
+        return """
+        {"page_size":\(page),"pages":\(pages),"pages_used":\(s.pagesUsed),"pages_touched":\(s.pagesTouched),\
         "hits":\(s.hits),"misses":\(s.misses),"puts":\(s.puts),"evictions":\(s.evictions),"expired":\(s.expired),\
         "bytes_in":\(s.puts * page),"bytes_out":\(s.hits * page),\
-        "reservations":\(s.reservations),"leases":\(s.leases),"connections":\(connections.count),\
-        "requests":\(requests),"errors":\(errors),"policy":"\(configuration.policy.rawValue)"}
+        "reservations":\(s.reservations),"leases":\(s.leases),"connections":\(connections),\
+        "requests":\(requests),"errors":\(errors),"policy":"\(policy)"}
         """
+    }
+
+    var prometheus: String {
+        let s = store, page = pageSize
         var p = ""
         func metric(_ name: String, _ type: String, _ help: String, _ v: Int) {
             p += "# HELP switchboard_kv_\(name) \(help)\n# TYPE switchboard_kv_\(name) \(type)\nswitchboard_kv_\(name) \(v)\n"
@@ -149,13 +174,13 @@ final class AgentCore: @unchecked Sendable {
         metric("expired_total", "counter", "Reservations and leases reclaimed after their deadline.", s.expired)
         metric("requests_total", "counter", "Protocol requests handled.", requests)
         metric("errors_total", "counter", "Protocol requests refused.", errors)
-        metric("l1_pages", "gauge", "Pages (blocks) the L1 pool holds at most.", pool.pages)
+        metric("l1_pages", "gauge", "Pages (blocks) the L1 pool holds at most.", pages)
         metric("l1_pages_used", "gauge", "Pages holding a stored block.", s.pagesUsed)
         metric("l1_page_bytes", "gauge", "Bytes per page (block).", page)
         metric("reservations", "gauge", "Puts reserved and not yet committed.", s.reservations)
         metric("leases", "gauge", "Gets pinning pages.", s.leases)
-        metric("connections", "gauge", "Engine connections.", connections.count)
-        statsSnapshot.withLock { $0 = (json, p) }
+        metric("connections", "gauge", "Engine connections.", connections)
+        return p
     }
 }
 
@@ -258,7 +283,7 @@ final class AgentConnection: StreamSocketDelegate {
                 w.u32(UInt32(t.pages.count))
                 for p in t.pages { w.i32(p) }
                 reply(req, w)
-                core.armExpiry()
+                if t.id != 0 { core.armExpiry(expires) }
             case .putCommit, .putAbort, .release:
                 let id = try r.u64()
                 try r.expectEnd()
@@ -281,7 +306,7 @@ final class AgentConnection: StreamSocketDelegate {
             case .stats:
                 try r.expectEnd()
                 core.publishStats()
-                w.bytes = Array(core.statsSnapshot.withLock { $0.json }.utf8)
+                w.bytes = Array(core.statsSnapshot.withLock { $0 }.json.utf8)
                 reply(req, w)
             }
         } catch {

@@ -68,11 +68,7 @@ public final class KVAgentClient {
 
     /// The longest stored prefix of `keys`, copied out of the pool.
     public func get(_ keys: [BlockKey], leaseMillis: UInt32 = 0) throws(KVAgentError) -> [[UInt8]] {
-        let (id, pages) = try lease(keys, leaseMillis: leaseMillis)
-        guard id != 0 else { return [] }
-        let out = pages.map { pool.read(page: Int($0)) }
-        try release(id)
-        return out
+        try withLease(keys, leaseMillis) { pages in pages.map { pool.read(page: Int($0)) } } ?? []
     }
 
     /// The longest stored prefix of `keys`, copied into `buffers` (one
@@ -80,11 +76,19 @@ public final class KVAgentClient {
     /// leading buffers were filled.
     public func get(_ keys: [BlockKey], into buffers: inout [[UInt8]], leaseMillis: UInt32 = 0) throws(KVAgentError) -> Int {
         precondition(buffers.count >= keys.count && buffers.allSatisfy { $0.count == pageSize }, "one page-sized buffer per key")
+        return try withLease(keys, leaseMillis) { pages in
+            for (i, p) in pages.enumerated() { pool.read(page: Int(p), into: &buffers[i]) }
+            return pages.count
+        } ?? 0
+    }
+
+    /// Leases the longest stored prefix, lets `body` copy its pages, releases; nil on a miss.
+    private func withLease<R>(_ keys: [BlockKey], _ leaseMillis: UInt32, _ body: ([Int32]) -> R) throws(KVAgentError) -> R? {
         let (id, pages) = try lease(keys, leaseMillis: leaseMillis)
-        guard id != 0 else { return 0 }
-        for (i, p) in pages.enumerated() { pool.read(page: Int(p), into: &buffers[i]) }
+        guard id != 0 else { return nil }
+        let out = body(pages)
         try release(id)
-        return pages.count
+        return out
     }
 
     /// Step one of a put: page numbers to fill (-1: no write needed, -2: no space).

@@ -215,7 +215,10 @@ public final class BlockStore {
 
     /// The earliest expiry of anything outstanding.
     public var nextExpiry: UInt64? {
-        (reservations.values.map(\.expires) + leases.values.map(\.expires)).min()
+        var best: UInt64?
+        for t in reservations.values where best.map({ t.expires < $0 }) ?? true { best = t.expires }
+        for t in leases.values where best.map({ t.expires < $0 }) ?? true { best = t.expires }
+        return best
     }
 
     /// True when every page is free or stored and nothing is pinned or reserved

@@ -62,22 +62,25 @@ public final class L1Cache: Sendable {
 
     /// The longest run of present blocks from the start of `keys`, copied out.
     public func get(_ keys: [BlockKey]) -> [[UInt8]] {
-        let l = store.withLock { $0.lease(keys, owner: 0, expires: .max) }
-        guard l.id != 0 else { return [] }
-        let out = l.pages.map { memory.read(page: Int($0)) }
-        store.withLock { s in try? s.release(l.id, owner: 0) }
-        return out
+        withLease(keys) { pages in pages.map { memory.read(page: Int($0)) } } ?? []
     }
 
     /// The longest run of present blocks, copied into `buffers` (one
     /// page-sized buffer per key, reused). Returns how many were filled.
     public func get(_ keys: [BlockKey], into buffers: inout [[UInt8]]) -> Int {
         precondition(buffers.count >= keys.count && buffers.allSatisfy { $0.count == pageSize }, "one page-sized buffer per key")
+        return withLease(keys) { pages in
+            for (i, p) in pages.enumerated() { memory.read(page: Int(p), into: &buffers[i]) }
+            return pages.count
+        } ?? 0
+    }
+
+    /// Pins the longest present prefix of `keys` while `body` copies its pages; nil on a miss.
+    private func withLease<R>(_ keys: [BlockKey], _ body: ([Int32]) -> R) -> R? {
         let l = store.withLock { $0.lease(keys, owner: 0, expires: .max) }
-        guard l.id != 0 else { return 0 }
-        for (i, p) in l.pages.enumerated() { memory.read(page: Int(p), into: &buffers[i]) }
-        store.withLock { s in try? s.release(l.id, owner: 0) }
-        return l.pages.count
+        guard l.id != 0 else { return nil }
+        defer { store.withLock { s in try? s.release(l.id, owner: 0) } }
+        return body(l.pages)
     }
 
     /// How many blocks from the start of `keys` are present (no copy, no recency change).

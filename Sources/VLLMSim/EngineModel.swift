@@ -210,6 +210,7 @@ public final class EngineModel {
     /// `now` is the driver's clock, used for the request metrics.
     public func finishStep(now: Double) -> [EngineEmission] {
         var out: [EngineEmission] = []
+        var gaps: [Double] = []
         let bs = configuration.blockSize
         let vocab = UInt64(SimTokenizer.vocabulary.count)
         for (id, n) in inFlight {
@@ -226,13 +227,14 @@ public final class EngineModel {
             guard s.computed == s.tokens.count else { continue }
             let word = Int(mix(s.outputSeed &+ UInt64(s.generated)) % vocab)
             s.generated += 1
-            if s.firstToken == nil { s.firstToken = now } else { metrics?.interToken(now - s.lastToken) }
+            if s.firstToken == nil { s.firstToken = now } else { gaps.append(now - s.lastToken) }
             s.lastToken = now
             let done = s.generated >= s.maxTokens
             out.append(EngineEmission(request: id, word: word, finished: done))
             if done { retire(s, now: now, reason: .length) } else { s.tokens.append(SimTokenizer.vocabularyIDs[word]) }
         }
         inFlight.removeAll(keepingCapacity: true)
+        metrics?.interTokens(gaps)
         metrics?.setQueues(running: running.count, waiting: waiting.count, kvUsage: kvUsage)
         return out
     }

@@ -45,6 +45,21 @@ public final class SimMetrics: Sendable {
         var prefill = Histogram(phaseBuckets), decode = Histogram(phaseBuckets)
         var requestPreemptions = Histogram([1, 2, 3, 4, 5, 10, 20])
         var prefillComputed = Histogram(tokenBuckets)
+
+        /// What every finished request records, in either timing mode; false when it was aborted.
+        mutating func finished(aborted: Bool, prompt: Int, generated: Int, e2e: Double, ttft: Double?) -> Bool {
+            generationTokens += Double(generated)
+            if aborted {
+                self.aborted += 1
+                return false
+            }
+            success += 1
+            requestPrompt.observe(Double(prompt))
+            requestGeneration.observe(Double(generated))
+            self.e2e.observe(e2e)
+            if let t = ttft { self.ttft.observe(t) }
+            return true
+        }
     }
 
     private let state = Mutex(State())
@@ -88,8 +103,10 @@ public final class SimMetrics: Sendable {
         }
     }
 
-    func interToken(_ seconds: Double) {
-        state.withLock { $0.itl.observe(seconds) }
+    /// Gaps between consecutive tokens of requests (one call per engine step).
+    func interTokens(_ gaps: [Double]) {
+        guard !gaps.isEmpty else { return }
+        state.withLock { s in for g in gaps { s.itl.observe(g) } }
     }
 
     /// A request left the engine. Times are seconds on one clock; a request
@@ -98,15 +115,11 @@ public final class SimMetrics: Sendable {
                          firstScheduled: Double?, firstToken: Double?, end: Double,
                          preemptions: Int, computedPrefill: Int) {
         state.withLock { s in
-            s.generationTokens += Double(generated)
-            if aborted { s.aborted += 1; return }
-            s.success += 1
-            s.requestPrompt.observe(Double(prompt))
-            s.requestGeneration.observe(Double(generated))
+            guard s.finished(aborted: aborted, prompt: prompt, generated: generated, e2e: end - arrival,
+                             ttft: firstToken.map { $0 - arrival }) else { return }
             s.maxGeneration.observe(Double(generated))
             s.paramsN.observe(1)
             s.paramsMaxTokens.observe(Double(maxTokens))
-            s.e2e.observe(end - arrival)
             s.requestPreemptions.observe(Double(preemptions))
             s.prefillComputed.observe(Double(computedPrefill))
             if let sched = firstScheduled {
@@ -115,7 +128,6 @@ public final class SimMetrics: Sendable {
                 if let first = firstToken { s.prefill.observe(first - sched) }
             }
             if let first = firstToken {
-                s.ttft.observe(first - arrival)
                 s.decode.observe(end - first)
                 if generated > 1 { s.tpot.observe((end - first) / Double(generated - 1)) }
             }
@@ -129,14 +141,8 @@ public final class SimMetrics: Sendable {
             s.running -= 1
             s.promptTokens += Double(prompt)
             s.prefixQueries += Double(prompt)
-            s.generationTokens += Double(generated)
             for g in itl { s.itl.observe(g) }
-            if aborted { s.aborted += 1; return }
-            s.success += 1
-            s.requestPrompt.observe(Double(prompt))
-            s.requestGeneration.observe(Double(generated))
-            s.e2e.observe(e2e)
-            if let t = ttft { s.ttft.observe(t) }
+            _ = s.finished(aborted: aborted, prompt: prompt, generated: generated, e2e: e2e, ttft: ttft)
         }
     }
 
