@@ -53,38 +53,50 @@ let package = Package(
         .target(name: "ExtProcProto", dependencies: ["CExtProcProto", "CProtobufC"], swiftSettings: strict),
         .target(name: "TLS", dependencies: ["COpenSSL"], swiftSettings: strict),
 
+        // Counters, gauges, histograms and the one Prometheus text writer
+        // (gateway, KV agent, simulator). Standard library + Synchronization only.
+        .target(name: "Metrics", swiftSettings: strict),
+
         // MARK: protocol core
         .target(name: "GRPCServer", dependencies: [
-            "HTTP2", "EventLoop", .product(name: "Logging", package: "swift-log"),
+            "HTTP2", "EventLoop", "Metrics", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "HTTP1", dependencies: ["EventLoop"], swiftSettings: strict),
-        .target(name: "ExtProc", dependencies: ["ExtProcProto", "GRPCServer", "EventLoop", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .target(name: "ExtProc", dependencies: ["ExtProcProto", "GRPCServer", "EventLoop", "Metrics", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
 
         // MARK: domain
         .target(name: "OpenAIAPI", swiftSettings: strict),
-        .target(name: "PodMetrics", dependencies: [
-            "EventLoop", "HTTP1", "TLS", "Yams", .product(name: "Logging", package: "swift-log"),
+        // What routers read: endpoints, per-pod metrics, health, gateway load,
+        // published as immutable snapshots. Standard library + Synchronization only.
+        .target(name: "PodSnapshot", swiftSettings: strict),
+        // Where endpoints come from: the pods file, the Kubernetes API over TLS.
+        .target(name: "PodDiscovery", dependencies: [
+            "PodSnapshot", "EventLoop", "Metrics", "TLS", "Yams", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
-        .target(name: "Routing", dependencies: ["PodMetrics"], swiftSettings: strict),
-        .target(name: "VLLMSim", dependencies: ["HTTP1", "EventLoop", "OpenAIAPI"], swiftSettings: strict),
+        // Scraping /metrics: the scraper, the Prometheus parsers, the vLLM metric model.
+        .target(name: "PodMetrics", dependencies: [
+            "PodSnapshot", "EventLoop", "HTTP1", "Metrics", .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .target(name: "Routing", dependencies: ["PodSnapshot"], swiftSettings: strict),
+        .target(name: "VLLMSim", dependencies: ["HTTP1", "EventLoop", "Metrics", "OpenAIAPI"], swiftSettings: strict),
         // KV-cache node agent: keys, policies, the block store and the local protocol
         // (KVCache), the agent server (KVAgent), the Swift client (KVAgentClient).
         .target(name: "HostMemory", dependencies: ["CSystem"], swiftSettings: strict),
         .target(name: "KVCache", dependencies: ["HostMemory"], swiftSettings: strict),
         .target(name: "CKVClient"),
         .target(name: "CCudaShim", linkerSettings: [.linkedLibrary("dl")]),
-        .target(name: "KVAgent", dependencies: ["KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
+        .target(name: "KVAgent", dependencies: ["KVCache", "HostMemory", "EventLoop", "Metrics"], swiftSettings: strict),
         .target(name: "KVAgentClient", dependencies: ["KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
 
         // MARK: composition root
         .target(name: "Gateway", dependencies: [
-            "GRPCServer", "ExtProc", "ExtProcProto", "OpenAIAPI", "Routing", "PodMetrics", "EventLoop", "HTTP1",
+            "GRPCServer", "ExtProc", "ExtProcProto", "OpenAIAPI", "Routing", "PodSnapshot", "PodDiscovery", "PodMetrics", "EventLoop", "HTTP1", "Metrics",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
 
         // MARK: thin executables
         .executableTarget(name: "switchboard", dependencies: [
-            "Gateway", "PodMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Gateway", "PodSnapshot", "PodDiscovery", "PodMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .executableTarget(name: "switchboard-kv-agent", dependencies: [
@@ -95,7 +107,7 @@ let package = Package(
         ], swiftSettings: strict),
 
         // MARK: benchmarks (Swift side; drivers are scripts/bench-*)
-        .executableTarget(name: "switchboard-bench", dependencies: ["PodMetrics", "KVCache", "KVAgent", "KVAgentClient", "EventLoop"],
+        .executableTarget(name: "switchboard-bench", dependencies: ["PodSnapshot", "PodMetrics", "KVCache", "KVAgent", "KVAgentClient", "EventLoop"],
                           path: "Benchmarks/switchboard-bench", swiftSettings: strict),
 
         // MARK: tests (unit, in process; integration tests live in Tests/integration, pytest)
@@ -103,9 +115,10 @@ let package = Package(
         .testTarget(name: "ExtProcTests", dependencies: ["ExtProc", "ExtProcProto"], swiftSettings: strict),
         .testTarget(name: "GRPCServerTests", dependencies: ["GRPCServer", "HTTP2", "EventLoop"], swiftSettings: strict),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: strict),
-        .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodMetrics"], swiftSettings: strict),
-        .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics", "EventLoop", "HTTP1"], resources: [.copy("Inputs")], swiftSettings: strict),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ExtProc", "ExtProcProto", "PodMetrics"], swiftSettings: strict),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodSnapshot"], swiftSettings: strict),
+        .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics", "PodSnapshot", "EventLoop", "HTTP1"], resources: [.copy("Inputs")], swiftSettings: strict),
+        .testTarget(name: "PodDiscoveryTests", dependencies: ["PodDiscovery", "PodSnapshot"], swiftSettings: strict),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ExtProc", "ExtProcProto", "PodSnapshot", "PodMetrics"], swiftSettings: strict),
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "KVAgentTests", dependencies: ["KVAgent", "KVAgentClient", "KVCache", "EventLoop"], swiftSettings: strict),
         .testTarget(name: "VLLMSimTests", dependencies: ["VLLMSim", "HTTP1", "EventLoop"], swiftSettings: strict),

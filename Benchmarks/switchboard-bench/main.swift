@@ -7,6 +7,7 @@ import KVAgent
 import KVAgentClient
 import KVCache
 import PodMetrics
+import PodSnapshot
 
 func seconds(_ f: () throws -> Void) rethrows -> Double {
     let t0 = DispatchTime.now().uptimeNanoseconds

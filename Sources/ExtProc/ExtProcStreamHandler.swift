@@ -1,6 +1,7 @@
 import EventLoop
 import ExtProcProto
 import GRPCServer
+import Metrics
 
 /// Serves one `ExternalProcessor/Process` stream: decodes each
 /// ProcessingRequest, drives the phase state machine, asks the filter, and

@@ -1,6 +1,7 @@
 import EventLoop
 import HTTP2
 import Logging
+import Metrics
 import Synchronization
 
 /// A gRPC server over h2c (HTTP/2 with prior knowledge) on TCP and Unix sockets.

@@ -3,6 +3,7 @@ import Foundation
 import GRPCServer
 import HTTP1
 import PodMetrics
+import PodSnapshot
 
 /// The gateway's plain-HTTP side door for operators and probes:
 ///   GET /healthz       200 while serving, 503 while draining

@@ -3,7 +3,9 @@ import ExtProc
 import ExtProcProto
 import GRPCServer
 import Logging
+import Metrics
 import PodMetrics
+import PodSnapshot
 import Routing
 
 /// What every request's filter shares: the pod registry, the routers, the

@@ -4,6 +4,7 @@ import ExtProcProto
 import Logging
 import OpenAIAPI
 import PodMetrics
+import PodSnapshot
 import Routing
 
 /// The gateway's logic for one HTTP request: validate the OpenAI request,

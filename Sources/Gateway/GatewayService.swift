@@ -3,7 +3,9 @@ import ExtProc
 import ExtProcProto
 import GRPCServer
 import Logging
+import PodDiscovery
 import PodMetrics
+import PodSnapshot
 import Routing
 import Synchronization
 
@@ -63,7 +65,7 @@ public final class GatewayService {
             registry.publish(models: models)
             scraper.setEndpoints(registry.snapshot.allEndpoints)
         }
-        let provider: any PodDiscovery
+        let provider: any PodDiscoveryProvider
         switch configuration.discovery {
         case .podsFile(let path):
             provider = try StaticPodsFileProvider(path: path, pollNanos: UInt64(configuration.podsFilePollSeconds * 1e9),

@@ -1,6 +1,8 @@
 import EventLoop
 import HTTP1
 import Logging
+import Metrics
+import PodSnapshot
 import Synchronization
 
 /// How the scraper runs.

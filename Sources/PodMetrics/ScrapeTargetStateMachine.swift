@@ -1,16 +1,10 @@
+import PodSnapshot
+
 /// Health of one scrape target from its recent scrape outcomes. Pure value
 /// type with an injected clock (every event carries its time).
 public struct ScrapeTargetStateMachine: Sendable, Equatable {
-    public enum Health: Sendable, Equatable {
-        /// Not scraped successfully yet.
-        case unknown
-        /// The last scrape succeeded and is recent enough.
-        case fresh
-        /// Metrics must not be used: why.
-        case stale(String)
-
-        public var isFresh: Bool { self == .fresh }
-    }
+    /// Health lives in PodSnapshot (routers read it without the scraper).
+    public typealias Health = PodHealth
 
     /// Failures in a row that make a target stale.
     public let failureThreshold: Int

@@ -1,4 +1,4 @@
-import PodMetrics
+import PodSnapshot
 import Synchronization
 
 /// `random`: a uniformly random ready endpoint.

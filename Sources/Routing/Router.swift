@@ -1,4 +1,4 @@
-import PodMetrics
+import PodSnapshot
 
 /// What a router may know about a request. Routers never see the gRPC
 /// layer, the proto codec or the raw body.

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import Synchronization
 
 /// The simulator's Prometheus page: the vLLM V1 (0.32) series a routing or
@@ -8,23 +9,6 @@ import Synchronization
 /// (multimodal cache, external KV transfer, FLOP estimates) are exported at
 /// zero, as an engine without those features exports them.
 public final class SimMetrics: Sendable {
-    struct Histogram {
-        let bounds: [Double]
-        var counts: [Double]
-        var sum = 0.0
-        var count = 0.0
-        init(_ bounds: [Double]) {
-            self.bounds = bounds
-            counts = Array(repeating: 0, count: bounds.count)
-        }
-        mutating func observe(_ v: Double) {
-            var i = bounds.count - 1
-            while i >= 0, v <= bounds[i] { counts[i] += 1; i -= 1 }
-            sum += v
-            count += 1
-        }
-    }
-
     static let tokenBuckets: [Double] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]
     static let phaseBuckets: [Double] = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680]
     static let tokenTimeBuckets: [Double] = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80]
@@ -36,15 +20,15 @@ public final class SimMetrics: Sendable {
         var preemptions = 0.0
         var promptTokens = 0.0, promptCached = 0.0, generationTokens = 0.0
         var success = 0.0, aborted = 0.0
-        var requestPrompt = Histogram(tokenBuckets), requestGeneration = Histogram(tokenBuckets)
-        var maxGeneration = Histogram(tokenBuckets), paramsN = Histogram([1, 2, 5, 10, 20]), paramsMaxTokens = Histogram(tokenBuckets)
-        var iterationTokens = Histogram([1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384])
-        var ttft = Histogram([0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560])
-        var itl = Histogram(tokenTimeBuckets), tpot = Histogram(tokenTimeBuckets)
-        var e2e = Histogram(phaseBuckets), queue = Histogram(phaseBuckets), inference = Histogram(phaseBuckets)
-        var prefill = Histogram(phaseBuckets), decode = Histogram(phaseBuckets)
-        var requestPreemptions = Histogram([1, 2, 3, 4, 5, 10, 20])
-        var prefillComputed = Histogram(tokenBuckets)
+        let requestPrompt = Histogram(bounds: tokenBuckets), requestGeneration = Histogram(bounds: tokenBuckets)
+        let maxGeneration = Histogram(bounds: tokenBuckets), paramsN = Histogram(bounds: [1, 2, 5, 10, 20]), paramsMaxTokens = Histogram(bounds: tokenBuckets)
+        let iterationTokens = Histogram(bounds: [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384])
+        let ttft = Histogram(bounds: [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560])
+        let itl = Histogram(bounds: tokenTimeBuckets), tpot = Histogram(bounds: tokenTimeBuckets)
+        let e2e = Histogram(bounds: phaseBuckets), queue = Histogram(bounds: phaseBuckets), inference = Histogram(bounds: phaseBuckets)
+        let prefill = Histogram(bounds: phaseBuckets), decode = Histogram(bounds: phaseBuckets)
+        let requestPreemptions = Histogram(bounds: [1, 2, 3, 4, 5, 10, 20])
+        let prefillComputed = Histogram(bounds: tokenBuckets)
 
         /// What every finished request records, in either timing mode; false when it was aborted.
         mutating func finished(aborted: Bool, prompt: Int, generated: Int, e2e: Double, ttft: Double?) -> Bool {
@@ -149,33 +133,30 @@ public final class SimMetrics: Sendable {
     public func render(model: String) -> String {
         let s = state.withLock { $0 }
         let m = "model_name=\(quoted(model))"
-        let c = created.description
-        var out = ""
-        out.reserveCapacity(24 * 1024)
-        func head(_ name: String, _ help: String, _ type: String) {
-            out += "# HELP vllm:\(name) \(help)\n# TYPE vllm:\(name) \(type)\n"
+        let c = created
+        var w = PrometheusWriter(reserving: 24 * 1024)
+        func head(_ name: String, _ help: String, _ kind: PrometheusWriter.Kind) {
+            w.family("vllm:\(name)", kind, help: help)
         }
         func gauge(_ name: String, _ help: String, _ v: Double, labels: String = "") {
-            head(name, help, "gauge")
-            out += "vllm:\(name){engine=\"0\",\(m)\(labels)} \(v)\n"
+            head(name, help, .gauge)
+            w.sample("vllm:\(name)", labels: "engine=\"0\",\(m)\(labels)", v)
         }
         func createdSample(_ name: String, _ help: String, labels: [String]) {
-            head("\(name)_created", help, "gauge")
-            for l in labels { out += "vllm:\(name)_created{\(l)} \(c)\n" }
+            head("\(name)_created", help, .gauge)
+            for l in labels { w.sample("vllm:\(name)_created", labels: l, c) }
         }
         func counter(_ name: String, _ help: String, _ samples: [(labels: String, value: Double)]) {
-            head("\(name)_total", help, "counter")
-            for x in samples { out += "vllm:\(name)_total{\(x.labels)} \(x.value)\n" }
+            head("\(name)_total", help, .counter)
+            for x in samples { w.sample("vllm:\(name)_total", labels: x.labels, x.value) }
             createdSample(name, help, labels: samples.map(\.labels))
         }
         func plain(_ name: String, _ help: String, _ v: Double) {
             counter(name, help, [("engine=\"0\",\(m)", v)])
         }
         func histogram(_ name: String, _ help: String, _ h: Histogram) {
-            head(name, help, "histogram")
-            for (i, b) in h.bounds.enumerated() { out += "vllm:\(name)_bucket{engine=\"0\",le=\"\(b)\",\(m)} \(h.counts[i])\n" }
-            out += "vllm:\(name)_bucket{engine=\"0\",le=\"+Inf\",\(m)} \(h.count)\n"
-            out += "vllm:\(name)_count{engine=\"0\",\(m)} \(h.count)\nvllm:\(name)_sum{engine=\"0\",\(m)} \(h.sum)\n"
+            head(name, help, .histogram)
+            w.histogram("vllm:\(name)", h.snapshot, before: "engine=\"0\"", after: m)
             createdSample(name, help, labels: ["engine=\"0\",\(m)"])
         }
         let mfu = "(for Model Flops Utilization calculations)."
@@ -184,12 +165,12 @@ public final class SimMetrics: Sendable {
         plain("estimated_write_bytes_per_gpu", "Estimated number of bytes written to memory per GPU \(mfu)", 0)
         gauge("num_requests_running", "Number of requests in model execution batches.", Double(s.running))
         gauge("num_requests_waiting", "Number of requests waiting to be processed.", Double(s.waiting))
-        head("num_requests_waiting_by_reason", "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling capacity; 'deferred' = deferred by transient constraints (LoRA budget, KV transfer, blocked status). Sum of all reasons equals vllm:num_requests_waiting.", "gauge")
-        out += "vllm:num_requests_waiting_by_reason{engine=\"0\",\(m),reason=\"capacity\"} \(Double(s.waiting))\n"
-        out += "vllm:num_requests_waiting_by_reason{engine=\"0\",\(m),reason=\"deferred\"} 0.0\n"
-        head("engine_sleep_state", "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.", "gauge")
+        head("num_requests_waiting_by_reason", "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling capacity; 'deferred' = deferred by transient constraints (LoRA budget, KV transfer, blocked status). Sum of all reasons equals vllm:num_requests_waiting.", .gauge)
+        w.sample("vllm:num_requests_waiting_by_reason", labels: "engine=\"0\",\(m),reason=\"capacity\"", Double(s.waiting))
+        w.sample("vllm:num_requests_waiting_by_reason", labels: "engine=\"0\",\(m),reason=\"deferred\"", 0.0)
+        head("engine_sleep_state", "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.", .gauge)
         for (state, v) in [("awake", 1.0), ("weights_offloaded", 0), ("discard_all", 0)] {
-            out += "vllm:engine_sleep_state{engine=\"0\",\(m),sleep_state=\"\(state)\"} \(v)\n"
+            w.sample("vllm:engine_sleep_state", labels: "engine=\"0\",\(m),sleep_state=\"\(state)\"", v)
         }
         gauge("kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", s.kvUsage)
         let queriesHelp = "Prefix cache queries, in terms of number of queried tokens."
@@ -237,12 +218,12 @@ public final class SimMetrics: Sendable {
         histogram("request_decode_time_seconds", "Histogram of time spent in DECODE phase for request.", s.decode)
         histogram("request_num_preemptions", "Histogram of the number of times a request was preempted.", s.requestPreemptions)
         histogram("request_prefill_kv_computed_tokens", "Histogram of new KV tokens computed during prefill (excluding cached tokens).", s.prefillComputed)
-        head("cache_config_info", "Information of the LLMEngine CacheConfig", "gauge")
-        out += "vllm:cache_config_info{block_size=\"\(blockSize)\",cache_dtype=\"auto\",enable_prefix_caching=\"\(prefixCaching ? "True" : "False")\",engine=\"0\",kv_cache_size_tokens=\"\(numBlocks * blockSize)\",num_gpu_blocks=\"\(numBlocks)\"} 1.0\n"
-        return out
+        head("cache_config_info", "Information of the LLMEngine CacheConfig", .gauge)
+        w.sample("vllm:cache_config_info", labels: "block_size=\"\(blockSize)\",cache_dtype=\"auto\",enable_prefix_caching=\"\(prefixCaching ? "True" : "False")\",engine=\"0\",kv_cache_size_tokens=\"\(numBlocks * blockSize)\",num_gpu_blocks=\"\(numBlocks)\"", 1.0)
+        return w.text
     }
 
     private func quoted(_ s: String) -> String {
-        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        "\"" + PrometheusWriter.escape(s) + "\""
     }
 }

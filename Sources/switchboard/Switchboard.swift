@@ -3,7 +3,9 @@ import EventLoop
 import Foundation
 import Gateway
 import Logging
+import PodDiscovery
 import PodMetrics
+import PodSnapshot
 
 @main
 struct Switchboard: ParsableCommand {

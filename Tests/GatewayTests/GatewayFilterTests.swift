@@ -4,6 +4,7 @@ import Foundation
 @testable import Gateway
 import Logging
 import PodMetrics
+import PodSnapshot
 import Routing
 import Testing
 

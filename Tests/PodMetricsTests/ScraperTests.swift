@@ -3,6 +3,7 @@ import Foundation
 import HTTP1
 import Logging
 @testable import PodMetrics
+import PodSnapshot
 import Synchronization
 import Testing
 

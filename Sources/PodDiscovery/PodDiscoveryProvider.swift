@@ -2,18 +2,18 @@
 /// API. Providers publish every change as a whole map through the `onChange`
 /// they were built with (the gateway publishes it to the registry and the
 /// scraper); `start` begins watching.
-public protocol PodDiscovery: AnyObject, Sendable {
+public protocol PodDiscoveryProvider: AnyObject, Sendable {
     /// A short name for logs (`pods-file`, `kubernetes`).
     var kind: String { get }
     func start()
 }
 
-extension StaticPodsFileProvider: PodDiscovery {
+extension StaticPodsFileProvider: PodDiscoveryProvider {
     public var kind: String { "pods-file" }
     /// Polling starts at init (the first load must succeed before serving).
     public func start() {}
 }
 
-extension KubernetesPodsProvider: PodDiscovery {
+extension KubernetesPodsProvider: PodDiscoveryProvider {
     public var kind: String { "kubernetes" }
 }

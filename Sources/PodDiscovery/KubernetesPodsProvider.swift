@@ -1,6 +1,8 @@
 import EventLoop
 import Foundation
 import Logging
+import Metrics
+import PodSnapshot
 import Synchronization
 import TLS
 

@@ -1,6 +1,7 @@
 import EventLoop
 import Foundation
 import Logging
+import PodSnapshot
 
 /// Discovery from the static pods file: loads it, then watches it (by
 /// polling its size, modification time and content) and publishes every

@@ -1,4 +1,5 @@
 import Foundation
+import PodSnapshot
 
 /// How a Kubernetes pod becomes a model endpoint, with the labels the
 /// reference gateway uses so existing deployments work unchanged:

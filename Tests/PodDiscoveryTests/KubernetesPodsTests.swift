@@ -1,5 +1,6 @@
 import Foundation
-@testable import PodMetrics
+@testable import PodDiscovery
+import PodSnapshot
 import Testing
 
 @Suite struct KubernetesPodsTests {

@@ -1,4 +1,5 @@
 import Foundation
+import PodSnapshot
 import Yams
 
 /// Reads the static pods file (YAML): which endpoints serve which model.

@@ -1,0 +1,40 @@
+/// An immutable view of every model, its endpoints, their scraped state and
+/// gateway-side load, published as a whole.
+public struct PodSnapshot: Sendable {
+    public let models: [String: [PodEndpoint]]
+    /// Model names in a stable order (for `/v1/models`).
+    public let modelNames: [String]
+    /// By endpoint address.
+    public let pods: [String: PodState]
+    public let loads: [String: PodLoad]
+    public let version: UInt64
+
+    public init(models: [String: [PodEndpoint]], pods: [String: PodState] = [:], loads: [String: PodLoad] = [:],
+                version: UInt64 = 0) {
+        self.models = models
+        self.modelNames = models.keys.sorted()
+        self.pods = pods
+        self.loads = loads
+        self.version = version
+    }
+
+    public static let empty = PodSnapshot(models: [:])
+
+    public func endpoints(for model: String) -> [PodEndpoint]? { models[model] }
+
+    /// Metrics for `model` on `endpoint`, or nil when unknown or stale.
+    public func metrics(for endpoint: PodEndpoint, model: String) -> ModelMetrics? {
+        guard let p = pods[endpoint.address], p.health.isFresh else { return nil }
+        return p.models[model]
+    }
+
+    /// Every distinct endpoint (scrape targets).
+    public var allEndpoints: [PodEndpoint] {
+        var seen = Set<String>()
+        var out: [PodEndpoint] = []
+        for name in modelNames {
+            for e in models[name]! where seen.insert(e.address).inserted { out.append(e) }
+        }
+        return out
+    }
+}
