@@ -57,6 +57,14 @@ let package = Package(
         // (gateway, KV agent, simulator). Standard library + Synchronization only.
         .target(name: "Metrics", swiftSettings: strict),
 
+        // The plain-HTTP admin side door (probes, /metrics, debug pages) of the
+        // gateway and the KV agent: one route table over HTTP1.
+        .target(name: "AdminHTTP", dependencies: ["HTTP1", "EventLoop"], swiftSettings: strict),
+        // Option groups every executable shares (--log-level and the one swift-log bootstrap).
+        .target(name: "CommandOptions", dependencies: [
+            .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+
         // MARK: protocol core
         .target(name: "GRPCServer", dependencies: [
             "HTTP2", "EventLoop", "Metrics", .product(name: "Logging", package: "swift-log"),
@@ -82,32 +90,39 @@ let package = Package(
         // KV-cache node agent: keys, policies, the block store and the local protocol
         // (KVCache), the agent server (KVAgent), the Swift client (KVAgentClient).
         .target(name: "HostMemory", dependencies: ["CSystem"], swiftSettings: strict),
-        .target(name: "KVCache", dependencies: ["HostMemory"], swiftSettings: strict),
+        // The agent's wire protocol and block keys: what an engine client or
+        // an L2 cache server needs to speak to an agent, without the store.
+        .target(name: "KVProtocol", swiftSettings: strict),
+        .target(name: "KVCache", dependencies: ["KVProtocol", "HostMemory"], swiftSettings: strict),
         .target(name: "CKVClient"),
         .target(name: "CCudaShim", linkerSettings: [.linkedLibrary("dl")]),
-        .target(name: "KVAgent", dependencies: ["KVCache", "HostMemory", "EventLoop", "Metrics"], swiftSettings: strict),
-        .target(name: "KVAgentClient", dependencies: ["KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
+        .target(name: "KVAgent", dependencies: [
+            "KVCache", "KVProtocol", "HostMemory", "EventLoop", "Metrics", "AdminHTTP", .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        .target(name: "KVAgentClient", dependencies: ["KVProtocol", "KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
 
         // MARK: composition root
         .target(name: "Gateway", dependencies: [
-            "GRPCServer", "ExtProc", "ExtProcProto", "OpenAIAPI", "Routing", "PodSnapshot", "PodDiscovery", "PodMetrics", "EventLoop", "HTTP1", "Metrics",
+            "GRPCServer", "ExtProc", "ExtProcProto", "OpenAIAPI", "Routing", "PodSnapshot", "PodDiscovery", "PodMetrics", "EventLoop", "HTTP1", "Metrics", "AdminHTTP",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
 
         // MARK: thin executables
         .executableTarget(name: "switchboard", dependencies: [
-            "Gateway", "PodSnapshot", "PodDiscovery", "PodMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Gateway", "PodSnapshot", "PodDiscovery", "PodMetrics", "CommandOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .executableTarget(name: "switchboard-kv-agent", dependencies: [
-            "KVAgent", "KVCache", "EventLoop", "HTTP1", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "KVAgent", "KVCache", "EventLoop", "CommandOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         .executableTarget(name: "vllm-sim", dependencies: [
             "VLLMSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
 
         // MARK: benchmarks (Swift side; drivers are scripts/bench-*)
-        .executableTarget(name: "switchboard-bench", dependencies: ["PodSnapshot", "PodMetrics", "KVCache", "KVAgent", "KVAgentClient", "EventLoop"],
+        // Keys-only cache model for eviction studies (benchmarks and tests only).
+        .target(name: "CacheStudy", dependencies: ["KVCache", "KVProtocol"], path: "Benchmarks/CacheStudy", swiftSettings: strict),
+        .executableTarget(name: "switchboard-bench", dependencies: ["PodSnapshot", "PodMetrics", "KVProtocol", "KVCache", "KVAgent", "KVAgentClient", "CacheStudy", "EventLoop"],
                           path: "Benchmarks/switchboard-bench", swiftSettings: strict),
 
         // MARK: tests (unit, in process; integration tests live in Tests/integration, pytest)
@@ -119,8 +134,8 @@ let package = Package(
         .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics", "PodSnapshot", "EventLoop", "HTTP1"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "PodDiscoveryTests", dependencies: ["PodDiscovery", "PodSnapshot"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ExtProc", "ExtProcProto", "PodSnapshot", "PodMetrics"], swiftSettings: strict),
-        .testTarget(name: "KVCacheTests", dependencies: ["KVCache"], resources: [.copy("Inputs")], swiftSettings: strict),
-        .testTarget(name: "KVAgentTests", dependencies: ["KVAgent", "KVAgentClient", "KVCache", "EventLoop"], swiftSettings: strict),
+        .testTarget(name: "KVCacheTests", dependencies: ["KVCache", "KVProtocol", "CacheStudy"], resources: [.copy("Inputs")], swiftSettings: strict),
+        .testTarget(name: "KVAgentTests", dependencies: ["KVAgent", "KVAgentClient", "KVProtocol", "KVCache", "EventLoop"], swiftSettings: strict),
         .testTarget(name: "VLLMSimTests", dependencies: ["VLLMSim", "HTTP1", "EventLoop"], swiftSettings: strict),
     ]
 )

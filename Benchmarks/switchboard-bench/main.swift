@@ -1,11 +1,13 @@
 // Micro-benchmarks that need the Swift code itself (the process-level
 // benchmarks are Python drivers in Benchmarks/). Prints figures; asserts nothing.
 //   switchboard-bench parse-metrics FILE [ITERATIONS]
+import CacheStudy
 import EventLoop
 import Foundation
 import KVAgent
 import KVAgentClient
 import KVCache
+import KVProtocol
 import PodMetrics
 import PodSnapshot
 

@@ -1,3 +1,4 @@
+import AdminHTTP
 import EventLoop
 import ExtProc
 import ExtProcProto
@@ -109,7 +110,8 @@ public final class GatewayService {
         let bound = try server.start()
         var admin: AdminServer?
         if let a = configuration.adminListen {
-            admin = try AdminServer(address: a, group: group, context: context, grpc: server, scraper: scraper)
+            admin = try AdminServer(address: a, group: group,
+                                    routes: GatewayAdmin.routes(context: context, grpc: server, scraper: scraper))
         }
         provider.start()
         scraper.start()

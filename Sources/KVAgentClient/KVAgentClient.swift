@@ -1,6 +1,7 @@
 import EventLoop
 import HostMemory
 import KVCache
+import KVProtocol
 
 /// A refusal from the agent, or a broken connection.
 public struct KVAgentError: Error, Sendable, CustomStringConvertible, Equatable {

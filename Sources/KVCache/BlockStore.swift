@@ -1,3 +1,5 @@
+import KVProtocol
+
 /// Counters of a block store.
 public struct BlockStoreStats: Sendable, Equatable {
     public var hits = 0

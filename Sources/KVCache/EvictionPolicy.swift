@@ -1,3 +1,5 @@
+import KVProtocol
+
 /// Decides which cached block goes when the cache is full. Implementations
 /// track keys only (the cache owns the data). Not thread-safe on their own:
 /// the cache calls them under its lock.

@@ -1,4 +1,5 @@
 import HostMemory
+import KVProtocol
 import Synchronization
 
 /// Counters of an L1 cache, readable from any thread.

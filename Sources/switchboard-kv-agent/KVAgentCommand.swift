@@ -1,8 +1,7 @@
 import ArgumentParser
+import CommandOptions
 import EventLoop
-import Foundation
 import KVAgent
-import HTTP1
 import KVCache
 
 @main
@@ -40,19 +39,14 @@ struct KVAgentCommand: ParsableCommand {
     @Option(help: "Lifetime of a reservation or lease when a call gives none (ms).")
     var defaultLeaseMs: UInt32 = 10_000
 
-    @Option(help: "host:port for /metrics (Prometheus) and /healthz over HTTP; empty to disable.")
+    @Option(help: "host:port for /metrics (Prometheus), /healthz and /stats over HTTP; empty to disable.")
     var metricsListen = "127.0.0.1:9103"
 
-    static func bytes(_ text: String) -> Int? {
-        let t = text.trimmingCharacters(in: .whitespaces).uppercased()
-        let mult: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
-        if let last = t.last, let m = mult[last] { return Int(t.dropLast()).map { $0 * m } }
-        return Int(t)
-    }
+    @OptionGroup var log: LogOptions
 
     func validate() throws {
         guard blockBytes > 0 else { throw ValidationError("--block-bytes must be positive") }
-        guard let c = Self.bytes(capacity), c >= blockBytes else {
+        guard let c = KVAgentConfiguration.parseBytes(capacity), c >= blockBytes else {
             throw ValidationError("--capacity must be a byte count (e.g. 8G) of at least one block")
         }
         guard EvictionPolicyKind(rawValue: policy) != nil else {
@@ -62,48 +56,19 @@ struct KVAgentCommand: ParsableCommand {
     }
 
     func run() throws {
-        let signals = try SignalWatcher(signals: [15, 2])
+        let logger = try log.bootstrap(label: "switchboard-kv-agent")
         var c = KVAgentConfiguration()
         c.socketPath = socket
         c.pageSize = blockBytes
-        c.capacityBytes = Self.bytes(capacity)!
+        c.capacityBytes = KVAgentConfiguration.parseBytes(capacity)!
         c.policy = EvictionPolicyKind(rawValue: policy)!
         c.defaultLeaseMillis = defaultLeaseMs
-        let dir = (socket as NSString).deletingLastPathComponent
-        if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        let group = try EventLoopGroup(count: 1)
-        let loop = group.loops[0]
-        let agent: KVAgent
-        do { agent = try KVAgent(configuration: c, loop: loop) } catch {
-            throw ValidationError("cannot start: \(error)")
+        let admin: SocketAddress?
+        do { admin = metricsListen.isEmpty ? nil : try SocketAddress(parsing: metricsListen) } catch {
+            throw ValidationError("--metrics-listen: \(error)")
         }
-        var metricsServer: HTTP1Server?
-        if !metricsListen.isEmpty {
-            do {
-                metricsServer = try HTTP1Server(address: try SocketAddress(parsing: metricsListen), group: group) { req, w in
-                    switch req.path {
-                    case "/metrics":
-                        w.respond(status: 200, headers: [("content-type", "text/plain; version=0.0.4")], body: Array(agent.prometheus().utf8))
-                    case "/healthz":
-                        w.respond(status: 200, headers: [("content-type", "text/plain")], body: Array("ok\n".utf8))
-                    case "/stats":
-                        w.respond(status: 200, headers: [("content-type", "application/json")], body: Array(agent.statsJSON().utf8))
-                    default:
-                        w.respond(status: 404, headers: [("content-type", "text/plain")], body: Array("not found\n".utf8))
-                    }
-                }
-            } catch {
-                throw ValidationError("cannot listen on --metrics-listen \(metricsListen): \(error)")
-            }
+        do { try KVAgentService(configuration: c, adminListen: admin, logger: logger).run() } catch let e as KVAgentService.StartError {
+            throw ValidationError("\(e)")
         }
-        try signals.attach(to: loop) { sig in
-            FileHandle.standardError.write(Data("kv-agent: signal \(sig), stopping; stats \(agent.statsJSON())\n".utf8))
-            agent.close()
-            loop.stop()
-        }
-        FileHandle.standardError.write(Data("kv-agent: listening on \(socket); \(agent.pool.pages) pages of \(blockBytes) bytes (\(capacity)), policy \(policy)\(metricsServer != nil ? "; metrics on http://\(metricsListen)/metrics" : "")\n".utf8))
-        group.start()
-        group.join()
-        _ = metricsServer
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandOptions
 import EventLoop
 import Foundation
 import Gateway
@@ -25,21 +26,6 @@ struct Switchboard: ParsableCommand {
         """,
         subcommands: [Serve.self, EnvoyConfig.self],
         defaultSubcommand: Serve.self)
-}
-
-struct LogOptions: ParsableArguments {
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
-
-    func bootstrap(label: String) throws -> Logger {
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("unknown --log-level '\(logLevel)'")
-        }
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var l = Logger(label: label)
-        l.logLevel = level
-        return l
-    }
 }
 
 struct Serve: ParsableCommand {

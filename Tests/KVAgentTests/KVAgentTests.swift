@@ -3,6 +3,7 @@ import Foundation
 import KVAgent
 import KVAgentClient
 import KVCache
+import KVProtocol
 import Testing
 
 /// An agent on its own loop thread, on a fresh socket path.

@@ -1,5 +1,7 @@
+import CacheStudy
 import Foundation
 @testable import KVCache
+import KVProtocol
 import Testing
 
 @Suite struct BlockKeyTests {

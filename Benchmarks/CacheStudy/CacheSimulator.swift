@@ -1,3 +1,6 @@
+import KVCache
+import KVProtocol
+
 /// Keys-only cache model for policy studies and tests: which blocks would be
 /// hits with a given policy and capacity. No data is stored.
 public struct CacheSimulator {

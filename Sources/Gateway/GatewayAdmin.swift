@@ -1,3 +1,4 @@
+import AdminHTTP
 import EventLoop
 import Foundation
 import GRPCServer
@@ -11,25 +12,16 @@ import PodSnapshot
 ///   GET /debug/pods    every endpoint: health, scrape errors, metrics, in-flight load
 ///   GET /debug/stats   request outcomes and scrape counters
 ///   GET /metrics       the gateway's own metrics, Prometheus text format
-/// Bind it to loopback or a pod-internal address: it is not authenticated.
-final class AdminServer: Sendable {
-    let server: HTTP1Server
-
-    init(address: SocketAddress, group: EventLoopGroup, context: GatewayContext, grpc: GRPCServer,
-         scraper: PodMetricsScraper) throws {
-        server = try HTTP1Server(address: address, group: group) { req, w in
-            let json = [("content-type", "application/json")]
-            switch (req.method, req.path) {
-            case ("GET", "/healthz"):
-                w.respond(status: grpc.isServing ? 200 : 503, body: Array((grpc.isServing ? "ok\n" : "draining\n").utf8))
-            case ("GET", "/v1/models"):
-                w.respond(status: 200, headers: json, body: AdminServer.models(context.registry.snapshot))
-            case ("GET", "/debug/pods"):
-                w.respond(status: 200, headers: json, body: AdminServer.pods(context.registry.snapshot))
-            case ("GET", "/metrics"):
-                w.respond(status: 200, headers: [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-                          body: Array(GatewayMetrics.render(context: context, grpc: grpc, scraper: scraper).utf8))
-            case ("GET", "/debug/stats"):
+/// Served by `AdminHTTP.AdminServer`; bind it to loopback or a pod-internal
+/// address: it is not authenticated.
+enum GatewayAdmin {
+    static func routes(context: GatewayContext, grpc: GRPCServer, scraper: PodMetricsScraper) -> [AdminRoute] {
+        [
+            AdminRoute("/healthz") { grpc.isServing ? .text("ok\n") : .text("draining\n", status: 503) },
+            AdminRoute("/v1/models") { .json(GatewayAdmin.models(context.registry.snapshot)) },
+            AdminRoute("/debug/pods") { .json(GatewayAdmin.pods(context.registry.snapshot)) },
+            AdminRoute("/metrics") { .prometheus(GatewayMetrics.render(context: context, grpc: grpc, scraper: scraper)) },
+            AdminRoute("/debug/stats") {
                 let s = context.stats
                 let obj: [String: Any] = [
                     "requests": ["routed": s.routed.value, "completed": s.completed.value, "rejected": s.rejected.value,
@@ -39,11 +31,9 @@ final class AdminServer: Sendable {
                     "grpc": ["open_streams": grpc.openStreams, "connections_accepted": grpc.stats.connectionsAccepted.value,
                              "protocol_errors": grpc.stats.protocolErrors.value],
                 ]
-                w.respond(status: 200, headers: json, body: AdminServer.encode(obj))
-            default:
-                w.respond(status: 404, headers: json, body: Array(#"{"error":"unknown admin path; try /healthz, /metrics, /v1/models, /debug/pods, /debug/stats"}"#.utf8))
-            }
-        }
+                return .json(GatewayAdmin.encode(obj))
+            },
+        ]
     }
 
     static func models(_ snap: PodSnapshot) -> [UInt8] {

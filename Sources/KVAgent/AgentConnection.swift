@@ -1,0 +1,138 @@
+import EventLoop
+import Foundation
+import HostMemory
+import KVCache
+import KVProtocol
+import Metrics
+import Synchronization
+
+/// One engine's connection: frames in, one response per frame out, in order.
+final class AgentConnection: StreamSocketDelegate {
+    unowned let core: AgentCore
+    let socket: StreamSocket
+    let owner: Int
+    private var decoder = AgentProtocol.Decoder()
+    private var greeted = false
+
+    init(core: AgentCore, socket: StreamSocket, owner: Int) {
+        self.core = core
+        self.socket = socket
+        self.owner = owner
+    }
+
+    func socketRead(_ socket: StreamSocket, _ bytes: ArraySlice<UInt8>) {
+        let frames: [AgentProtocol.Frame]
+        do {
+            frames = try decoder.feed(bytes)
+        } catch {
+            // The stream cannot be resynchronised: say why, then close.
+            core.errors += 1
+            send(AgentProtocol.Frame(op: 0, status: error == .bodyTooLarge(0) ? AgentProtocol.Status.tooLarge.rawValue : AgentProtocol.Status.badRequest.rawValue,
+                                     requestID: 0, body: Array("\(error)".utf8)))
+            socket.shutdownWrite()
+            socket.close()
+            return
+        }
+        for f in frames where !socket.isClosed { handle(f) }
+        socket.flush()
+        core.publishStats()
+    }
+
+    func socketDrained(_ socket: StreamSocket) {}
+
+    func socketClosed(_ socket: StreamSocket, error: SystemError?) {
+        core.closed(owner)
+    }
+
+    private func send(_ f: AgentProtocol.Frame) {
+        socket.write(f.encoded())
+    }
+
+    private func fail(_ req: AgentProtocol.Frame, _ status: AgentProtocol.Status, _ message: String) {
+        core.errors += 1
+        send(AgentProtocol.Frame(op: req.op, status: status.rawValue, requestID: req.requestID, body: Array(message.utf8)))
+    }
+
+    private func reply(_ req: AgentProtocol.Frame, _ body: AgentProtocol.Writer) {
+        send(AgentProtocol.Frame(op: req.op, requestID: req.requestID, body: body.bytes))
+    }
+
+    private func handle(_ req: AgentProtocol.Frame) {
+        core.requests += 1
+        guard let op = AgentProtocol.Op(rawValue: req.op) else {
+            return fail(req, .badRequest, "unknown op \(req.op)")
+        }
+        if req.deadline != 0 {
+            let now = monotonicNanos()
+            if now > req.deadline {
+                return fail(req, .deadlineExceeded, "deadline passed \(String(format: "%.3f", Double(now - req.deadline) / 1e6)) ms before the agent read the request")
+            }
+        }
+        if op != .hello && !greeted {
+            return fail(req, .notReady, "send HELLO first")
+        }
+        var r = AgentProtocol.Reader(req.body)
+        var w = AgentProtocol.Writer()
+        let store = core.store
+        do {
+            switch op {
+            case .hello:
+                let version = try r.u32(), pageSize = try r.u32()
+                try r.expectEnd()
+                guard !greeted else { return fail(req, .badRequest, "HELLO sent twice") }
+                guard version == AgentProtocol.version else {
+                    return fail(req, .unsupportedVersion, "protocol version \(version) not supported; this agent speaks \(AgentProtocol.version)")
+                }
+                guard pageSize == 0 || Int(pageSize) == core.pool.pageSize else {
+                    return fail(req, .badSize, "engine blocks are \(pageSize) bytes; this agent's pages are \(core.pool.pageSize) bytes")
+                }
+                w.u32(AgentProtocol.version)
+                w.u32(UInt32(core.pool.pageSize))
+                w.u64(UInt64(core.pool.pages))
+                let frame = AgentProtocol.Frame(op: req.op, requestID: req.requestID, body: w.bytes).encoded()
+                guard socket.writeWithDescriptor(frame, descriptor: core.pool.fd) else {
+                    return fail(req, .internalError, "could not pass the pool descriptor")
+                }
+                greeted = true
+            case .putAlloc, .get:
+                // Both hand out pages under a ticket: u32 lease ms, keys -> u64 id, u32 n, n pages.
+                let ms = try r.u32(), keys = try r.keys()
+                try r.expectEnd()
+                let expires = core.expiry(leaseMillis: ms)
+                let t = op == .putAlloc ? store.reserve(keys, owner: owner, expires: expires)
+                                        : store.lease(keys, owner: owner, expires: expires)
+                w.u64(t.id)
+                w.u32(UInt32(t.pages.count))
+                for p in t.pages { w.i32(p) }
+                reply(req, w)
+                if t.id != 0 { core.armExpiry(expires) }
+            case .putCommit, .putAbort, .release:
+                let id = try r.u64()
+                try r.expectEnd()
+                do {
+                    switch op {
+                    case .putCommit: w.u32(UInt32(try store.commit(id, owner: owner)))
+                    case .putAbort: try store.abort(id, owner: owner)
+                    default: try store.release(id, owner: owner)
+                    }
+                } catch {
+                    return fail(req, .unknownID, error.description)
+                }
+                reply(req, w)
+            case .exists, .prefetch, .delete:
+                let keys = try r.keys()
+                try r.expectEnd()
+                let n = op == .exists ? store.exists(keys) : (op == .prefetch ? store.touch(keys) : store.delete(keys))
+                w.u32(UInt32(n))
+                reply(req, w)
+            case .stats:
+                try r.expectEnd()
+                core.publishStats()
+                w.bytes = Array(core.statsSnapshot.withLock { $0 }.json.utf8)
+                reply(req, w)
+            }
+        } catch {
+            fail(req, .badRequest, "malformed \(op) request: \(error)")
+        }
+    }
+}

@@ -1,0 +1,81 @@
+import EventLoop
+import Foundation
+import HostMemory
+import KVCache
+import Metrics
+import Synchronization
+
+/// The agent's state, confined to its loop (the invariant behind
+/// `@unchecked Sendable`): the block store, the connections, the expiry timer.
+final class AgentCore: @unchecked Sendable {
+    let configuration: KVAgentConfiguration
+    let pool: SharedPages
+    let loop: EventLoop
+    let store: BlockStore
+    private var connections: [Int: AgentConnection] = [:]
+    private var nextOwner = 1
+    private var expiryTimer: (TimerID, UInt64)?
+    var requests = 0
+    var errors = 0
+    /// The latest counters, for readers off the loop (copied after every
+    /// batch of requests; rendered as text only when someone asks).
+    let statsSnapshot: Mutex<AgentStats>
+
+    init(configuration: KVAgentConfiguration, pool: SharedPages, loop: EventLoop) {
+        self.configuration = configuration
+        self.pool = pool
+        self.loop = loop
+        store = BlockStore(pages: pool.pages, policy: configuration.policy)
+        statsSnapshot = Mutex(AgentStats(store: store.stats, pages: pool.pages, pageSize: pool.pageSize,
+                                         policy: configuration.policy.rawValue))
+    }
+
+    func accept(_ sock: StreamSocket) {
+        let owner = nextOwner
+        nextOwner += 1
+        let c = AgentConnection(core: self, socket: sock, owner: owner)
+        connections[owner] = c
+        sock.delegate = c
+        publishStats()
+    }
+
+    func closed(_ owner: Int) {
+        connections[owner] = nil
+        store.dropOwner(owner)
+        publishStats()
+    }
+
+    /// Lease expiry for a call: its own (capped) or the default.
+    func expiry(leaseMillis: UInt32) -> UInt64 {
+        let ms = leaseMillis == 0 ? configuration.defaultLeaseMillis : min(leaseMillis, configuration.maxLeaseMillis)
+        return monotonicNanos() &+ UInt64(ms) * 1_000_000
+    }
+
+    /// Keeps one timer armed for the earliest outstanding expiry. A call that
+    /// just handed out a ticket passes its expiry (no scan of the others);
+    /// the timer itself rescans once when it fires.
+    func armExpiry(_ candidate: UInt64? = nil) {
+        guard let due = candidate ?? store.nextExpiry else { return }
+        if let (t, at) = expiryTimer {
+            if at <= due { return }
+            loop.cancel(t)
+        }
+        let now = monotonicNanos()
+        let id = loop.schedule(afterNanos: due > now ? due - now : 0) { [self] in
+            expiryTimer = nil
+            let n = store.expire(now: monotonicNanos())
+            if n > 0 {
+                FileHandle.standardError.write(Data("kv-agent: reclaimed \(n) expired reservation(s)/lease(s)\n".utf8))
+            }
+            publishStats()
+            armExpiry()
+        }
+        expiryTimer = (id, due)
+    }
+
+    func publishStats() {
+        let s = AgentStats(store: store.stats, pages: pool.pages, pageSize: pool.pageSize, policy: configuration.policy.rawValue,
+                           connections: connections.count, requests: requests, errors: errors)
+        statsSnapshot.withLock { $0 = s }
+    }
+}
