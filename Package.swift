@@ -47,19 +47,19 @@ let package = Package(
         .target(name: "CExtProcProto", dependencies: ["CProtobufC"],
                 path: "Sources/CExtProcProto", sources: ["generated"]),
 
-        // MARK: bindings (the only places with unsafe pointer work)
+        // MARK: bindings: the only Swift modules that import a C module (each
+        // `internal import`, so no C type leaks upward) and the only places
+        // with unsafe pointer work. scripts/check-architecture enforces it.
         .target(name: "EventLoop", dependencies: ["CSystem"], swiftSettings: strict),
         .target(name: "HTTP2", dependencies: ["CNghttp2", "EventLoop"], swiftSettings: strict),
         .target(name: "ExtProcProto", dependencies: ["CExtProcProto", "CProtobufC"], swiftSettings: strict),
         .target(name: "TLS", dependencies: ["COpenSSL"], swiftSettings: strict),
+        // The KV agent's shared-memory page pool (memfd, mmap, SCM_RIGHTS through CSystem).
+        .target(name: "HostMemory", dependencies: ["CSystem"], swiftSettings: strict),
 
-        // Counters, gauges, histograms and the one Prometheus text writer
-        // (gateway, KV agent, simulator). Standard library + Synchronization only.
+        // MARK: small utilities (standard library + Synchronization, or one library)
+        // Counters, histograms and the one Prometheus text writer (gateway, KV agent, simulator).
         .target(name: "Metrics", swiftSettings: strict),
-
-        // The plain-HTTP admin side door (probes, /metrics, debug pages) of the
-        // gateway and the KV agent: one route table over HTTP1.
-        .target(name: "AdminHTTP", dependencies: ["HTTP1", "EventLoop"], swiftSettings: strict),
         // Option groups every executable shares (--log-level and the one swift-log bootstrap).
         .target(name: "CommandOptions", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
@@ -70,9 +70,14 @@ let package = Package(
             "HTTP2", "EventLoop", "Metrics", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "HTTP1", dependencies: ["EventLoop"], swiftSettings: strict),
-        .target(name: "ExtProc", dependencies: ["ExtProcProto", "GRPCServer", "EventLoop", "Metrics", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        // The plain-HTTP admin side door (probes, /metrics, debug pages) of the
+        // gateway and the KV agent: one route table over HTTP1.
+        .target(name: "AdminHTTP", dependencies: ["HTTP1", "EventLoop"], swiftSettings: strict),
+        .target(name: "ExtProc", dependencies: [
+            "ExtProcProto", "GRPCServer", "EventLoop", "Metrics", .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
 
-        // MARK: domain
+        // MARK: domain: the gateway's
         .target(name: "OpenAIAPI", swiftSettings: strict),
         // What routers read: endpoints, per-pod metrics, health, gateway load,
         // published as immutable snapshots. Standard library + Synchronization only.
@@ -85,21 +90,27 @@ let package = Package(
         .target(name: "PodMetrics", dependencies: [
             "PodSnapshot", "EventLoop", "HTTP1", "Metrics", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        // Router protocol and strategies: a request summary and a pod snapshot in, a pod out.
         .target(name: "Routing", dependencies: ["PodSnapshot"], swiftSettings: strict),
-        .target(name: "VLLMSim", dependencies: ["HTTP1", "EventLoop", "Metrics", "OpenAIAPI"], swiftSettings: strict),
-        // KV-cache node agent: keys, policies, the block store and the local protocol
-        // (KVCache), the agent server (KVAgent), the Swift client (KVAgentClient).
-        .target(name: "HostMemory", dependencies: ["CSystem"], swiftSettings: strict),
+
+        // MARK: domain: the KV-cache node agent
         // The agent's wire protocol and block keys: what an engine client or
         // an L2 cache server needs to speak to an agent, without the store.
         .target(name: "KVProtocol", swiftSettings: strict),
+        // Key spaces, eviction policies, the block store, the in-process L1 cache.
         .target(name: "KVCache", dependencies: ["KVProtocol", "HostMemory"], swiftSettings: strict),
-        .target(name: "CKVClient"),
-        .target(name: "CCudaShim", linkerSettings: [.linkedLibrary("dl")]),
+        // The agent server (one event loop) and its process wiring (KVAgentService).
         .target(name: "KVAgent", dependencies: [
             "KVCache", "KVProtocol", "HostMemory", "EventLoop", "Metrics", "AdminHTTP", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "KVAgentClient", dependencies: ["KVProtocol", "KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
+        // C libraries loaded by engine connectors (connectors/): the agent's C
+        // client and the CUDA shim. Plain C, no Swift above them.
+        .target(name: "CKVClient"),
+        .target(name: "CCudaShim", linkerSettings: [.linkedLibrary("dl")]),
+
+        // MARK: domain: the simulated vLLM pod (studies and tests; never linked by the gateway or agent)
+        .target(name: "VLLMSim", dependencies: ["HTTP1", "EventLoop", "Metrics", "OpenAIAPI"], swiftSettings: strict),
 
         // MARK: composition root
         .target(name: "Gateway", dependencies: [

@@ -1,4 +1,4 @@
-import CSystem
+internal import CSystem
 import Glibc
 
 /// A blocking Unix stream socket for simple request/response clients (the

@@ -1,4 +1,4 @@
-import CSystem
+internal import CSystem
 import Glibc
 
 /// A listening socket shared by every loop of a group. Each loop watches it

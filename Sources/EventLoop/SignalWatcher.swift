@@ -1,4 +1,4 @@
-import CSystem
+internal import CSystem
 import Glibc
 
 /// Delivers SIGTERM/SIGINT (or any set) to a loop through a signalfd.

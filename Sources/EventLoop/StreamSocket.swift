@@ -1,4 +1,4 @@
-import CSystem
+internal import CSystem
 import Glibc
 
 /// Receives what a `StreamSocket` reads, on the socket's loop thread.

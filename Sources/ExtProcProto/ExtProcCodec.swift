@@ -1,5 +1,5 @@
-import CExtProcProto
-import CProtobufC
+internal import CExtProcProto
+internal import CProtobufC
 
 /// A message that libprotobuf-c could not decode.
 public struct ExtProcCodecError: Error, CustomStringConvertible, Sendable {

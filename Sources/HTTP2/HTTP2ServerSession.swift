@@ -1,4 +1,4 @@
-import CNghttp2
+internal import CNghttp2
 
 /// One request or response header field.
 public struct HTTP2Header: Sendable, Equatable {

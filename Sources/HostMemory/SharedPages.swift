@@ -1,4 +1,4 @@
-import CSystem
+internal import CSystem
 import Glibc
 
 /// Pages of shared memory: a memfd cut into fixed-size pages and mapped

@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 import Glibc
 
 /// Why a TLS connection failed, with OpenSSL's own words where it had some.
