@@ -23,13 +23,13 @@ final class GRPCConnection: StreamSocketDelegate {
     let server: GRPCServer
     let logger: Logger
     let connectionID: UInt64
-    private var streams: [Int32: GRPCStream] = [:]
-    private var lastActivity = monotonicNanos()
-    private var pingOutstandingSince: UInt64?
-    private var keepaliveTimer: TimerID?
-    private(set) var draining = false
-    private var finalGoawaySent = false
-    private var closed = false
+    var streams: [Int32: GRPCStream] = [:]
+    var lastActivity = monotonicNanos()
+    var pingOutstandingSince: UInt64?
+    var keepaliveTimer: TimerID?
+    var draining = false
+    var finalGoawaySent = false
+    var closed = false
     private var inEventHandling = false
 
     init(socket: StreamSocket, server: GRPCServer, connectionID: UInt64) throws(HTTP2Error) {
@@ -141,74 +141,6 @@ final class GRPCConnection: StreamSocketDelegate {
         }
     }
 
-    private func openStream(id: Int32, headers: [HTTP2Header], endStream: Bool) {
-        var path = ""
-        var method = ""
-        var contentType = ""
-        var encoding = ""
-        var timeout: UInt64?
-        for h in headers {
-            switch h.name {
-            case ":path": path = h.value
-            case ":method": method = h.value
-            case "content-type": contentType = h.value
-            case "grpc-encoding": encoding = h.value
-            case "grpc-timeout": timeout = parseGRPCTimeout(h.value)
-            default: break
-            }
-        }
-        server.stats.streamsOpened.add(1)
-        server.streamStarted()
-        let s = GRPCStream(id: id, path: path, headers: headers, connection: self,
-                           maxMessageSize: server.configuration.maxMessageSize)
-        streams[id] = s
-        s.clientClosed = endStream
-        guard method == "POST" else {
-            return fail(s, GRPCStatus(.unimplemented, "gRPC requires POST, got \(method)"), httpStatus: "405")
-        }
-        guard contentType.hasPrefix("application/grpc") else {
-            return fail(s, GRPCStatus(.unknown, "content-type '\(contentType)' is not application/grpc"), httpStatus: "415")
-        }
-        if server.isDraining && path != GRPCServer.healthCheckPath {
-            // Health checks still answer (NOT_SERVING) so probes see the drain.
-            return fail(s, GRPCStatus(.unavailable, "server is shutting down"))
-        }
-        guard let factory = server.handler(for: path) else {
-            server.stats.unknownMethods.add(1)
-            return fail(s, GRPCStatus(.unimplemented, "unknown method \(path)"))
-        }
-        if !encoding.isEmpty && encoding != "identity" {
-            // We advertise identity only; a compressed message is rejected when it arrives.
-            logger.debug("grpc.stream.encoding_ignored", metadata: ["grpc.encoding": "\(encoding)"])
-        }
-        if let t = timeout {
-            s.deadlineTimer = socket.loop.schedule(afterNanos: t) { [weak self, weak s] in
-                guard let self, let s, !s.isFinished else { return }
-                self.fail(s, GRPCStatus(.deadlineExceeded, "deadline of the grpc-timeout header passed"),
-                          reason: .deadlineExceeded)
-                self.flushSession()
-            }
-        }
-        session.submitResponse(streamID: id, headers: Self.responseHeaders, body: true)
-        s.headersSent = true
-        s.handler = factory(s)
-        if endStream { s.handler?.receivedEnd(stream: s) }
-    }
-
-    private func decoderFailure(_ f: GRPCMessageDecoder.Failure) -> GRPCStatus {
-        switch f {
-        case .compressed:
-            server.stats.compressedRejected.add(1)
-            return GRPCStatus(.unimplemented, "compressed gRPC messages are not supported; send with grpc-encoding identity")
-        case .tooLarge(let len):
-            server.stats.oversizeRejected.add(1)
-            return GRPCStatus(.resourceExhausted, "message of \(len) bytes exceeds the limit of \(server.configuration.maxMessageSize) bytes")
-        case .badFlag(let b):
-            server.stats.protocolErrors.add(1)
-            return GRPCStatus(.internal, "invalid gRPC frame flag \(b)")
-        }
-    }
-
     // MARK: sending
 
     func send(_ message: [UInt8], on s: GRPCStream) {
@@ -226,7 +158,7 @@ final class GRPCConnection: StreamSocketDelegate {
     }
 
     /// Ends a stream with an error status now and tells its handler why.
-    private func fail(_ s: GRPCStream, _ status: GRPCStatus, httpStatus: String? = nil,
+    func fail(_ s: GRPCStream, _ status: GRPCStatus, httpStatus: String? = nil,
                       reason: GRPCCancelReason? = nil) {
         guard s.finishedStatus == nil, !s.cancelled else { return }
         s.finishedStatus = status
@@ -283,65 +215,5 @@ final class GRPCConnection: StreamSocketDelegate {
         }
         socket.flush()
         if !session.isAlive { close() }
-    }
-
-    // MARK: keepalive and drain
-
-    private func scheduleKeepalive() {
-        let interval = server.configuration.keepaliveIntervalNanos
-        guard interval > 0 else { return }
-        let period = min(interval, server.configuration.keepaliveTimeoutNanos)
-        keepaliveTimer = socket.loop.schedule(afterNanos: period) { [weak self] in
-            self?.keepaliveTick()
-        }
-    }
-
-    private func keepaliveTick() {
-        guard !closed else { return }
-        let now = monotonicNanos()
-        if let since = pingOutstandingSince {
-            if now - since >= server.configuration.keepaliveTimeoutNanos {
-                logger.info("grpc.connection.keepalive_timeout")
-                session.submitGoaway(errorCode: 0, debug: "keepalive timeout")
-                flushSession()
-                close()
-                return
-            }
-        } else if now - lastActivity >= server.configuration.keepaliveIntervalNanos {
-            pingOutstandingSince = now
-            session.submitPing()
-            flushSession()
-        }
-        scheduleKeepalive()
-    }
-
-    /// Starts a graceful close: GOAWAY notice, then (after a PING round trip)
-    /// the final GOAWAY; the socket closes once in-flight streams finish.
-    func beginDrain() {
-        guard !closed, !draining else { return }
-        draining = true
-        session.submitShutdownNotice()
-        session.submitPing()
-        flushSession()
-        // A peer that never acks the PING still gets the final GOAWAY.
-        socket.loop.schedule(afterNanos: 1_000_000_000) { [weak self] in
-            guard let self, !self.closed else { return }
-            self.sendFinalGoaway()
-            self.flushSession()
-        }
-    }
-
-    private func sendFinalGoaway() {
-        guard !finalGoawaySent else { return }
-        finalGoawaySent = true
-        session.submitGoaway()
-    }
-
-    /// Closes without waiting any longer (drain timeout).
-    func forceClose() {
-        guard !closed else { return }
-        session.submitGoaway(errorCode: 0, debug: "drain timeout")
-        flushSession()
-        close()
     }
 }

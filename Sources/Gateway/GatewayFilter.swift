@@ -3,7 +3,6 @@ import ExtProc
 import ExtProcProto
 import Logging
 import OpenAIAPI
-import PodMetrics
 import PodSnapshot
 import Routing
 
@@ -57,34 +56,73 @@ final class GatewayFilter: ExtProcFilter {
         return .waitForBody(modeOverride: context.modeOverrideAfterRequestHeaders)
     }
 
+    /// The body phase as four named steps; each may stop the request with
+    /// an OpenAI error. Limits plug into `admit`, strategies into `route`,
+    /// usage accounting into `account`, without touching each other.
     func requestBody(_ body: [UInt8]) -> FilterDecision {
         let started = monotonicNanos()
-        let summary: OpenAIRequestSummary
-        do {
-            summary = try OpenAIRequestSummary.parse(body, endpoint: endpoint)
+        do throws(Rejection) {
+            let summary = try parse(body)
+            let snapshot = pods.current
+            let candidates = try admit(summary, snapshot: snapshot)
+            let (pod, router) = try route(summary, candidates: candidates, snapshot: snapshot)
+            account(summary, pod: pod, snapshot: snapshot, started: started)
+            var m = HeaderMutation()
+            m.overwrite(context.targetHeader, pod.address)
+            m.overwrite("routing-strategy", router.name)
+            return .proceed(m, modeOverride: nil)
         } catch {
-            return reject(error)
+            return error.decision
         }
-        let snapshot = pods.current
-        guard let candidates = snapshot.endpoints(for: summary.model) else {
-            return reject(OpenAIError(status: 404, message: "The model '\(summary.model)' does not exist",
-                                      param: "model", code: "model_not_found"),
-                          diagnostic: ("x-error-no-model-backends", summary.model))
-        }
-        guard let router else { return reject(OpenAIError(status: 500, message: "no router resolved")) }
-        let pod: PodEndpoint
+    }
+
+    /// A request stopped by one of the steps, with the answer Envoy sends.
+    struct Rejection: Error {
+        let decision: FilterDecision
+    }
+
+    /// Step 1: the OpenAI request summary (validates the whole body once).
+    private func parse(_ body: [UInt8]) throws(Rejection) -> OpenAIRequestSummary {
         do {
-            pod = try router.route(RoutingRequest(model: summary.model, stream: summary.stream,
-                                                  bodyBytes: summary.bodyBytes, requestID: requestID),
-                                   candidates: candidates, snapshot: snapshot)
+            return try OpenAIRequestSummary.parse(body, endpoint: endpoint)
+        } catch {
+            throw Rejection(decision: reject(error))
+        }
+    }
+
+    /// Step 2: may this request be served at all (a known model today;
+    /// authentication and per-user limits join here).
+    private func admit(_ summary: OpenAIRequestSummary, snapshot: PodSnapshot) throws(Rejection) -> [PodEndpoint] {
+        guard let candidates = snapshot.endpoints(for: summary.model) else {
+            throw Rejection(decision: reject(OpenAIError(status: 404, message: "The model '\(summary.model)' does not exist",
+                                                         param: "model", code: "model_not_found"),
+                                             diagnostic: ("x-error-no-model-backends", summary.model)))
+        }
+        return candidates
+    }
+
+    /// Step 3: the strategy the client named picks one candidate.
+    private func route(_ summary: OpenAIRequestSummary, candidates: [PodEndpoint],
+                       snapshot: PodSnapshot) throws(Rejection) -> (PodEndpoint, any Router) {
+        guard let router else { throw Rejection(decision: reject(OpenAIError(status: 500, message: "no router resolved"))) }
+        do {
+            let pod = try router.route(RoutingRequest(model: summary.model, stream: summary.stream,
+                                                      bodyBytes: summary.bodyBytes, requestID: requestID),
+                                       candidates: candidates, snapshot: snapshot)
+            return (pod, router)
         } catch {
             context.logger.warning("gateway.route.failed", metadata: [
                 "request.id": "\(requestID)", "request.model": "\(summary.model)",
                 "router.name": "\(router.name)", "error": "\(error)",
             ])
-            return reject(OpenAIError(status: 503, message: "\(error)", code: "no_ready_endpoints"),
-                          diagnostic: ("x-error-routing", "true"))
+            throw Rejection(decision: reject(OpenAIError(status: 503, message: "\(error)", code: "no_ready_endpoints"),
+                                             diagnostic: ("x-error-routing", "true")))
         }
+    }
+
+    /// Step 4: count the decision and charge the pod's in-flight load
+    /// (released exactly once in `streamEnded`).
+    private func account(_ summary: OpenAIRequestSummary, pod: PodEndpoint, snapshot: PodSnapshot, started: UInt64) {
         chosen = pod
         context.stats.routed.add(1)
         context.stats.routingDuration.observe(nanos: monotonicNanos() - started)
@@ -94,10 +132,6 @@ final class GatewayFilter: ExtProcFilter {
             load.start(tokens: tokens)
             charged = (load, tokens)
         }
-        var m = HeaderMutation()
-        m.overwrite(context.targetHeader, pod.address)
-        m.overwrite("routing-strategy", router.name)
-        return .proceed(m, modeOverride: nil)
     }
 
     func responseHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision {

@@ -1,61 +1,5 @@
 internal import CNghttp2
 
-/// One request or response header field.
-public struct HTTP2Header: Sendable, Equatable {
-    public var name: String
-    public var value: String
-    public init(_ name: String, _ value: String) {
-        self.name = name
-        self.value = value
-    }
-}
-
-/// What the peer did, recorded by nghttp2 callbacks during `receive(_:)` and
-/// handed to the owner after nghttp2 returns (callbacks never act).
-public enum HTTP2ServerEvent: Sendable {
-    /// A request's header block completed. `endStream` means no body follows.
-    case requestHeaders(streamID: Int32, headers: [HTTP2Header], endStream: Bool)
-    /// A DATA frame's payload (copied).
-    case data(streamID: Int32, bytes: [UInt8])
-    /// The peer half-closed the stream (END_STREAM on DATA or trailers).
-    case endStream(streamID: Int32)
-    /// The stream is gone; `errorCode` is non-zero when it was reset.
-    case streamClosed(streamID: Int32, errorCode: UInt32)
-    /// The peer sent GOAWAY.
-    case goaway(errorCode: UInt32)
-    /// An acknowledgement of our PING arrived.
-    case pingAck
-}
-
-/// Settings and limits for a server session.
-public struct HTTP2Settings: Sendable {
-    public var maxConcurrentStreams: UInt32 = 4096
-    public var initialWindowSize: UInt32 = 1 << 20
-    public var maxHeaderListSize: UInt32 = 64 * 1024
-    /// nghttp2's incoming RST_STREAM rate limit (burst, per second). Envoy
-    /// resets one ext_proc stream per HTTP request unless
-    /// `ext_proc_graceful_grpc_close` is on; nghttp2's default (1000, 33/s)
-    /// turns that into a GOAWAY every ~1000 requests. Raise it for a trusted peer.
-    public var streamResetBurst: UInt64 = 1_000_000
-    public var streamResetRate: UInt64 = 1_000_000
-    /// Header values seen on nearly every request (a gRPC server's method
-    /// paths, `application/grpc`): received values equal to one of these
-    /// reuse the stored String instead of allocating a new one.
-    public var internedValues: [String] = []
-    public init() {}
-}
-
-/// A protocol violation or an nghttp2 failure that ends the session.
-public struct HTTP2Error: Error, CustomStringConvertible, Sendable {
-    public let code: Int32
-    public let message: String
-    init(_ code: Int32) {
-        self.code = code
-        self.message = String(cString: nghttp2_strerror(code))
-    }
-    public var description: String { "HTTP/2 error \(code): \(message)" }
-}
-
 /// An nghttp2 server session driven entirely in memory: feed it received
 /// bytes, take the bytes it wants to send.
 ///
@@ -283,40 +227,6 @@ public final class HTTP2ServerSession {
         resetAfterTrailers.remove(id)
         pendingHeaders[id] = nil
         events.append(.streamClosed(streamID: id, errorCode: code))
-    }
-}
-
-/// A header block laid out once as an nghttp2_nv array over one flat byte
-/// buffer, for the blocks a server sends on every stream (gRPC response
-/// headers, the OK trailers). nghttp2 copies names and values during each
-/// submit call, so one instance can serve any number of streams.
-///
-/// Immutable after init and freed in deinit; the raw buffers are never
-/// written after construction, which makes the `@unchecked Sendable` sound.
-public final class HTTP2PreparedHeaders: @unchecked Sendable {
-    fileprivate let nva: UnsafeMutablePointer<nghttp2_nv>
-    fileprivate let count: Int
-    private let bytes: UnsafeMutablePointer<UInt8>
-
-    public init(_ headers: [HTTP2Header]) {
-        let total = headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
-        bytes = .allocate(capacity: max(total, 1))
-        nva = .allocate(capacity: max(headers.count, 1))
-        count = headers.count
-        var at = 0
-        for (i, h) in headers.enumerated() {
-            let name = bytes + at
-            for b in h.name.utf8 { bytes[at] = b; at += 1 }
-            let value = bytes + at
-            for b in h.value.utf8 { bytes[at] = b; at += 1 }
-            nva[i] = nghttp2_nv(name: name, value: value, namelen: h.name.utf8.count, valuelen: h.value.utf8.count,
-                                flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
-        }
-    }
-
-    deinit {
-        bytes.deallocate()
-        nva.deallocate()
     }
 }
 

@@ -5,24 +5,6 @@ import Metrics
 import PodSnapshot
 import Synchronization
 
-/// How the scraper runs.
-public struct ScraperConfiguration: Sendable {
-    /// Time between scrapes of one endpoint.
-    public var intervalNanos: UInt64 = 50_000_000
-    /// A scrape with no full response by then fails (and its connection closes).
-    public var timeoutNanos: UInt64 = 1_000_000_000
-    /// Scrapes in flight at once, across all endpoints; the rest wait a tick.
-    public var maxInFlight = 256
-    /// Failures in a row that make an endpoint stale.
-    public var failureThreshold = 3
-    /// Age of the last good scrape after which an endpoint is stale.
-    public var maxAgeNanos: UInt64 = 1_000_000_000
-    /// Span of the counter and histogram deltas.
-    public var windowNanos: UInt64 = 10_000_000_000
-    public var path = "/metrics"
-    public init() {}
-}
-
 /// Scrapes every endpoint's `/metrics` concurrently from one event loop:
 /// each endpoint has its own keep-alive connection, its own timer and its
 /// own timeout, so a slow or dead endpoint never delays another. After each
@@ -154,59 +136,5 @@ public final class PodMetricsScraper: Sendable {
             t.window.reset()
             logger.warning("pods.scrape.stale", metadata: ["pod.address": "\(t.endpoint.address)", "reason": "\(reason)"])
         }
-    }
-}
-
-/// Scrape outcome counters.
-public final class ScraperStats: Sendable {
-    public let succeeded = Counter()
-    public let failed = Counter()
-    /// Due scrapes left waiting for a slot at the end of a tick (`maxInFlight` reached).
-    public let skippedSaturated = Counter()
-}
-
-/// Loop-confined scraper state.
-final class ScraperState {
-    var targets: [String: ScrapeTarget] = [:]
-    var inFlight = 0
-    /// Targets waiting for a slot, oldest first (`head` is the next one).
-    var due: [ScrapeTarget] = []
-    var head = 0
-}
-
-/// One endpoint's scrape state (loop-confined).
-final class ScrapeTarget {
-    let endpoint: PodEndpoint
-    let metricsAddress: String
-    let client: HTTP1Client
-    var machine: ScrapeTargetStateMachine
-    var window: MetricsWindow
-    var inFlight = false
-    var queued = false
-    var nextDue: UInt64 = 0
-    var lastDurationNanos: UInt64?
-
-    init(endpoint: PodEndpoint, loop: EventLoop, configuration: ScraperConfiguration) {
-        self.endpoint = endpoint
-        self.metricsAddress = "\(endpoint.host):\(endpoint.metricsPort)"
-        self.client = HTTP1Client(host: endpoint.host, port: endpoint.metricsPort, loop: loop)
-        self.machine = ScrapeTargetStateMachine(failureThreshold: configuration.failureThreshold,
-                                                maxAgeNanos: configuration.maxAgeNanos)
-        self.window = MetricsWindow(windowNanos: configuration.windowNanos)
-    }
-
-    /// Set when a scrape finished since the last publication.
-    var dirty = true
-    private var publishedHealth: ScrapeTargetStateMachine.Health?
-
-    /// The state to publish, or nil when nothing a reader sees has changed.
-    func publishIfChanged(now: UInt64) -> PodState? {
-        let h = machine.health(now: now)
-        guard dirty || h != publishedHealth else { return nil }
-        dirty = false
-        publishedHealth = h
-        return PodState(health: h, models: h.isFresh ? window.current() : [:], lastError: machine.lastError,
-                        lastScrapeNanos: lastDurationNanos, scrapes: machine.totalSuccesses + machine.totalFailures,
-                        failures: machine.totalFailures)
     }
 }
