@@ -110,7 +110,9 @@ let package = Package(
         .target(name: "CCudaShim", linkerSettings: [.linkedLibrary("dl")]),
 
         // MARK: domain: the simulated vLLM pod (studies and tests; never linked by the gateway or agent)
-        .target(name: "VLLMSim", dependencies: ["HTTP1", "EventLoop", "Metrics", "OpenAIAPI"], swiftSettings: strict),
+        .target(name: "VLLMSim", dependencies: [
+            "HTTP1", "EventLoop", "Metrics", "OpenAIAPI", .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
 
         // MARK: composition root
         .target(name: "Gateway", dependencies: [
@@ -127,7 +129,7 @@ let package = Package(
             "KVAgent", "KVCache", "EventLoop", "CommandOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         .executableTarget(name: "vllm-sim", dependencies: [
-            "VLLMSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "VLLMSim", "CommandOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
 
         // MARK: benchmarks (Swift side; drivers are scripts/bench-*)

@@ -1,7 +1,5 @@
 import ArgumentParser
-import EventLoop
-import Foundation
-import HTTP1
+import CommandOptions
 import VLLMSim
 
 @main
@@ -106,27 +104,21 @@ struct VLLMSimCommand: ParsableCommand {
                 "engine \(p.name) x\(speed), \(e.numBlocks) blocks of \(e.blockSize) tokens, prefix caching \(e.enablePrefixCaching ? "on" : "off")")
     }
 
+    @OptionGroup var log: LogOptions
+
     func run() throws {
-        let group = try EventLoopGroup(count: loops > 0 ? loops : System.coreCount)
+        let logger = try log.bootstrap(label: "vllm-sim")
         let (timing, described) = timing()
-        var servers: [HTTP1Server] = []
-        for (i, a) in listen.enumerated() {
-            var c = SimulatorConfiguration()
-            c.models = models
-            c.timing = timing
-            c.defaultMaxTokens = maxTokens
-            c.maxModelLen = maxModelLen
-            c.seed = seed
-            c.name = a
-            let pod = SimulatedPod(configuration: c, loop: group.loops[i % group.loops.count])
-            do {
-                servers.append(try HTTP1Server(address: try SocketAddress(parsing: a), group: group, handler: pod.handler))
-            } catch {
-                throw ValidationError("cannot listen on \(a): \(error)")
-            }
+        var c = SimulatorConfiguration()
+        c.models = models
+        c.timing = timing
+        c.defaultMaxTokens = maxTokens
+        c.maxModelLen = maxModelLen
+        c.seed = seed
+        do {
+            try SimulatorService(listen: listen, template: c, loops: loops, described: described, logger: logger).run()
+        } catch let e as SimulatorService.StartError {
+            throw ValidationError(e.description)
         }
-        FileHandle.standardError.write(Data("vllm-sim: \(servers.count) pod(s) on \(listen.joined(separator: ", ")) serving \(models.joined(separator: ", ")); \(described)\n".utf8))
-        group.start()
-        group.join()
     }
 }
