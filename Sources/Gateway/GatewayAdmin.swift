@@ -3,6 +3,7 @@ import EventLoop
 import Foundation
 import GRPCServer
 import HTTP1
+import PodDiscovery
 import PodMetrics
 import PodSnapshot
 
@@ -15,7 +16,8 @@ import PodSnapshot
 /// Served by `AdminHTTP.AdminServer`; bind it to loopback or a pod-internal
 /// address: it is not authenticated.
 enum GatewayAdmin {
-    static func routes(context: GatewayContext, grpc: GRPCServer, scraper: PodMetricsScraper) -> [AdminRoute] {
+    static func routes(context: GatewayContext, grpc: GRPCServer, scraper: PodMetricsScraper,
+                       discovery: any PodDiscoveryProvider) -> [AdminRoute] {
         [
             AdminRoute("/healthz") { grpc.isServing ? .text("ok\n") : .text("draining\n", status: 503) },
             AdminRoute("/v1/models") { .json(GatewayAdmin.models(context.registry.snapshot)) },
@@ -30,6 +32,7 @@ enum GatewayAdmin {
                                 "postponed_saturated": scraper.counters.skippedSaturated.value],
                     "grpc": ["open_streams": grpc.openStreams, "connections_accepted": grpc.stats.connectionsAccepted.value,
                              "protocol_errors": grpc.stats.protocolErrors.value],
+                    "discovery": (["kind": discovery.kind] as [String: Any]).merging(discovery.debugCounters) { a, _ in a },
                 ]
                 return .json(GatewayAdmin.encode(obj))
             },

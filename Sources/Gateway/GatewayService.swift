@@ -111,7 +111,7 @@ public final class GatewayService {
         var admin: AdminServer?
         if let a = configuration.adminListen {
             admin = try AdminServer(address: a, group: group,
-                                    routes: GatewayAdmin.routes(context: context, grpc: server, scraper: scraper))
+                                    routes: GatewayAdmin.routes(context: context, grpc: server, scraper: scraper, discovery: provider))
         }
         provider.start()
         scraper.start()

@@ -6,14 +6,22 @@ public protocol PodDiscoveryProvider: AnyObject, Sendable {
     /// A short name for logs (`pods-file`, `kubernetes`).
     var kind: String { get }
     func start()
+    /// Counters for the admin endpoint's `/debug/stats` (name → count).
+    var debugCounters: [String: UInt64] { get }
 }
 
 extension StaticPodsFileProvider: PodDiscoveryProvider {
     public var kind: String { "pods-file" }
     /// Polling starts at init (the first load must succeed before serving).
     public func start() {}
+    public var debugCounters: [String: UInt64] { [:] }
 }
 
 extension KubernetesPodsProvider: PodDiscoveryProvider {
     public var kind: String { "kubernetes" }
+    public var debugCounters: [String: UInt64] {
+        ["lists": stats.lists.value, "relists": stats.relists.value, "watches": stats.watches.value,
+         "events": stats.events.value, "bookmarks": stats.bookmarks.value, "errors": stats.errors.value,
+         "malformed": stats.malformed.value]
+    }
 }

@@ -269,3 +269,50 @@ def chat(model="tiny", content="hello", **extra):
     b = {"model": model, "messages": [{"role": "user", "content": content}]}
     b.update(extra)
     return b
+
+
+# Polling interval of wait_until: pacing between looks at a reported state,
+# never the thing a test waits for.
+POLL_S = 0.02
+
+
+def wait_until(fn, what, timeout=20.0):
+    """Returns fn()'s first truthy value. Fails the test, naming `what` and
+    the last value seen, when none came within `timeout` seconds: the
+    timeout is a bound on a hang, not the property under test."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last value: {last!r}")
+        time.sleep(POLL_S)
+
+
+def poll(fn, timeout=20.0, step=None):
+    """fn()'s first truthy value, or its last value once `timeout` seconds
+    passed; the caller asserts on the result with its own message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(step or POLL_S)  # pacing between looks
+
+
+def run_all(fn, args, workers=None, timeout=120):
+    """Runs fn(arg) for every arg on a thread pool and returns the results in
+    order. A worker's exception (a failed assertion included) is re-raised
+    in the test, naming the argument it failed for."""
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers or max(1, len(args))) as pool:
+        futs = [pool.submit(fn, a) for a in args]
+        out = []
+        for a, f in zip(args, futs):
+            try:
+                out.append(f.result(timeout=timeout))
+            except Exception as e:
+                raise AssertionError(f"worker for {a!r} failed: {e!r}") from e
+        return out

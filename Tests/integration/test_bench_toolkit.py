@@ -133,33 +133,80 @@ def run_client(port, reqs, **kw):
     return asyncio.run(client_mod.run(reqs, c, concurrency=concurrency, progress=False))
 
 
+def sim_metrics(port):
+    """{sample name without labels: summed value} from the pod's own /metrics."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+# Clock granularity between the client's and the simulator's reads of the
+# same monotonic clock; not a timing window.
+CLOCK_SLACK_MS = 1.0
+
+
 def test_client_measures_known_delays(sim):
+    # The pod holds the first token 60 ms and each next one 12 ms: causality
+    # bounds what the client can see from below, and the client's own numbers
+    # must add up. No upper bound on latency is asserted (machines are noisy).
     (port,) = sim("--profile", "fixed", "--ttft-ms", "60", "--itl-ms", "12")
     reqs = [{"timestamp_ms": i * 40.0, "prompt": f"hello number {i}", "max_tokens": 20} for i in range(12)]
     recs = run_client(port, reqs)
     assert len(recs) == 12 and all(r["status"] == 200 for r in recs)
     for r in recs:
-        assert r["completion_tokens"] == 20 and len(r["itl_ms"]) == 19
-        assert 60 <= r["ttft_ms"] < 90, r["ttft_ms"]
-        assert 10 <= statistics.median(r["itl_ms"]) <= 15, r["itl_ms"]
-        assert 11 <= r["tpot_ms"] <= 14
-        assert r["e2e_ms"] >= 60 + 19 * 12
+        assert r["completion_tokens"] == 20 and len(r["itl_ms"]) == 19, r
+        # Token k cannot arrive before 60 + 12k ms after the request was sent.
+        arrival = r["ttft_ms"]
+        assert arrival >= 60 - CLOCK_SLACK_MS, r["ttft_ms"]
+        for k, gap in enumerate(r["itl_ms"], 1):
+            arrival += gap
+            assert arrival >= 60 + 12 * k - CLOCK_SLACK_MS, (k, r["itl_ms"])
+        # Gaps are measured per token and TPOT is their mean, not an estimate.
+        assert abs(r["tpot_ms"] - sum(r["itl_ms"]) / 19) < 1e-6, r
+        assert r["ttft_ms"] + sum(r["itl_ms"]) <= r["e2e_ms"] + 1e-6
         assert r["dispatch_s"] >= r["scheduled_s"] and r["pod"] == f"127.0.0.1:{port}"
-    # Gaps are measured per token, not averaged: a slow token shows up.
-    all_gaps = sorted(g for r in recs for g in r["itl_ms"])
-    assert 11 <= statistics.median(all_gaps) <= 14
+    # The pod's own report: it served these 12 requests, 19 gaps each, and the
+    # client saw every first token no sooner than the pod sent it.
+    m = sim_metrics(port)
+    assert m["vllm:time_to_first_token_seconds_count"] == 12
+    assert m["vllm:inter_token_latency_seconds_count"] == 12 * 19
+    assert statistics.mean(r["ttft_ms"] for r in recs) >= 1000 * m["vllm:time_to_first_token_seconds_sum"] / 12 - CLOCK_SLACK_MS
     plain = run_client(port, reqs[:3], stream=False, api="completions")
     for r in plain:
         assert r["ttft_ms"] is None and r["itl_ms"] == []
-        assert 60 + 19 * 12 <= r["e2e_ms"] < 60 + 19 * 12 + 60
+        assert r["e2e_ms"] >= 60 + 19 * 12 - CLOCK_SLACK_MS
 
 
 def test_open_loop_keeps_timestamps_and_closed_loop_caps_concurrency(sim):
-    (port,) = sim("--profile", "fixed", "--ttft-ms", "50", "--itl-ms", "0")
+    # Open loop: six requests scheduled at 0 all reach the pod before any
+    # finishes, as the pod itself reports (its running gauge reaches 6).
+    (port,) = sim("--profile", "fixed", "--ttft-ms", "1000", "--itl-ms", "0")
     reqs = [{"timestamp_ms": 0.0, "prompt": f"p{i}", "max_tokens": 2} for i in range(6)]
-    recs = run_client(port, reqs)
-    # Open loop: all six went out at once, none waited for another.
-    assert max(r["dispatch_s"] for r in recs) < min(r["dispatch_s"] + r["e2e_ms"] / 1000 for r in recs)
+    import threading
+    peak = {"running": 0.0}
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak["running"] = max(peak["running"], sim_metrics(port).get("vllm:num_requests_running", 0.0))
+            done.wait(0.01)  # pacing between looks
+    w = threading.Thread(target=watch)
+    w.start()
+    try:
+        recs = run_client(port, reqs)
+    finally:
+        done.set()
+        w.join()
+    assert all(r["status"] == 200 for r in recs)
+    assert peak["running"] == 6, peak
+    # Closed loop with concurrency 2: never more than 2 in flight, by the
+    # client's own dispatch and completion events.
     recs = run_client(port, reqs, concurrency=2)
     spans = [(r["dispatch_s"], r["dispatch_s"] + r["e2e_ms"] / 1000) for r in recs]
     for s, _ in spans:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from harness import Stack, chat
+from harness import Stack, chat, run_all
 
 
 def load(stack, total, workers=16, body=None, headers=None):
@@ -42,11 +42,7 @@ def load(stack, total, workers=16, body=None, headers=None):
             statuses.update(local_s)
             pods.update(local_p)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in per]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_all(worker, per)  # a failed assertion in a worker fails the test, naming it
     return statuses, pods
 
 

@@ -2,10 +2,9 @@
 410 relist, dropped watches, readiness flips, wrong CA, token rotation)."""
 import os
 import tempfile
-import time
 
 from fake_kube import FakeKube, make_ca, pem, pod
-from harness import Proc, binary, free_port, free_ports, wait_port
+from harness import Proc, binary, free_port, free_ports, wait_port, wait_until
 from test_pod_metrics import wait_for
 
 
@@ -15,6 +14,12 @@ class Gateway:
         self.p = Proc("switchboard", [binary("switchboard"), "serve", "--kubernetes", "--kubeconfig", kubeconfig,
                                       "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{self.admin}"], d)
         wait_port(self.admin)
+
+    def discovery(self):
+        import http.client, json
+        c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=5)
+        c.request("GET", "/debug/stats")
+        return json.loads(c.getresponse().read())["discovery"]
 
     def endpoints(self, model="tiny"):
         import http.client, json
@@ -50,8 +55,9 @@ def test_list_watch_readiness_relist_and_reconnect():
         kube.add(pod("other", c, model="other-model"))
         assert wait_for(lambda: gw.endpoints("other-model") == [f"127.0.0.1:{c}"])
         # A bookmark moves the resourceVersion; a dropped watch resumes from it (no relist).
+        bookmarks = gw.discovery()["bookmarks"]
         kube.bookmark()
-        time.sleep(0.3)
+        wait_until(lambda: gw.discovery()["bookmarks"] == bookmarks + 1, "the gateway to count the bookmark")
         last_rv = str(kube.rv)
         lists_before = kube.lists
         kube.drop()

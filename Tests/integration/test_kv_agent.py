@@ -1,6 +1,7 @@
 """The KV node agent as engines see it: the real switchboard-kv-agent
 process, clients in separate processes through the C library
 (connectors/python/switchboard_kv.py), data moving through the shared pool."""
+import concurrent.futures
 import hashlib
 import os
 import signal
@@ -8,11 +9,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 
 import pytest
 
-from harness import ROOT, Proc, binary, free_port, wait_port, wait_unix
+from harness import ROOT, Proc, binary, free_port, wait_port, wait_unix, wait_until
 
 sys.path.insert(0, os.path.join(ROOT, "connectors", "python"))
 os.environ.setdefault("SWITCHBOARD_KV_LIB", os.path.join(os.environ.get("SWITCHBOARD_BUILD", os.path.join(ROOT, ".build", "debug")),
@@ -123,9 +123,7 @@ def test_engine_killed_mid_transfer_leaks_nothing_and_corrupts_nothing(agent):
     """, sock)
     assert r.returncode == -signal.SIGKILL and r.stdout.strip()
     c = kv.KVClient(sock, page_size=PAGE)
-    deadline = time.time() + 5
-    while c.stats()["reservations"] and time.time() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: c.stats()["reservations"] == 0, "the agent to reclaim the dead engine's reservation")
     st = c.stats()
     assert st["reservations"] == 0 and st["pages_used"] == 0
     space = kv.KeySpace("test", "tiny", "bytes", 16)
@@ -141,10 +139,7 @@ def test_engine_killed_mid_transfer_leaks_nothing_and_corrupts_nothing(agent):
         os.kill(os.getpid(), signal.SIGKILL)
     """, sock)
     assert r.stdout.split() == ["12"]
-    deadline = time.time() + 5
-    while c.stats()["leases"] and time.time() < deadline:
-        time.sleep(0.05)
-    assert c.stats()["leases"] == 0
+    wait_until(lambda: c.stats()["leases"] == 0, "the agent to release the dead reader's lease")
 
 
 def test_clear_errors_and_no_hang_when_the_agent_dies(agent):
@@ -161,10 +156,17 @@ def test_clear_errors_and_no_hang_when_the_agent_dies(agent):
     assert e.value.status == 2 and c.stats()["reservations"] == 0   # the reservation was given back
     proc.signal(signal.SIGKILL)
     proc.wait(5)
-    t0 = time.time()
-    with pytest.raises(kv.KVError) as e:
-        c.exists(kv.KeySpace("t", "m", "l", 16).keys(list(range(32))))
-    assert e.value.status == kv.E_IO and time.time() - t0 < 5
+    # The call must fail, not hang: run it on a worker and bound the wait
+    # (a hang fails with this message; the client's own timeout is 1 s).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        f = pool.submit(c.exists, kv.KeySpace("t", "m", "l", 16).keys(list(range(32))))
+        try:
+            f.result(timeout=30)
+            raise AssertionError("exists() succeeded against a dead agent")
+        except concurrent.futures.TimeoutError:
+            raise AssertionError("exists() hung for 30 s against a dead agent") from None
+        except kv.KVError as err:
+            assert err.status == kv.E_IO, err
     with pytest.raises(kv.KVError) as e:
         c.stats()
     assert "broken" in str(e.value)

@@ -121,9 +121,9 @@ def test_engines_keep_serving_when_the_agent_dies(setup):
     agent.wait(5)
     for i in range(3):
         for port in (a, b):
-            t0 = time.time()
+            # complete() fails with a timeout error if the engine hangs on the dead agent.
             text, _ = complete(port, f"after the agent died, request {i} " + "lorem ipsum " * (40 + 10 * i))
-            assert text and time.time() - t0 < 60
+            assert text
     assert post(b, "/reset_prefix_cache")[0] == 200
     words = "gateway route pod cache prefix token story engine block page lease commit".split()
     prompt = " ".join(words[i % len(words)] + str(i % 7) for i in range(300))

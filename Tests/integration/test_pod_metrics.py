@@ -1,5 +1,6 @@
 """Discovery from the pods file, scraping, staleness and in-flight
 accounting, through the real stack (simulated pods, the gateway, Envoy)."""
+import concurrent.futures
 import http.client
 import json
 import random
@@ -8,17 +9,31 @@ import socket
 import threading
 import time
 
-from harness import Stack, chat, free_port
+from harness import Stack, chat, free_port, poll, run_all, wait_until
 
 
-def wait_for(fn, timeout=10.0, step=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    return fn()
+def wait_for(fn, timeout=10.0, step=None, what=None):
+    """fn()'s first truthy value, or its last value after `timeout` seconds
+    (the caller asserts on it with its own message); with `what`, the
+    timeout fails here, naming it. `step` overrides the polling pace."""
+    if what is not None:
+        return wait_until(fn, what, timeout=timeout)
+    return poll(fn, timeout=timeout, step=step)
+
+
+def pod_histogram_mean(address, family):
+    """sum / count of a histogram as the pod itself reports it on /metrics."""
+    c = http.client.HTTPConnection(*address.rsplit(":", 1), timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith(family + "_sum{"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith(family + "_count{"):
+            count += float(line.rsplit(" ", 1)[1])
+    return total / count if count else None
 
 
 def pods(s, model="tiny"):
@@ -31,20 +46,24 @@ def test_scraped_values_follow_the_pods_and_go_stale_when_killed():
         assert wait_for(lambda: all(p["health"] == "fresh" for p in pods(s).values()))
         # Six slow requests in flight: the pods' own gauges show them (running),
         # and so does the gateway's in-flight count.
-        threads = [threading.Thread(target=s.request, args=(chat(),)) for _ in range(6)]
-        for t in threads:
-            t.start()
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=6)
+        slow = [pool.submit(s.request, chat()) for _ in range(6)]
         seen = wait_for(lambda: sum(p["metrics"]["tiny"]["running"] for p in pods(s).values()
                                     if p["metrics"].get("tiny")) == 6 and pods(s))
         assert seen, pods(s)
         assert sum(p["in_flight_requests"] for p in seen.values()) == 6
-        for t in threads:
-            t.join()
+        assert [f.result(timeout=60)[0] for f in slow] == [200] * 6
+        pool.shutdown()
         assert wait_for(lambda: all(p["in_flight_requests"] == 0 for p in pods(s).values()))
-        # TTFT comes from histogram deltas over the window: the sim's 1.5 s.
-        ttft = wait_for(lambda: [p["metrics"]["tiny"]["ttft_mean_s"] for p in pods(s).values()
-                                 if p["metrics"].get("tiny", {}).get("ttft_mean_s")])
-        assert ttft and all(1.4 < t < 2.5 for t in ttft), ttft
+        # TTFT comes from histogram deltas over the window, which began before
+        # any request: it equals the mean each pod reports for itself.
+        def agreeing():
+            seen = {a: p["metrics"].get("tiny", {}).get("ttft_mean_s") for a, p in pods(s).items()}
+            own = {a: pod_histogram_mean(a, "vllm:time_to_first_token_seconds") for a in seen}
+            served = [a for a in own if own[a] is not None]
+            ok = served and all(seen[a] is not None and abs(seen[a] - own[a]) < 1e-9 * max(1, own[a]) for a in served)
+            return (seen, own) if ok else None
+        wait_for(agreeing, what="the gateway's windowed TTFT mean to equal each pod's own histogram mean")
         # Kill the pods' process: stale after the configured 2 failed scrapes.
         s.sim.signal(signal.SIGKILL)
         stale = wait_for(lambda: all(p["health"] == "stale" for p in pods(s).values()) and pods(s), timeout=10)
@@ -99,7 +118,7 @@ def cancel_before_response(port):
     body = json.dumps(chat(max_tokens=3)).encode()
     sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    time.sleep(0.02)
+    time.sleep(0.02)  # pacing: close shortly after sending, racing the routing decision on purpose
     sock.close()
 
 
@@ -134,11 +153,7 @@ def test_in_flight_accounting_returns_to_zero_after_mixed_endings():
                 with lock:
                     counts[k] += 1
 
-        threads = [threading.Thread(target=run, args=(plan[i::8],)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_all(run, [plan[i::8] for i in range(8)])  # a worker's failed assertion names its plan
         assert sum(counts.values()) == 2000 and all(counts.values()), counts
 
         def settled():

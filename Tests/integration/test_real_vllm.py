@@ -88,7 +88,7 @@ def test_real_engines_metrics_prefix_cache_and_staleness(engines):
                     peak["running"] = max(peak["running"], m.get("running") or 0)
                     peak["waiting"] = max(peak["waiting"], m.get("waiting") or 0)
                     peak["kv"] = max(peak["kv"], m.get("kv_cache_usage") or 0)
-                time.sleep(0.05)
+                time.sleep(0.05)  # pacing: sample the gateway's view while the burst runs
             statuses = [f.result() for f in futs]
         assert statuses == [200] * 32
         print(f"\nburst peak seen by the gateway: {peak}")
