@@ -134,8 +134,8 @@ let package = Package(
 
         // MARK: benchmarks (Swift side; drivers are scripts/bench-*)
         // Keys-only cache model for eviction studies (benchmarks and tests only).
-        .target(name: "CacheStudy", dependencies: ["KVCache", "KVProtocol"], path: "Benchmarks/CacheStudy", swiftSettings: strict),
-        .executableTarget(name: "switchboard-bench", dependencies: ["PodSnapshot", "PodMetrics", "KVProtocol", "KVCache", "KVAgent", "KVAgentClient", "CacheStudy", "EventLoop"],
+        .target(name: "KVBench", dependencies: ["KVCache", "KVProtocol"], path: "Benchmarks/KVBench", swiftSettings: strict),
+        .executableTarget(name: "switchboard-bench", dependencies: ["PodSnapshot", "PodMetrics", "KVProtocol", "KVCache", "KVAgent", "KVAgentClient", "KVBench", "EventLoop"],
                           path: "Benchmarks/switchboard-bench", swiftSettings: strict),
 
         // MARK: tests (unit, in process; integration tests live in Tests/integration, pytest)
@@ -147,7 +147,7 @@ let package = Package(
         .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics", "PodSnapshot", "EventLoop", "HTTP1"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "PodDiscoveryTests", dependencies: ["PodDiscovery", "PodSnapshot"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ExtProc", "ExtProcProto", "PodSnapshot", "PodMetrics"], swiftSettings: strict),
-        .testTarget(name: "KVCacheTests", dependencies: ["KVCache", "KVProtocol", "CacheStudy"], resources: [.copy("Inputs")], swiftSettings: strict),
+        .testTarget(name: "KVCacheTests", dependencies: ["KVCache", "KVProtocol", "KVBench"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "KVAgentTests", dependencies: ["KVAgent", "KVAgentClient", "KVProtocol", "KVCache", "EventLoop"], swiftSettings: strict),
         .testTarget(name: "VLLMSimTests", dependencies: ["VLLMSim", "HTTP1", "EventLoop"], swiftSettings: strict),
     ]

@@ -1,4 +1,4 @@
-import CacheStudy
+import KVBench
 import Foundation
 @testable import KVCache
 import KVProtocol

@@ -63,7 +63,7 @@ CASES = [
     ("pods-know-no-requests", "Sources/PodSnapshot/PodLoad.swift", "import Foundation",
      "PodSnapshot imports Foundation"),
     ("no-sim-in-prod", "Sources/KVAgent/AgentStats.swift", "import VLLMSim", "the KV agent reaches VLLMSim"),
-    ("no-sim-in-prod", "Sources/Gateway/GatewayMetrics.swift", "import CacheStudy", "the gateway reaches CacheStudy"),
+    ("no-sim-in-prod", "Sources/Gateway/GatewayMetrics.swift", "import KVBench", "the gateway reaches KVBench"),
     ("thin-executables", "Sources/switchboard-kv-agent/KVAgentCommand.swift", "+final class RouteTable {}",
      "executable switchboard-kv-agent declares class RouteTable"),
     ("thin-executables", "Sources/vllm-sim/VLLMSimCommand.swift", "import HTTP1", "executable vllm-sim imports HTTP1"),

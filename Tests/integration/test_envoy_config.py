@@ -42,3 +42,13 @@ def test_bad_options_are_rejected_with_a_message():
     r = subprocess.run([binary("switchboard"), "serve", "--pods-file", "/nonexistent.yaml"], capture_output=True, text=True)
     assert r.returncode != 0
     assert "pods file /nonexistent.yaml: cannot read" in r.stderr
+
+
+def test_the_suite_runs_envoy_1_40():
+    # The ext_proc facts this project relies on (shared/reference/envoy-extproc-notes.md)
+    # were measured on Envoy 1.40; another version must be a deliberate change.
+    out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, check=True).stdout
+    import re
+    m = re.search(r"/(\d+)\.(\d+)\.(\d+)/", out)
+    assert m, out
+    assert (int(m.group(1)), int(m.group(2))) == (1, 40), f"Envoy {m.group(0).strip('/')} is not 1.40: {out.strip()}"
