@@ -316,3 +316,13 @@ def run_all(fn, args, workers=None, timeout=120):
             except Exception as e:
                 raise AssertionError(f"worker for {a!r} failed: {e!r}") from e
         return out
+
+
+def build_fake_cudart(directory):
+    """Compiles the stand-in CUDA runtime (fake_cudart.c) into directory; returns its path."""
+    import shutil
+    cc = shutil.which("clang") or shutil.which("cc")
+    out = os.path.join(str(directory), "libcudart_fake.so")
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", out, "-lpthread",
+                    os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_cudart.c")], check=True)
+    return out

