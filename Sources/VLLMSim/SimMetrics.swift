@@ -219,7 +219,26 @@ public final class SimMetrics: Sendable {
         histogram("request_num_preemptions", "Histogram of the number of times a request was preempted.", s.requestPreemptions)
         histogram("request_prefill_kv_computed_tokens", "Histogram of new KV tokens computed during prefill (excluding cached tokens).", s.prefillComputed)
         head("cache_config_info", "Information of the LLMEngine CacheConfig", .gauge)
-        w.sample("vllm:cache_config_info", labels: "block_size=\"\(blockSize)\",cache_dtype=\"auto\",enable_prefix_caching=\"\(prefixCaching ? "True" : "False")\",engine=\"0\",kv_cache_size_tokens=\"\(numBlocks * blockSize)\",num_gpu_blocks=\"\(numBlocks)\"", 1.0)
+        // Every label vLLM 0.32 puts on this info series, in its order; the
+        // values the simulator models are its own, the rest as an engine with
+        // those features off reports them.
+        let blocks = "\(numBlocks)", size = "\(blockSize)"
+        let info: [(String, String)] = [
+            ("_block_size_resolved", "True"), ("block_size", size), ("cache_dtype", "auto"),
+            ("cache_hit_alignment_tokens", "None"), ("effective_attention_block_size", size),
+            ("enable_mamba_shared_prefix_checkpoint", "False"), ("enable_prefix_caching", prefixCaching ? "True" : "False"),
+            ("engine", "0"), ("gpu_memory_utilization", "0.92"), ("hash_block_size", "None"), ("is_attention_free", "False"),
+            ("kv_cache_dtype_skip_layers", "[]"), ("kv_cache_layout", "None"), ("kv_cache_max_concurrency", "1.0"),
+            ("kv_cache_memory_bytes", "None"), ("kv_cache_size_tokens", "\(numBlocks * blockSize)"),
+            ("kv_offloading_backend", "native"), ("kv_offloading_size", "None"), ("kv_sharing_fast_prefill", "False"),
+            ("mamba_block_size", "None"), ("mamba_cache_dtype", "auto"), ("mamba_cache_mode", "none"),
+            ("mamba_page_size_padded", "None"), ("mamba_ssm_cache_dtype", "auto"), ("num_cpu_blocks", "None"),
+            ("num_gpu_blocks", blocks), ("num_gpu_blocks_override", "None"), ("prefix_cache_retention_interval", "0"),
+            ("prefix_caching_hash_algo", "sha256"), ("prefix_match_unit", "None"), ("replayssm_buffer_len", "16"),
+            ("skip_page_size_padded", "None"), ("sliding_window", "None"), ("swa_bounded_replay", "True"),
+            ("use_kda_recoverssm", "False"), ("use_replayssm", "False"), ("user_specified_block_size", "False"),
+        ]
+        w.sample("vllm:cache_config_info", labels: PrometheusWriter.labels(info), 1.0)
         return w.text
     }
 

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from harness import ROOT, Proc, Stack, free_ports
+from harness import ROOT, Proc, Stack, binary, free_ports, wait_port
 from test_pod_metrics import pods, wait_for
 
 VENV = os.path.join(ROOT, ".venv-vllm", "bin", "python")
@@ -64,6 +64,49 @@ def engines(tmp_path_factory):
     finally:
         for p in procs:
             p.stop(timeout=20)
+
+
+def metric_shape(port):
+    """{family: set of label names} over every vllm: sample of a /metrics page,
+    families taken from the # TYPE lines."""
+    import re
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    families = {ln.split()[2] for ln in text.splitlines() if ln.startswith("# TYPE vllm:")}
+    labels = {f: set() for f in families}
+    for ln in text.splitlines():
+        if not ln.startswith("vllm:"):
+            continue
+        name = ln.split("{", 1)[0].split(" ", 1)[0]
+        fam = next((f for f in (name, re.sub(r"_(bucket|sum|count|total|created)$", "", name)) if f in labels), None)
+        assert fam is not None, f"sample {name} has no # TYPE line"
+        if "{" in ln:
+            labels[fam] |= set(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="', ln.split("{", 1)[1].rsplit("}", 1)[0]))
+    return labels
+
+
+def test_the_simulator_speaks_the_live_engines_metric_names(engines, tmp_path):
+    # The committed capture can age; the engine the suite runs cannot. Both
+    # serve one request first, so every family has its samples.
+    ports, _ = engines
+    (sim_port,) = free_ports(1)
+    sim = Proc("vllm-sim", [binary("vllm-sim"), "--listen", f"127.0.0.1:{sim_port}", "--model", "tiny",
+                            "--profile", "fixed"], str(tmp_path))
+    try:
+        wait_port(sim_port)
+        for port in (ports[0], sim_port):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", method="POST",
+                                         data=json.dumps({"model": "tiny", "prompt": "hello there", "max_tokens": 2}).encode(),
+                                         headers={"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=120) as r:
+                assert r.status == 200
+        real, simulated = metric_shape(ports[0]), metric_shape(sim_port)
+    finally:
+        sim.stop()
+    assert set(simulated) == set(real), {"missing in the simulator": sorted(set(real) - set(simulated)),
+                                         "not in vLLM": sorted(set(simulated) - set(real))}
+    differ = {f: {"vllm": sorted(real[f]), "sim": sorted(simulated[f])} for f in real if real[f] != simulated[f]}
+    assert not differ, differ
 
 
 def test_real_engines_metrics_prefix_cache_and_staleness(engines):
