@@ -145,6 +145,7 @@ let package = Package(
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: strict),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodSnapshot"], swiftSettings: strict),
         .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics", "PodSnapshot", "EventLoop", "HTTP1"], resources: [.copy("Inputs")], swiftSettings: strict),
+        .testTarget(name: "MetricsTests", dependencies: ["Metrics", "PodMetrics"], swiftSettings: strict),
         .testTarget(name: "PodDiscoveryTests", dependencies: ["PodDiscovery", "PodSnapshot"], swiftSettings: strict),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ExtProc", "ExtProcProto", "PodSnapshot", "PodMetrics"], swiftSettings: strict),
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache", "KVProtocol", "KVBench"], resources: [.copy("Inputs")], swiftSettings: strict),
