@@ -93,7 +93,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--baseline", metavar="BIN_DIR",
+                    help="a directory holding a baseline build's switchboard binary: it runs side by side with "
+                         "this build (interleaved, --rounds each) and the ratios are printed")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="runs of each switchboard build through Envoy (default 1, or 3 with --baseline); "
+                         "the median processor CPU per request is compared")
+    ap.add_argument("--no-python-peer", action="store_true", help="skip the Python grpc.aio peer")
     a = ap.parse_args()
+    rounds = a.rounds or (3 if a.baseline else 1)
     d = tempfile.mkdtemp(prefix="switchboard-bench-")
     procs = []
 
@@ -146,18 +154,34 @@ def main():
         eps = ", ".join(f"{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {p}}}}}}}}}" for p in pods)
         results["Envoy alone"] = envoy_run(lambda port, admin: ENVOY_ALONE.format(port=port, admin=admin, eps=eps), "alone")
 
-        sb_port = free_port()
-        sb = spawn("switchboard", [binary("switchboard"), "serve", "--pods-file", pods_file, "--listen",
-                                   f"127.0.0.1:{sb_port}", "--loops", "1", "--log-level", "warning",
-                                   "--admin-listen", "off"])
-        wait_port(sb_port)
-        results["Envoy + switchboard"] = envoy_run(rendered(f"127.0.0.1:{sb_port}"), "switchboard", sb)
+        def start_gateway(path, label):
+            port = free_port()
+            p = spawn(label, [path, "serve", "--pods-file", pods_file, "--listen", f"127.0.0.1:{port}", "--loops", "1",
+                              "--log-level", "warning", "--admin-listen", "off"])
+            wait_port(port)
+            return p, port
 
-        py_port = free_port()
-        py = spawn("python-peer", [sys.executable, os.path.join(ROOT, "Benchmarks", "peers", "python_extproc.py"),
-                                   "--listen", f"127.0.0.1:{py_port}", "--pods-file", pods_file])
-        wait_port(py_port)
-        results["Envoy + Python peer"] = envoy_run(rendered(f"127.0.0.1:{py_port}"), "python", py)
+        sb, sb_port = start_gateway(binary("switchboard"), "switchboard")
+        builds = [("Envoy + switchboard", sb, sb_port)]
+        if a.baseline:
+            base, base_port = start_gateway(os.path.join(a.baseline, "switchboard"), "switchboard-baseline")
+            builds.append(("Envoy + baseline", base, base_port))
+        runs = {label: [] for label, _, _ in builds}
+        for i in range(rounds):  # interleaved, so drift on a noisy machine hits both builds alike
+            for label, proc, port in builds:
+                runs[label].append(envoy_run(rendered(f"127.0.0.1:{port}"), f"{label.split()[-1]}-{i}", proc))
+        for label, rs in runs.items():
+            rs.sort(key=lambda r: r["proc_cpu_us"])
+            results[label] = rs[len(rs) // 2]
+            results[label]["all_cpu_us"] = [r["proc_cpu_us"] for r in rs]
+
+        py = None
+        if not a.no_python_peer:
+            py_port = free_port()
+            py = spawn("python-peer", [sys.executable, os.path.join(ROOT, "Benchmarks", "peers", "python_extproc.py"),
+                                       "--listen", f"127.0.0.1:{py_port}", "--pods-file", pods_file])
+            wait_port(py_port)
+            results["Envoy + Python peer"] = envoy_run(rendered(f"127.0.0.1:{py_port}"), "python", py)
 
         # Direct gRPC: each stream carries two messages (request headers, then
         # the 4 KB buffered body) and gets two answers (continue, then the
@@ -173,7 +197,9 @@ def main():
         with open(payload, "wb") as f:
             f.write(b"".join(struct.pack(">BI", 0, len(m)) + m for m in msgs))
         direct = {}
-        for label, proc, port in [("switchboard", sb, sb_port), ("Python peer", py, py_port)]:
+        peers = [("switchboard", sb, sb_port)] + ([("baseline", base, base_port)] if a.baseline else []) \
+            + ([("Python peer", py, py_port)] if py else [])
+        for label, proc, port in peers:
             h2load(port, 2, payload)
             runs = []
             for _ in range(3):  # this machine is noisy: three runs, report median and best
@@ -196,17 +222,30 @@ def main():
         for k, r in results.items():
             cpu = f"{r['proc_cpu_us']:.1f}" if r["proc_cpu_us"] is not None else "-"
             print(f"{k:<22}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9}{cpu:>17}{r['envoy_cpu_us']:>18.1f}")
-        sbr, pyr, al = results["Envoy + switchboard"], results["Envoy + Python peer"], results["Envoy alone"]
-        print(f"\nratios: switchboard / Envoy alone = {sbr['rps'] / al['rps']:.2f}   "
-              f"switchboard / Python peer = {sbr['rps'] / pyr['rps']:.2f}x   "
-              f"p99 Python / switchboard = {pyr['p99'] / sbr['p99']:.1f}x")
+        sbr, al = results["Envoy + switchboard"], results["Envoy alone"]
+        print(f"\nratios: switchboard / Envoy alone = {sbr['rps'] / al['rps']:.2f}", end="")
+        if py:
+            pyr = results["Envoy + Python peer"]
+            print(f"   switchboard / Python peer = {sbr['rps'] / pyr['rps']:.2f}x   "
+                  f"p99 Python / switchboard = {pyr['p99'] / sbr['p99']:.1f}x", end="")
+        print()
+        if a.baseline:
+            br = results["Envoy + baseline"]
+            print(f"processor CPU µs/req, {rounds} interleaved runs each (median compared): "
+                  f"this build {['%.1f' % x for x in sbr['all_cpu_us']]}, baseline {['%.1f' % x for x in br['all_cpu_us']]}")
+            print(f"ratio: this build / baseline processor CPU per request = {sbr['proc_cpu_us'] / br['proc_cpu_us']:.3f} "
+                  f"(< 1 is cheaper); req/s ratio = {sbr['rps'] / br['rps']:.3f}")
         print("\ndirect gRPC (h2load -c4 -m32, no Envoy), 2 exchanges per stream, median of 3 runs (best in brackets):")
         print(f"{'':<22}{'streams ok':>12}{'failed':>8}{'exchanges/s':>14}{'exchanges per CPU-s (= per core)':>36}")
         for k, r in direct.items():
             per = f"{r['exchanges_per_cpu_s']:.0f} [{r['best_per_cpu_s']:.0f}]"
             print(f"{k:<22}{r['ok']:>12}{r['failed']:>8}{r['exchanges_per_s']:>14.0f}{per:>36}")
-        print(f"\nratio: switchboard / Python peer exchanges/s = "
-              f"{direct['switchboard']['exchanges_per_s'] / direct['Python peer']['exchanges_per_s']:.1f}x")
+        if py:
+            print(f"\nratio: switchboard / Python peer exchanges/s = "
+                  f"{direct['switchboard']['exchanges_per_s'] / direct['Python peer']['exchanges_per_s']:.1f}x")
+        if a.baseline:
+            print(f"ratio: switchboard / baseline exchanges per CPU-s = "
+                  f"{direct['switchboard']['exchanges_per_cpu_s'] / direct['baseline']['exchanges_per_cpu_s']:.3f} (> 1 is cheaper)")
         print(f"logs: {d}")
     finally:
         for p in reversed(procs):
