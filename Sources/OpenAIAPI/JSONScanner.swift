@@ -7,12 +7,15 @@ public struct JSONScanner {
     public enum Value: Sendable, Equatable {
         case string(String)
         case bool(Bool)
-        case number
+        /// Where the number's text lies in the scanned bytes (`integer(_:in:)` reads it).
+        case number(Range<Int>)
         case null
-        case object
-        case array
-        /// A string that is not worth decoding (too long, or not requested).
-        case skippedString
+        /// Where the object lies, braces included (`members(of:in:keys:)` reads into it).
+        case object(Range<Int>)
+        /// Where the array lies, brackets included (`elements(of:in:)` lists its values).
+        case array(Range<Int>)
+        /// A string not decoded (not requested): where its text lies, quotes included.
+        case skippedString(Range<Int>)
     }
 
     /// Where and why the document is not valid JSON.
@@ -24,20 +27,39 @@ public struct JSONScanner {
 
     private let b: [UInt8]
     private var i = 0
+    /// One past the last byte scanned (the document's end, or a nested value's).
+    private let end: Int
     private let maxDepth: Int
 
     public init(_ bytes: [UInt8], maxDepth: Int = 64) {
         self.b = bytes
+        self.end = bytes.count
+        self.maxDepth = maxDepth
+    }
+
+    private init(_ bytes: [UInt8], range: Range<Int>, maxDepth: Int) {
+        self.b = bytes
+        self.i = range.lowerBound
+        self.end = min(range.upperBound, bytes.count)
         self.maxDepth = maxDepth
     }
 
     /// Parses the document, which must be an object, and returns the values
     /// of the requested top-level keys (strings decoded only for these keys).
     public static func topLevelMembers(of bytes: [UInt8], keys: [String], maxDepth: Int = 64) throws(SyntaxError) -> [String: Value] {
-        var s = JSONScanner(bytes, maxDepth: maxDepth)
+        try members(of: bytes, in: 0..<bytes.count, keys: keys, maxDepth: maxDepth)
+    }
+
+    /// The requested members of the object at `range` of `bytes` (a whole
+    /// document, or an `.object` range an earlier scan returned).
+    /// With `decode` false, requested strings come back as `.skippedString`
+    /// ranges too (no allocation; callers that only test for emptiness).
+    public static func members(of bytes: [UInt8], in range: Range<Int>, keys: [String], decode: Bool = true,
+                               maxDepth: Int = 64) throws(SyntaxError) -> [String: Value] {
+        var s = JSONScanner(bytes, range: range, maxDepth: maxDepth)
         var out: [String: Value] = [:]
         s.skipWS()
-        guard s.i < s.b.count else { throw SyntaxError(offset: 0, reason: "empty body") }
+        guard s.i < s.end else { throw SyntaxError(offset: range.lowerBound, reason: "empty body") }
         guard s.b[s.i] == UInt8(ascii: "{") else { throw SyntaxError(offset: s.i, reason: "expected a JSON object") }
         s.i += 1
         s.skipWS()
@@ -53,7 +75,7 @@ public struct JSONScanner {
                 s.i += 1
                 s.skipWS()
                 let wanted = keys.contains(key)
-                let v = try s.readValue(depth: 1, decodeString: wanted)
+                let v = try s.readValue(depth: 1, decodeString: wanted && decode)
                 if wanted && out[key] == nil { out[key] = v }
                 s.skipWS()
                 guard let c = s.peek() else { throw s.err("unterminated object") }
@@ -64,15 +86,68 @@ public struct JSONScanner {
             }
         }
         s.skipWS()
-        if s.i != s.b.count { throw s.err("trailing data after the JSON object") }
+        if s.i != s.end { throw s.err("trailing data after the JSON object") }
         return out
     }
 
-    private func peek() -> UInt8? { i < b.count ? b[i] : nil }
+    /// The values of the array at `range` (an `.array` range from a scan),
+    /// strings not decoded.
+    public static func elements(of bytes: [UInt8], in range: Range<Int>, maxDepth: Int = 64) throws(SyntaxError) -> [Value] {
+        var s = JSONScanner(bytes, range: range, maxDepth: maxDepth)
+        s.skipWS()
+        guard s.peek() == UInt8(ascii: "[") else { throw s.err("expected an array") }
+        s.i += 1
+        s.skipWS()
+        var out: [Value] = []
+        if s.peek() == UInt8(ascii: "]") { return out }
+        while true {
+            s.skipWS()
+            out.append(try s.readValue(depth: 1, decodeString: false))
+            s.skipWS()
+            guard let c = s.peek() else { throw s.err("unterminated array") }
+            s.i += 1
+            if c == UInt8(ascii: ",") { continue }
+            if c == UInt8(ascii: "]") { return out }
+            throw SyntaxError(offset: s.i - 1, reason: "expected ',' or ']'")
+        }
+    }
+
+    /// A non-negative integer written plainly (no fraction, no exponent) at
+    /// `range`; nil otherwise or when it does not fit an Int.
+    public static func integer(_ bytes: [UInt8], in range: Range<Int>) -> Int? {
+        guard !range.isEmpty, range.upperBound <= bytes.count else { return nil }
+        var v = 0
+        for k in range {
+            let c = bytes[k]
+            guard c >= 0x30 && c <= 0x39 else { return nil }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(Int(c - 0x30))
+            if o1 || o2 { return nil }
+            v = a
+        }
+        return v
+    }
+
+    /// True when `v` is a string with at least one character.
+    public static func isNonEmptyString(_ v: Value?) -> Bool {
+        switch v {
+        case .string(let s)?: return !s.isEmpty
+        case .skippedString(let r)?: return r.count > 2
+        default: return false
+        }
+    }
+
+    /// Convenience: the integer value of `v` when it is a plain integer.
+    public static func integer(_ bytes: [UInt8], _ v: Value?) -> Int? {
+        if case .number(let r)? = v { return integer(bytes, in: r) }
+        return nil
+    }
+
+    private func peek() -> UInt8? { i < end ? b[i] : nil }
     private func err(_ r: String) -> SyntaxError { SyntaxError(offset: i, reason: r) }
 
     private mutating func skipWS() {
-        while i < b.count {
+        while i < end {
             switch b[i] {
             case 0x20, 0x09, 0x0A, 0x0D: i += 1
             default: return
@@ -84,20 +159,24 @@ public struct JSONScanner {
         guard let c = peek() else { throw err("unexpected end of input") }
         switch c {
         case UInt8(ascii: "\""):
+            let start = i
             if let s = try readString(decode: decodeString) { return .string(s) }
-            return .skippedString
+            return .skippedString(start..<i)
         case UInt8(ascii: "{"):
+            let start = i
             try skipContainer(close: UInt8(ascii: "}"), depth: depth + 1, object: true)
-            return .object
+            return .object(start..<i)
         case UInt8(ascii: "["):
+            let start = i
             try skipContainer(close: UInt8(ascii: "]"), depth: depth + 1, object: false)
-            return .array
+            return .array(start..<i)
         case UInt8(ascii: "t"): try literal("true"); return .bool(true)
         case UInt8(ascii: "f"): try literal("false"); return .bool(false)
         case UInt8(ascii: "n"): try literal("null"); return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            let start = i
             try number()
-            return .number
+            return .number(start..<i)
         default:
             throw err("unexpected character")
         }
@@ -105,7 +184,7 @@ public struct JSONScanner {
 
     private mutating func literal(_ word: StaticString) throws(SyntaxError) {
         let n = word.utf8CodeUnitCount
-        guard i + n <= b.count else { throw err("invalid literal") }
+        guard i + n <= end else { throw err("invalid literal") }
         let p = word.utf8Start
         for k in 0..<n where b[i + k] != p[k] { throw err("invalid literal") }
         i += n
@@ -164,7 +243,7 @@ public struct JSONScanner {
         let bytes = b  // a local reference, so the span does not borrow self
         let span = bytes.span
         let raw = span.bytes
-        let n = span.count
+        let n = end
         while k < n {
             // Skip 8 plain bytes at a time: no quote, no backslash, no
             // control byte in the word (bit tricks on an unaligned,
