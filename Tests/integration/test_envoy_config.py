@@ -49,6 +49,6 @@ def test_the_suite_runs_envoy_1_40():
     # were measured on Envoy 1.40; another version must be a deliberate change.
     out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, check=True).stdout
     import re
-    m = re.search(r"/(\d+)\.(\d+)\.(\d+)/", out)
+    m = re.search(r"version: [0-9a-f]+/(\d+)\.(\d+)\.(\d+)/", out)
     assert m, out
-    assert (int(m.group(1)), int(m.group(2))) == (1, 40), f"Envoy {m.group(0).strip('/')} is not 1.40: {out.strip()}"
+    assert (int(m.group(1)), int(m.group(2))) == (1, 40), f"Envoy {'.'.join(m.groups())} is not 1.40: {out.strip()}"
