@@ -21,8 +21,8 @@ public protocol ExtProcFilter: AnyObject {
 public enum FilterDecision: Sendable, Equatable {
     /// Let the request go on, with headers to set/remove on the message of
     /// this phase (request headers in the request phases, response headers
-    /// in the response phases), and optionally a mode override (only
-    /// honoured by Envoy in the answer to request headers).
+    /// in the response phases), and optionally a mode override (honoured by
+    /// Envoy in the answer to request headers or response headers).
     case proceed(HeaderMutation?, modeOverride: ProcessingModeOverride?)
     /// Only from `requestHeaders`: the decision needs the body. The optional
     /// override (the full mode for the rest of the stream, as Envoy applies

@@ -197,9 +197,12 @@ public struct ExtProcStreamStateMachine: Sendable {
             return [ProcessingResponse(.requestBody(CommonResponse(headerMutation: mutation)))]
 
         case .responseHeaders:
-            guard case .proceed(let mutation, _) = decision else { return [] }
+            guard case .proceed(let mutation, let override) = decision else { return [] }
             state = .responseStarted
-            return [ProcessingResponse(.responseHeaders(CommonResponse(headerMutation: mutation)))]
+            // Envoy honours a mode override in the answer to either headers
+            // phase: a filter turns the response body on here when it needs it.
+            if let o = override, responseBodyMode != .fullDuplexStreamed { responseBodyMode = o.responseBodyMode }
+            return [ProcessingResponse(.responseHeaders(CommonResponse(headerMutation: mutation)), modeOverride: override)]
 
         case .responseBody(let chunk):
             if responseBodyMode == .fullDuplexStreamed {

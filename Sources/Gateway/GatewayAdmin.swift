@@ -28,6 +28,8 @@ enum GatewayAdmin {
                 let obj: [String: Any] = [
                     "requests": ["routed": s.routed.value, "completed": s.completed.value, "rejected": s.rejected.value,
                                  "reset": s.reset.value, "aborted": s.aborted.value, "protocol_violations": s.violations.value],
+                    "usage": ["reported": s.usageReported.value, "estimated": s.usageEstimated.value,
+                              "missing": s.usageMissing.value],
                     "scrapes": ["succeeded": scraper.counters.succeeded.value, "failed": scraper.counters.failed.value,
                                 "postponed_saturated": scraper.counters.skippedSaturated.value],
                     "grpc": ["open_streams": grpc.openStreams, "connections_accepted": grpc.stats.connectionsAccepted.value,
@@ -78,6 +80,8 @@ enum GatewayAdmin {
                     o["in_flight_requests"] = l.requests
                     o["in_flight_tokens"] = l.tokens
                     o["routed_total"] = l.routed
+                    o["prompt_tokens_total"] = l.promptTokensTotal
+                    o["completion_tokens_total"] = l.completionTokensTotal
                 }
                 return o
             }

@@ -22,20 +22,37 @@ public final class GatewayContext: Sendable {
     /// phase turned off (nothing reads response bodies until usage
     /// accounting lands). nil when Envoy's configured mode should stand.
     let modeOverrideAfterRequestHeaders: ProcessingModeOverride?
+    /// Sent with the answer to response headers of a successful routed
+    /// response when usage is read: the response body phase back on
+    /// (STREAMED: every byte passes unchanged, chunk by chunk).
+    let modeOverrideToReadResponse: ProcessingModeOverride?
+    /// Read usage from responses (real tokens in pod accounting, TTFT).
+    public let usageAccounting: Bool
+    /// Largest non-streamed response body kept to read its usage; a larger
+    /// one passes through and its request keeps the estimate.
+    public let maxUsageBodyBytes: Int
 
     public init(registry: PodRegistry, routers: RouterRegistry, logger: Logger,
-                extProc: ExtProcConfiguration, skipResponseBody: Bool, targetHeader: String = "target-pod") {
+                extProc: ExtProcConfiguration, skipResponseBody: Bool, usageAccounting: Bool = true,
+                maxUsageBodyBytes: Int = 4 << 20, targetHeader: String = "target-pod") {
         self.registry = registry
         self.routers = routers
         self.logger = logger
         self.targetHeader = targetHeader
+        self.usageAccounting = usageAccounting
+        self.maxUsageBodyBytes = maxUsageBodyBytes
         if skipResponseBody && extProc.requestBodyMode != .fullDuplexStreamed {
             modeOverrideAfterRequestHeaders = ProcessingModeOverride(
                 requestHeaderMode: .send, responseHeaderMode: .send,
                 requestBodyMode: extProc.requestBodyMode, responseBodyMode: .none,
                 requestTrailerMode: .skip, responseTrailerMode: .skip)
+            modeOverrideToReadResponse = usageAccounting ? ProcessingModeOverride(
+                requestHeaderMode: .send, responseHeaderMode: .send,
+                requestBodyMode: extProc.requestBodyMode, responseBodyMode: .streamed,
+                requestTrailerMode: .skip, responseTrailerMode: .skip) : nil
         } else {
             modeOverrideAfterRequestHeaders = nil
+            modeOverrideToReadResponse = nil
         }
     }
 
@@ -64,4 +81,12 @@ public final class GatewayStats: Sendable {
     public let reset = Counter()
     public let aborted = Counter()
     public let violations = Counter()
+    /// From routing to the first content event of a streamed response.
+    public let timeToFirstToken = Histogram(bounds: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60])
+    /// Responses whose usage the engine reported.
+    public let usageReported = Counter()
+    /// Streamed responses without usage: completion tokens counted from content events.
+    public let usageEstimated = Counter()
+    /// Successful responses whose usage could not be read (no usage, too large, cut off).
+    public let usageMissing = Counter()
 }

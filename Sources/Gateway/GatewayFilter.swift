@@ -20,6 +20,13 @@ final class GatewayFilter: ExtProcFilter {
     private var chosen: PodEndpoint?
     /// The load counter charged for this request, released exactly once in `streamEnded`.
     private var charged: (load: PodLoad, tokens: Int)?
+    /// When the pod was chosen (TTFT is measured from here).
+    private var routedAt: UInt64 = 0
+    /// Reading the response's usage: an SSE stream, or a JSON body collected
+    /// up to the context's limit. Both nil when the response is not read.
+    private var sse: SSEUsageScanner?
+    private var responseJSON: [UInt8]?
+    private var usageSettled = false
 
     init(context: GatewayContext, pods: PodSnapshotReader) {
         self.context = context
@@ -124,6 +131,7 @@ final class GatewayFilter: ExtProcFilter {
     /// (released exactly once in `streamEnded`).
     private func account(_ summary: OpenAIRequestSummary, pod: PodEndpoint, snapshot: PodSnapshot, started: UInt64) {
         chosen = pod
+        routedAt = monotonicNanos()
         context.stats.routed.add(1)
         context.stats.routingDuration.observe(nanos: monotonicNanos() - started)
         if let load = snapshot.loads[pod.address] {
@@ -139,15 +147,74 @@ final class GatewayFilter: ExtProcFilter {
         var m = HeaderMutation()
         m.overwrite("x-switchboard-pod", pod.address)
         if let r = router { m.overwrite("x-switchboard-strategy", r.name) }
-        return .proceed(m, modeOverride: nil)
+        guard context.usageAccounting, !headers.endOfStream, Self.isSuccess(headers.value(of: ":status")) else {
+            return .proceed(m, modeOverride: nil)
+        }
+        // Read the body for its usage: every byte still passes unchanged.
+        if (headers.value(of: "content-type") ?? "").hasPrefix("text/event-stream") {
+            sse = SSEUsageScanner()
+        } else {
+            responseJSON = []
+        }
+        return .proceed(m, modeOverride: context.modeOverrideToReadResponse)
     }
 
     func responseBody(_ chunk: HTTPBodyMessage) -> FilterDecision {
-        // Usage accounting reads these chunks once that issue lands.
-        .proceed
+        if sse != nil {
+            if sse!.feed(chunk.body[...]) {
+                context.stats.timeToFirstToken.observe(nanos: monotonicNanos() &- routedAt)
+            }
+        } else if responseJSON != nil {
+            if responseJSON!.count + chunk.body.count <= context.maxUsageBodyBytes {
+                responseJSON!.append(contentsOf: chunk.body)
+            } else {
+                responseJSON = nil  // too large to keep: the estimate stands
+                settleUsage(nil)
+            }
+        }
+        if chunk.endOfStream || chunk.endOfStreamWithoutMessage { finishResponse() }
+        return .proceed
+    }
+
+    /// The response ended: account what it used.
+    private func finishResponse() {
+        if let s = sse {
+            settleUsage(s.usage)
+            sse = nil
+        } else if let body = responseJSON {
+            settleUsage(OpenAIUsage.parse(responseBody: body))
+            responseJSON = nil
+        }
+    }
+
+    /// Real tokens replace the estimate in the pod's accounting, once.
+    private func settleUsage(_ usage: OpenAIUsage?) {
+        guard !usageSettled else { return }
+        usageSettled = true
+        guard let u = usage else {
+            context.stats.usageMissing.add()
+            return
+        }
+        if u.estimated { context.stats.usageEstimated.add() } else { context.stats.usageReported.add() }
+        if let c = charged {
+            let now = c.load.settle(charged: c.tokens, promptTokens: u.promptTokens, completionTokens: u.completionTokens)
+            charged = (c.load, now)
+        }
+    }
+
+    private static func isSuccess(_ status: String?) -> Bool {
+        guard let s = status, let f = s.utf8.first else { return false }
+        return f == UInt8(ascii: "2")
     }
 
     func streamEnded(_ outcome: ExtProcOutcome) {
+        if sse != nil || responseJSON != nil {
+            // The stream ended before the response did (reset, upstream died):
+            // what was seen of a stream still counts; a cut JSON body does not.
+            if let s = sse, s.usage != nil { settleUsage(s.usage) } else { settleUsage(nil) }
+            sse = nil
+            responseJSON = nil
+        }
         if let c = charged {
             charged = nil
             c.load.finish(tokens: c.tokens)

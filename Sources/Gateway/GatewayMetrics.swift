@@ -18,12 +18,23 @@ enum GatewayMetrics {
         w.sample("switchboard_gateway_routed_total", Double(s.routed.value))
         w.family("switchboard_gateway_routing_duration_seconds", .histogram, help: "Time to decide a request's pod.")
         w.histogram("switchboard_gateway_routing_duration_seconds", s.routingDuration.snapshot)
+        w.family("switchboard_gateway_time_to_first_token_seconds", .histogram,
+                 help: "From routing to the first content event of a streamed response.")
+        w.histogram("switchboard_gateway_time_to_first_token_seconds", s.timeToFirstToken.snapshot)
+        w.family("switchboard_gateway_usage_total", .counter,
+                 help: "Successful responses by where their token usage came from (reported, estimated from content events, missing).")
+        for (source, c) in [("reported", s.usageReported), ("estimated", s.usageEstimated), ("missing", s.usageMissing)] {
+            w.sample("switchboard_gateway_usage_total", labels: "source=\"\(source)\"", Double(c.value))
+        }
 
         let snap = context.registry.snapshot
         w.family("switchboard_pod_up", .gauge, help: "1 when the pod's metrics are fresh, 0 when stale or not scraped yet.")
         w.family("switchboard_pod_in_flight_requests", .gauge, help: "Requests routed to the pod and not finished.")
         w.family("switchboard_pod_in_flight_tokens", .gauge, help: "Estimated prompt tokens of those requests.")
         w.family("switchboard_pod_routed_total", .counter, help: "Requests routed to the pod.")
+        w.family("switchboard_pod_prompt_tokens_total", .counter, help: "Prompt tokens the pod's responses reported.")
+        w.family("switchboard_pod_completion_tokens_total", .counter,
+                 help: "Completion tokens the pod's responses reported, or counted from streamed content when they reported none.")
         for model in snap.modelNames {
             for e in snap.models[model]! {
                 let labels = PrometheusWriter.labels(["model": model, "pod": e.address])
@@ -32,6 +43,8 @@ enum GatewayMetrics {
                     w.sample("switchboard_pod_in_flight_requests", labels: labels, Double(l.requests))
                     w.sample("switchboard_pod_in_flight_tokens", labels: labels, Double(l.tokens))
                     w.sample("switchboard_pod_routed_total", labels: labels, Double(l.routed))
+                    w.sample("switchboard_pod_prompt_tokens_total", labels: labels, Double(l.promptTokensTotal))
+                    w.sample("switchboard_pod_completion_tokens_total", labels: labels, Double(l.completionTokensTotal))
                 }
             }
         }

@@ -25,6 +25,9 @@ public struct GatewayConfiguration: Sendable {
     public var seed: UInt64?
     public var requestBodyMode: BodySendMode = .buffered
     public var skipResponseBody = true
+    /// Read each successful response's usage (the response body phase is
+    /// turned on per response): real tokens in pod accounting, TTFT.
+    public var usageAccounting = true
     public var maxMessageBytes = 16 << 20
     public var maxBodyBytes = 8 << 20
     public var drainTimeoutSeconds: Double = 15
@@ -91,7 +94,8 @@ public final class GatewayService {
         let extProc = ExtProcConfiguration(requestBodyMode: configuration.requestBodyMode,
                                            responseBodyMode: .none, maxBodyBytes: configuration.maxBodyBytes)
         let context = GatewayContext(registry: registry, routers: routers, logger: logger,
-                                     extProc: extProc, skipResponseBody: configuration.skipResponseBody)
+                                     extProc: extProc, skipResponseBody: configuration.skipResponseBody,
+                                     usageAccounting: configuration.usageAccounting)
         let extStats = ExtProcStats()
         var grpc = GRPCServerConfiguration(listen: configuration.listen)
         grpc.maxMessageSize = configuration.maxMessageBytes

@@ -82,6 +82,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Plain-HTTP admin address (/healthz, /v1/models, /debug/pods, /debug/stats), or 'off'.")
     var adminListen: String = "127.0.0.1:9102"
 
+    @Flag(help: "Do not read responses: no usage (pods are charged an estimate of prompt tokens from the body size), no TTFT, one ext_proc message less per response chunk.")
+    var noUsageAccounting = false
+
     @Option(help: "Seconds between checks of the pods file for edits (0 = read once).")
     var podsFilePoll: Double = 1
 
@@ -133,6 +136,7 @@ struct Serve: ParsableCommand {
         c.keepaliveTimeoutSeconds = keepaliveTimeout
         c.seed = seed
         c.adminListen = adminListen == "off" ? nil : try SocketAddress(parsing: adminListen)
+        c.usageAccounting = !noUsageAccounting
         c.podsFilePollSeconds = podsFilePoll
         guard scrapeIntervalMs > 0, scrapeTimeoutMs > 0, staleAfterMs > 0, metricsWindow > 0, staleAfterFailures > 0,
               scrapeMaxInFlight > 0 else {
