@@ -17,6 +17,9 @@ final class GatewayFilter: ExtProcFilter {
     private var endpoint: OpenAIEndpoint = .chatCompletions
     private var router: (any Router)?
     private var requestID = ""
+    /// True when the client sent no x-request-id and the gateway made one
+    /// (Envoy normally generates it; this covers configs that do not).
+    private var generatedRequestID = false
     private var chosen: PodEndpoint?
     /// The load counter charged for this request, released exactly once in `streamEnded`.
     private var charged: (load: PodLoad, tokens: Int)?
@@ -36,7 +39,12 @@ final class GatewayFilter: ExtProcFilter {
     func requestHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision {
         let path = headers.value(of: ":path") ?? ""
         let method = headers.value(of: ":method") ?? ""
-        requestID = headers.value(of: "x-request-id") ?? ""
+        if let id = headers.value(of: "x-request-id"), !id.isEmpty {
+            requestID = id
+        } else {
+            requestID = Self.newRequestID()
+            generatedRequestID = true
+        }
         guard let ep = OpenAIEndpoint(path: path) else {
             return reject(OpenAIError(status: 404, message: "unknown endpoint '\(path)'; Switchboard serves \(OpenAIEndpoint.allCases.map(\.rawValue).joined(separator: ", "))",
                                       code: "unknown_url"), diagnostic: ("x-error-unknown-path", "true"))
@@ -77,6 +85,7 @@ final class GatewayFilter: ExtProcFilter {
             var m = HeaderMutation()
             m.overwrite(context.targetHeader, pod.address)
             m.overwrite("routing-strategy", router.name)
+            if generatedRequestID { m.overwrite("x-request-id", requestID) }
             return .proceed(m, modeOverride: nil)
         } catch {
             return error.decision
@@ -147,6 +156,7 @@ final class GatewayFilter: ExtProcFilter {
         var m = HeaderMutation()
         m.overwrite("x-switchboard-pod", pod.address)
         if let r = router { m.overwrite("x-switchboard-strategy", r.name) }
+        m.overwrite("x-request-id", requestID)
         guard context.usageAccounting, !headers.endOfStream, Self.isSuccess(headers.value(of: ":status")) else {
             return .proceed(m, modeOverride: nil)
         }
@@ -202,6 +212,19 @@ final class GatewayFilter: ExtProcFilter {
         }
     }
 
+    /// A random version-4 UUID in its usual text form.
+    static func newRequestID() -> String {
+        var g = SystemRandomNumberGenerator()
+        let a = g.next() as UInt64, b = g.next() as UInt64
+        let hi = (a & 0xFFFF_FFFF_FFFF_0FFF) | 0x0000_0000_0000_4000
+        let lo = (b & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000
+        func hex(_ v: UInt64, _ digits: Int) -> String {
+            let s = String(v, radix: 16)
+            return String(repeating: "0", count: digits - s.count) + s
+        }
+        return "\(hex(hi >> 32, 8))-\(hex((hi >> 16) & 0xFFFF, 4))-\(hex(hi & 0xFFFF, 4))-\(hex(lo >> 48, 4))-\(hex(lo & 0xFFFF_FFFF_FFFF, 12))"
+    }
+
     private static func isSuccess(_ status: String?) -> Bool {
         guard let s = status, let f = s.utf8.first else { return false }
         return f == UInt8(ascii: "2")
@@ -236,7 +259,7 @@ final class GatewayFilter: ExtProcFilter {
         var h = HeaderMutation()
         h.overwrite("content-type", "application/json")
         if let d = diagnostic { h.overwrite(d.0, d.1) }
-        if !requestID.isEmpty { h.overwrite("x-request-id", requestID) }
+        h.overwrite("x-request-id", requestID)
         context.logger.debug("gateway.request.rejected", metadata: [
             "request.id": "\(requestID)", "http.status": "\(error.status)", "error.code": "\(error.code ?? "")",
         ])

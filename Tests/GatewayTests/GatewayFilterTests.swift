@@ -56,6 +56,31 @@ import Testing
         #expect(load?.requests == 0 && load?.tokens == 0)
     }
 
+    @Test func aMissingRequestIDIsGeneratedSentUpstreamAndReturned() {
+        let f = makeFilter()
+        _ = f.requestHeaders(HTTPHeadersMessage(headers: [HeaderField(":path", "/v1/chat/completions"),
+                                                          HeaderField(":method", "POST")], endOfStream: false))
+        guard case .proceed(let m?, nil) = f.requestBody(Array(#"{"model":"tiny","messages":[]}"#.utf8)) else {
+            Issue.record("expected to proceed"); return
+        }
+        let upstream = m.setHeaders.first { $0.field.name == "x-request-id" }?.field.value ?? ""
+        #expect(upstream.count == 36 && upstream.split(separator: "-").map(\.count) == [8, 4, 4, 4, 12])
+        #expect(Array(upstream)[14] == "4")  // version 4
+        // A successful JSON response is read for its usage: the body phase is turned on.
+        guard case .proceed(let r?, let o?) = f.responseHeaders(HTTPHeadersMessage(
+            headers: [HeaderField(":status", "200"), HeaderField("content-type", "application/json")], endOfStream: false)) else {
+            Issue.record("expected response headers with a mode override"); return
+        }
+        #expect(o.responseBodyMode == .streamed)
+        #expect(r.setHeaders.first { $0.field.name == "x-request-id" }?.field.value == upstream)
+        _ = f.responseBody(HTTPBodyMessage(body: Array(#"{"usage":{"prompt_tokens":40,"completion_tokens":"#.utf8), endOfStream: false))
+        _ = f.responseBody(HTTPBodyMessage(body: Array(#"2}}"#.utf8), endOfStream: true))
+        let load = context.registry.snapshot.loads.values.first { $0.requests == 1 }
+        #expect(load?.tokens == 40 && load?.promptTokensTotal == 40 && load?.completionTokensTotal == 2)
+        f.streamEnded(.completed)
+        #expect(load?.requests == 0 && load?.tokens == 0)
+    }
+
     @Test func unknownModelIs404ModelNotFound() throws {
         let f = makeFilter()
         _ = f.requestHeaders(headers())

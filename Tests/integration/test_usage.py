@@ -96,3 +96,22 @@ def test_usage_accounting_can_be_turned_off():
         e = next(iter(gateway_pods(s).values()))
         assert e["prompt_tokens_total"] == 0 and e["completion_tokens_total"] == 0
         assert s.admin("/debug/stats")[1]["usage"] == {"reported": 0, "estimated": 0, "missing": 0}
+
+
+def test_every_response_carries_the_request_id():
+    import re
+    uuid = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+    with Stack(pods=1) as s:
+        seen = set()
+        for body, path, want in [(chat(), "/v1/chat/completions", 200), (chat(model="nope"), "/v1/chat/completions", 404),
+                                 (b"{", "/v1/chat/completions", 400), (chat(stream=True), "/v1/chat/completions", 200)]:
+            status, headers, _ = s.request(body, path=path)
+            assert status == want
+            rid = headers.get("x-request-id", "")
+            assert uuid.match(rid), (status, headers)
+            seen.add(rid)
+        assert len(seen) == 4  # one per request
+        status, headers, _ = s.request(chat(), headers={"x-request-id": "client-chosen-42"})
+        assert status == 200 and headers["x-request-id"] == "client-chosen-42"
+        status, headers, _ = s.request(chat(model="nope"), headers={"x-request-id": "client-chosen-43"})
+        assert status == 404 and headers["x-request-id"] == "client-chosen-43"
