@@ -128,6 +128,14 @@ public struct JSONScanner {
         return v
     }
 
+    /// Decodes the JSON string literal at `range` (quotes included), as a
+    /// `.skippedString` range gives it; nil when it is not one.
+    public static func decodeString(_ bytes: [UInt8], in range: Range<Int>) -> String? {
+        guard range.count >= 2, range.upperBound <= bytes.count, bytes[range.lowerBound] == UInt8(ascii: "\"") else { return nil }
+        var s = JSONScanner(bytes, range: range, maxDepth: 1)
+        return try? s.readString(decode: true)
+    }
+
     /// True when `v` is a string with at least one character.
     public static func isNonEmptyString(_ v: Value?) -> Bool {
         switch v {

@@ -105,7 +105,10 @@ import Testing
     }
 
     @Test func pathsAndMethods() throws {
-        #expect(try #require(immediate(makeFilter().requestHeaders(headers("/v1/embeddings")))).0 == 404)
+        #expect(try #require(immediate(makeFilter().requestHeaders(headers("/v1/audio/speech")))).0 == 404)
+        for served in ["/v1/embeddings", "/v1/responses", "/v1/messages?beta=true", "/v1/chat/completions/"] {
+            guard case .waitForBody = makeFilter().requestHeaders(headers(served)) else { Issue.record("\(served) not served"); continue }
+        }
         #expect(try #require(immediate(makeFilter().requestHeaders(headers(method: "GET", eos: true)))).0 == 405)
         #expect(try #require(immediate(makeFilter().requestHeaders(headers(eos: true)))).0 == 400)
         let (status, obj) = try #require(immediate(makeFilter().requestHeaders(headers("/v1/models", method: "GET", eos: true))))
