@@ -56,6 +56,15 @@ public final class HTTP1ResponseWriter {
         connection.socket.flush()
     }
 
+    /// Drops the connection mid-response (no terminating chunk): how an
+    /// upstream that dies mid-stream looks to its client.
+    public func abort() {
+        guard !finished else { return }
+        finished = true
+        connection.socket.flush()
+        connection.socket.close()
+    }
+
     /// Ends a stream.
     public func endStream() {
         guard started, !finished else { return }

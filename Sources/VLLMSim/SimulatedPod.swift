@@ -29,7 +29,27 @@ public struct SimulatorConfiguration: Sendable {
     public var seed: UInt64 = 0
     /// Name reported in the `x-vllm-sim-pod` response header.
     public var name = "sim"
+    /// How streamed events are cut into writes (to test readers against
+    /// every chunking a real network produces).
+    public var sseChunking: SSEChunking = .events
+    /// Drop the connection after this many streamed tokens (no [DONE]): an
+    /// upstream dying mid-stream. nil: never.
+    public var failAfterTokens: Int?
+    /// Dimensions of `/v1/embeddings` vectors.
+    public var embeddingDimensions = 8
     public init() {}
+
+    /// How a stream's events become socket writes.
+    public enum SSEChunking: String, Sendable, CaseIterable {
+        /// One write per event, as vLLM does.
+        case events
+        /// One write per byte.
+        case bytes
+        /// Each event cut at random points (seeded).
+        case random
+        /// Events held and written three at a time (several events per write).
+        case merged
+    }
 
     var effectiveMaxModelLen: Int {
         if case .engine(let e, _) = timing { return min(maxModelLen, e.kvTokens) }
@@ -81,7 +101,9 @@ public final class SimulatedPod: Sendable {
             generate(req, w, chat: true)
         case ("POST", "/v1/completions"):
             generate(req, w, chat: false)
-        case (_, "/v1/chat/completions"), (_, "/v1/completions"), (_, "/v1/models"), (_, "/health"), (_, "/metrics"):
+        case ("POST", "/v1/embeddings"):
+            embed(req, w)
+        case (_, "/v1/chat/completions"), (_, "/v1/completions"), (_, "/v1/embeddings"), (_, "/v1/models"), (_, "/health"), (_, "/metrics"):
             w.respond(status: 405, headers: [("content-type", "application/json"), podHeader],
                       body: Array(#"{"detail":"Method Not Allowed"}"#.utf8))
         default:
@@ -112,6 +134,43 @@ public final class SimulatedPod: Sendable {
             return parts.compactMap { $0["text"] as? String }.joined(separator: " ")
         }
         return nil
+    }
+
+    /// `/v1/embeddings`: one deterministic unit vector per input (from its
+    /// tokens), with vLLM's response shape and usage.
+    private func embed(_ req: HTTP1Request, _ w: HTTP1ResponseWriter) {
+        guard let obj = (try? JSONSerialization.jsonObject(with: Data(req.body))) as? [String: Any] else {
+            return error(w, 400, "BadRequestError", "request body is not a JSON object")
+        }
+        guard let model = obj["model"] as? String else { return error(w, 400, "BadRequestError", "model is required") }
+        guard configuration.models.contains(model) else {
+            return error(w, 404, "NotFoundError", "The model `\(model)` does not exist.")
+        }
+        let inputs: [[UInt32]]
+        if let s = obj["input"] as? String { inputs = [SimTokenizer.prompt(s)] }
+        else if let a = obj["input"] as? [String] { inputs = a.map(SimTokenizer.prompt) }
+        else if let ids = obj["input"] as? [Int] { inputs = [ids.map { UInt32(truncatingIfNeeded: $0) }] }
+        else if let batch = obj["input"] as? [[Int]] { inputs = batch.map { $0.map { UInt32(truncatingIfNeeded: $0) } } }
+        else { return error(w, 400, "BadRequestError", "input must be a string, a list of strings or token ids") }
+        let dims = max(1, configuration.embeddingDimensions)
+        var data: [String] = []
+        var tokens = 0
+        for (i, toks) in inputs.enumerated() {
+            tokens += toks.count
+            var v = (0..<dims).map { d -> Double in
+                var h: UInt64 = 0x9E37_79B9_7F4A_7C15 &* UInt64(d + 1)
+                for t in toks { h = mix(h ^ UInt64(t)) }
+                return Double(Int64(bitPattern: h) >> 11) / Double(1 << 52)
+            }
+            let norm = max(1e-12, v.reduce(0) { $0 + $1 * $1 }.squareRoot())
+            v = v.map { $0 / norm }
+            data.append(#"{"index":\#(i),"object":"embedding","embedding":[\#(v.map { "\($0)" }.joined(separator: ","))]}"#)
+        }
+        metrics.promptTokens(total: tokens, cached: 0)
+        let id = "embd-" + String(ids.add(1, ordering: .relaxed).newValue, radix: 16)
+        let body = #"{"id":"\#(id)","object":"list","created":\#(Int(Date().timeIntervalSince1970)),"model":\#(JSONText.quote(model)),"data":[\#(data.joined(separator: ","))],"usage":{"prompt_tokens":\#(tokens),"total_tokens":\#(tokens),"completion_tokens":0,"prompt_tokens_details":null}}"#
+        w.respond(status: 200, headers: [("content-type", "application/json"), ("x-vllm-sim-pod", configuration.name)],
+                  body: Array(body.utf8))
     }
 
     private static func intField(_ obj: [String: Any], _ key: String) -> Int?? {
@@ -264,6 +323,10 @@ final class SimJob {
     private var lastTokenAt: UInt64 = 0
     private var firstTokenAt: UInt64 = 0
     private var gaps: [Double] = []
+    /// Events held for `.merged` chunking, and the random state of `.random`.
+    private var held: [UInt8] = []
+    private var heldEvents = 0
+    private var cutState: UInt64 = 0
 
     init(pod: SimulatedPod, writer: HTTP1ResponseWriter, id: String, model: String, chat: Bool, stream: Bool,
          includeUsage: Bool, promptTokens: Int, outputTokens: Int, created: Int) {
@@ -332,6 +395,14 @@ final class SimJob {
         guard !closed else { return }
         guard w.isOpen else { return abandon() }
         let t = (produced == 0 ? "" : " ") + SimTokenizer.vocabulary[word]
+        if stream, let fail = pod.configuration.failAfterTokens, produced >= fail {
+            // The upstream dies mid-stream: what was written stays written, the rest never comes.
+            flushHeld()
+            closed = true
+            w.abort()
+            if engineRequest == nil { recordFixed(aborted: true) } else { abandonEngine() }
+            return
+        }
         produced += 1
         if stream {
             let reason = finished ? #""length""# : "null"
@@ -351,6 +422,10 @@ final class SimJob {
         if let (driver, rid) = engineRequest { driver.abort(rid) } else { recordFixed(aborted: true) }
     }
 
+    private func abandonEngine() {
+        if let (driver, rid) = engineRequest { driver.abort(rid) }
+    }
+
     private var usage: String {
         #"{"prompt_tokens":\#(promptTokens),"total_tokens":\#(promptTokens + produced),"completion_tokens":\#(produced),"prompt_tokens_details":null}"#
     }
@@ -362,7 +437,8 @@ final class SimJob {
                 let obj = chat ? "chat.completion.chunk" : "text_completion"
                 event(#"{"id":"\#(id)","object":"\#(obj)","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[],"usage":\#(usage)}"#)
             }
-            w.writeChunk(Array("data: [DONE]\n\n".utf8))
+            write(Array("data: [DONE]\n\n".utf8))
+            flushHeld()
             w.endStream()
         } else {
             let body: String
@@ -384,6 +460,42 @@ final class SimJob {
     }
 
     private func event(_ json: String) {
-        w.writeChunk(Array("data: \(json)\n\n".utf8))
+        write(Array("data: \(json)\n\n".utf8))
+    }
+
+    /// One event's bytes, cut into writes as the pod's chunking says.
+    private func write(_ bytes: [UInt8]) {
+        switch pod.configuration.sseChunking {
+        case .events:
+            w.writeChunk(bytes)
+        case .bytes:
+            for b in bytes { w.writeChunk([b]) }
+        case .random:
+            if cutState == 0 {
+                // Seeded from the request id (FNV-1a): the same cuts on every run.
+                var h: UInt64 = 0xCBF2_9CE4_8422_2325
+                for c in id.utf8 { h = (h ^ UInt64(c)) &* 0x0000_0100_0000_01B3 }
+                cutState = (pod.configuration.seed ^ h) | 1
+            }
+            var start = 0
+            while start < bytes.count {
+                cutState = mix(cutState)
+                let n = 1 + Int(cutState % UInt64(max(1, bytes.count / 2)))
+                let end = min(bytes.count, start + n)
+                w.writeChunk(Array(bytes[start..<end]))
+                start = end
+            }
+        case .merged:
+            held.append(contentsOf: bytes)
+            heldEvents += 1
+            if heldEvents == 3 { flushHeld() }
+        }
+    }
+
+    private func flushHeld() {
+        guard !held.isEmpty else { return }
+        w.writeChunk(held)
+        held.removeAll(keepingCapacity: true)
+        heldEvents = 0
     }
 }

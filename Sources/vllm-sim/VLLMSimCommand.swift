@@ -74,6 +74,15 @@ struct VLLMSimCommand: ParsableCommand {
     @Option(help: "Event loops (threads) shared by all pods; 0 = one per core.")
     var loops: Int = 1
 
+    @Option(help: "How streamed events become writes: \(SimulatorConfiguration.SSEChunking.allCases.map(\.rawValue).joined(separator: ", ")) (events: one write per event, as vLLM; the others test stream readers).")
+    var sseChunking: SimulatorConfiguration.SSEChunking = .events
+
+    @Option(help: "Drop the connection after this many streamed tokens, without [DONE] (an upstream dying mid-stream).")
+    var failAfterTokens: Int?
+
+    @Option(help: "Dimensions of /v1/embeddings vectors.")
+    var embeddingDim: Int = 8
+
     func validate() throws {
         if let p = profile, p != "fixed", LatencyProfile.named(p) == nil {
             throw ValidationError("unknown --profile \(p); choose fixed or \(LatencyProfile.all.map(\.name).joined(separator: ", "))")
@@ -82,6 +91,8 @@ struct VLLMSimCommand: ParsableCommand {
             throw ValidationError("--ttft-ms and --itl-ms apply to --profile fixed only")
         }
         guard speed > 0 else { throw ValidationError("--speed must be positive") }
+        if let f = failAfterTokens, f < 0 { throw ValidationError("--fail-after-tokens must be 0 or more") }
+        guard embeddingDim >= 1 else { throw ValidationError("--embedding-dim must be at least 1") }
         if let b = kvBlocks, b < 1 { throw ValidationError("--kv-blocks must be at least 1") }
         if let b = blockSize, b < 1 { throw ValidationError("--block-size must be at least 1") }
         guard maxNumSeqs >= 1, maxNumBatchedTokens >= 1, maxTokens >= 1, maxModelLen >= 2 else {
@@ -115,6 +126,9 @@ struct VLLMSimCommand: ParsableCommand {
         c.defaultMaxTokens = maxTokens
         c.maxModelLen = maxModelLen
         c.seed = seed
+        c.sseChunking = sseChunking
+        c.failAfterTokens = failAfterTokens
+        c.embeddingDimensions = embeddingDim
         do {
             try SimulatorService(listen: listen, template: c, loops: loops, described: described, logger: logger).run()
         } catch let e as SimulatorService.StartError {
@@ -122,3 +136,5 @@ struct VLLMSimCommand: ParsableCommand {
         }
     }
 }
+
+extension SimulatorConfiguration.SSEChunking: ExpressibleByArgument {}

@@ -139,7 +139,7 @@ class Stack:
 
     def __init__(self, pods=3, ttft_ms=0, itl_ms=0, max_tokens=8, processor="tcp",
                  request_body_mode="buffered", response_body_mode="streamed", extra_models=None,
-                 switchboard_args=(), logdir=None, sim_loops=1, envoy_concurrency=1, pod_ports=None):
+                 switchboard_args=(), logdir=None, sim_loops=1, envoy_concurrency=1, pod_ports=None, sim_args=()):
         self.logdir = logdir or tempfile.mkdtemp(prefix="switchboard-it-")
         self.procs = []
         # pod_ports: endpoints already running (real vLLM servers); no simulator then.
@@ -155,7 +155,7 @@ class Stack:
         self.request_body_mode = request_body_mode
         self.response_body_mode = response_body_mode
         self.sim_args = ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--max-tokens", str(max_tokens),
-                         "--loops", str(sim_loops)]
+                         "--loops", str(sim_loops)] + list(sim_args)
         self.switchboard_args = list(switchboard_args)
         self.envoy_concurrency = envoy_concurrency
         self.pods_file = os.path.join(self.logdir, "pods.yaml")
