@@ -89,4 +89,6 @@ public final class GatewayStats: Sendable {
     public let usageEstimated = Counter()
     /// Successful responses whose usage could not be read (no usage, too large, cut off).
     public let usageMissing = Counter()
+    /// Upstream error responses without an OpenAI body, answered as OpenAI errors.
+    public let upstreamErrorsNormalized = Counter()
 }

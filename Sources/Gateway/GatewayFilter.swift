@@ -157,7 +157,23 @@ final class GatewayFilter: ExtProcFilter {
         m.overwrite("x-switchboard-pod", pod.address)
         if let r = router { m.overwrite("x-switchboard-strategy", r.name) }
         m.overwrite("x-request-id", requestID)
-        guard context.usageAccounting, !headers.endOfStream, Self.isSuccess(headers.value(of: ":status")) else {
+        let status = headers.value(of: ":status")
+        if !Self.isSuccess(status), let code = status.flatMap({ Int($0) }), code >= 400,
+           !(headers.value(of: "content-type") ?? "").contains("json") {
+            // Envoy's own replies (upstream connect failure, timeout) and
+            // proxies' HTML pages: clients get an OpenAI error object instead.
+            context.stats.upstreamErrorsNormalized.add()
+            context.logger.info("gateway.upstream.error", metadata: [
+                "request.id": "\(requestID)", "pod.address": "\(pod.address)", "http.status": "\(code)",
+            ])
+            var e = OpenAIError(status: code,
+                                message: "the upstream pod \(pod.address) answered HTTP \(code) without an OpenAI error body "
+                                    + "(pod unreachable, reset or timed out); request \(requestID)",
+                                code: "upstream_error")
+            if code >= 500 && code != 503 { e.type = "api_error" }
+            return reject(e, diagnostic: ("x-switchboard-pod", pod.address))
+        }
+        guard context.usageAccounting, !headers.endOfStream, Self.isSuccess(status) else {
             return .proceed(m, modeOverride: nil)
         }
         // Read the body for its usage: every byte still passes unchanged.
@@ -256,6 +272,10 @@ final class GatewayFilter: ExtProcFilter {
     }
 
     private func reject(_ error: OpenAIError, diagnostic: (String, String)? = nil) -> FilterDecision {
+        var error = error
+        if error.status == 500 && !error.message.contains(requestID) {
+            error.message += " (request \(requestID))"  // what an operator greps the logs for
+        }
         var h = HeaderMutation()
         h.overwrite("content-type", "application/json")
         if let d = diagnostic { h.overwrite(d.0, d.1) }

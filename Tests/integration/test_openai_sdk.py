@@ -1,0 +1,85 @@
+"""The official OpenAI and Anthropic Python SDKs, unmodified, pointed at
+Envoy: chat and completions (plain and streamed, with and without usage),
+models.list(), embeddings, and every error the gateway or the upstream
+produces raised as the SDK's exception with code, type and message filled."""
+import openai
+import pytest
+
+from harness import Stack, free_port
+
+
+@pytest.fixture(scope="module")
+def stack():
+    dead = free_port()  # nothing listens there: Envoy cannot connect
+    with Stack(pods=2, max_tokens=6, extra_models={"dead": [dead]}) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{stack.envoy_port}/v1", api_key="unused", max_retries=0)
+
+
+def test_chat_and_completions(client):
+    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=4)
+    assert r.object == "chat.completion" and r.choices[0].message.content
+    assert r.usage.completion_tokens == 4 and r.usage.prompt_tokens > 0
+    c = client.completions.create(model="tiny", prompt=["one", "two"], max_tokens=3)
+    assert c.choices[0].text and c.usage.completion_tokens == 3
+    raw = client.chat.completions.with_raw_response.create(model="tiny", messages=[{"role": "user", "content": "x"}])
+    assert raw.headers["x-switchboard-pod"] and raw.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_streaming_with_and_without_usage(client, include_usage):
+    kw = {"stream_options": {"include_usage": True}} if include_usage else {}
+    chunks = list(client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "stream"}],
+                                                 max_tokens=5, stream=True, **kw))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text
+    usage = [ch.usage for ch in chunks if ch.usage]
+    if include_usage:
+        assert len(usage) == 1 and usage[0].completion_tokens == 5 and chunks[-1].choices == []
+    else:
+        assert usage == []
+    comp = list(client.completions.create(model="tiny", prompt="go", max_tokens=3, stream=True, **kw))
+    assert "".join(ch.choices[0].text for ch in comp if ch.choices)
+
+
+def test_models_and_embeddings(client):
+    assert {m.id for m in client.models.list()} == {"tiny", "dead"}
+    e = client.embeddings.create(model="tiny", input=["alpha", "beta"])
+    assert len(e.data) == 2 and len(e.data[0].embedding) == 8 and e.usage.prompt_tokens > 0
+
+
+@pytest.mark.parametrize("call,exc,status,code,etype", [
+    (lambda c: c.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}]),
+     openai.NotFoundError, 404, "model_not_found", "invalid_request_error"),
+    (lambda c: c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}],
+                                         extra_headers={"routing-strategy": "telepathy"}),
+     openai.BadRequestError, 400, "invalid_routing_strategy", "invalid_request_error"),
+    (lambda c: c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}],
+                                         extra_body={"max_tokens": "many"}),
+     openai.BadRequestError, 400, "invalid_type", "invalid_request_error"),
+    (lambda c: c.completions.create(model="tiny", prompt={"not": "a prompt"}),
+     openai.BadRequestError, 400, "invalid_type", "invalid_request_error"),
+    (lambda c: c.chat.completions.create(model="dead", messages=[{"role": "user", "content": "x"}]),
+     openai.InternalServerError, 503, "upstream_error", "overloaded_error"),
+], ids=["unknown-model", "unknown-strategy", "wrong-type", "bad-prompt", "dead-pod"])
+def test_errors_raise_the_sdks_exception_with_fields(client, call, exc, status, code, etype):
+    with pytest.raises(exc) as e:
+        call(client)
+    err = e.value
+    assert err.status_code == status
+    assert err.code == code and err.type == etype, (err.code, err.type, err.body)
+    assert err.message and err.response.headers["content-type"] == "application/json"
+    assert err.response.headers["x-request-id"]
+
+
+def test_anthropic_sdk_messages(stack):
+    anthropic = pytest.importorskip("anthropic")
+    a = anthropic.Anthropic(base_url=f"http://127.0.0.1:{stack.envoy_port}", api_key="unused", max_retries=0)
+    # The simulator does not serve /v1/messages: the gateway validates and routes
+    # the request, and the pod's 404 reaches the SDK as its NotFoundError.
+    with pytest.raises(anthropic.NotFoundError):
+        a.messages.create(model="tiny", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
