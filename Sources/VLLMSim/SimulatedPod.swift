@@ -101,9 +101,11 @@ public final class SimulatedPod: Sendable {
             generate(req, w, chat: true)
         case ("POST", "/v1/completions"):
             generate(req, w, chat: false)
+        case ("POST", "/v1/messages"):
+            generate(req, w, chat: true, anthropic: true)
         case ("POST", "/v1/embeddings"):
             embed(req, w)
-        case (_, "/v1/chat/completions"), (_, "/v1/completions"), (_, "/v1/embeddings"), (_, "/v1/models"), (_, "/health"), (_, "/metrics"):
+        case (_, "/v1/chat/completions"), (_, "/v1/completions"), (_, "/v1/embeddings"), (_, "/v1/messages"), (_, "/v1/models"), (_, "/health"), (_, "/metrics"):
             w.respond(status: 405, headers: [("content-type", "application/json"), podHeader],
                       body: Array(#"{"detail":"Method Not Allowed"}"#.utf8))
         default:
@@ -180,7 +182,7 @@ public final class SimulatedPod: Sendable {
         return .none
     }
 
-    private func generate(_ req: HTTP1Request, _ w: HTTP1ResponseWriter, chat: Bool) {
+    private func generate(_ req: HTTP1Request, _ w: HTTP1ResponseWriter, chat: Bool, anthropic: Bool = false) {
         guard let obj = (try? JSONSerialization.jsonObject(with: Data(req.body))) as? [String: Any] else {
             return error(w, 400, "BadRequestError", "request body is not a JSON object")
         }
@@ -196,6 +198,7 @@ public final class SimulatedPod: Sendable {
                 return error(w, 400, "BadRequestError", "messages must be a list of objects")
             }
             var conv: [(role: String, content: String)] = []
+            if anthropic, let system = Self.contentText(obj["system"]), !system.isEmpty { conv.append(("system", system)) }
             for m in msgs {
                 guard let role = m["role"] as? String, let text = Self.contentText(m["content"]) else {
                     return error(w, 400, "BadRequestError", "each message needs a string role and a string or list content")
@@ -226,8 +229,9 @@ public final class SimulatedPod: Sendable {
         }
         let includeUsage = ((obj["stream_options"] as? [String: Any])?["include_usage"] as? Bool) ?? false
         let n = ids.add(1, ordering: .relaxed).newValue
-        let id = (chat ? "chatcmpl-" : "cmpl-") + String(n, radix: 16)
-        let job = SimJob(pod: self, writer: w, id: id, model: model, chat: chat, stream: stream, includeUsage: includeUsage,
+        let id = (anthropic ? "msg_" : chat ? "chatcmpl-" : "cmpl-") + String(n, radix: 16)
+        let job = SimJob(pod: self, writer: w, id: id, model: model, chat: chat, anthropic: anthropic, stream: stream,
+                         includeUsage: includeUsage,
                          promptTokens: prompt.count, outputTokens: maxTokens, created: Int(Date().timeIntervalSince1970))
         job.start()
         switch configuration.timing {
@@ -313,6 +317,8 @@ final class SimJob {
     let w: HTTP1ResponseWriter
     let id, model: String
     let chat, stream, includeUsage: Bool
+    /// Anthropic Messages shape (`/v1/messages`): typed SSE events, no [DONE].
+    let anthropic: Bool
     let promptTokens, outputTokens, created: Int
     private var produced = 0
     private var text = ""
@@ -328,13 +334,14 @@ final class SimJob {
     private var heldEvents = 0
     private var cutState: UInt64 = 0
 
-    init(pod: SimulatedPod, writer: HTTP1ResponseWriter, id: String, model: String, chat: Bool, stream: Bool,
+    init(pod: SimulatedPod, writer: HTTP1ResponseWriter, id: String, model: String, chat: Bool, anthropic: Bool = false, stream: Bool,
          includeUsage: Bool, promptTokens: Int, outputTokens: Int, created: Int) {
         self.pod = pod
         self.w = writer
         self.id = id
         self.model = model
         self.chat = chat
+        self.anthropic = anthropic
         self.stream = stream
         self.includeUsage = includeUsage
         self.promptTokens = promptTokens
@@ -347,7 +354,10 @@ final class SimJob {
     func start() {
         guard stream else { return }
         w.startStream(status: 200, headers: [("content-type", "text/event-stream; charset=utf-8"), ("x-vllm-sim-pod", podName)])
-        if chat {
+        if anthropic {
+            typedEvent("message_start", #"{"type":"message_start","message":{"id":"\#(id)","type":"message","role":"assistant","model":\#(JSONText.quote(model)),"content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":\#(promptTokens),"output_tokens":0}}}"#)
+            typedEvent("content_block_start", #"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#)
+        } else if chat {
             event(#"{"id":"\#(id)","object":"chat.completion.chunk","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#)
         }
     }
@@ -406,7 +416,9 @@ final class SimJob {
         produced += 1
         if stream {
             let reason = finished ? #""length""# : "null"
-            if chat {
+            if anthropic {
+                typedEvent("content_block_delta", #"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":\#(JSONText.quote(t))}}"#)
+            } else if chat {
                 event(#"{"id":"\#(id)","object":"chat.completion.chunk","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[{"index":0,"delta":{"content":\#(JSONText.quote(t))},"logprobs":null,"finish_reason":\#(reason)}]}"#)
             } else {
                 event(#"{"id":"\#(id)","object":"text_completion","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[{"index":0,"text":\#(JSONText.quote(t)),"logprobs":null,"finish_reason":\#(reason),"stop_reason":null}]}"#)
@@ -432,7 +444,13 @@ final class SimJob {
 
     private func finishOK() {
         closed = true
-        if stream {
+        if stream && anthropic {
+            typedEvent("content_block_stop", #"{"type":"content_block_stop","index":0}"#)
+            typedEvent("message_delta", #"{"type":"message_delta","delta":{"stop_reason":"max_tokens","stop_sequence":null},"usage":{"output_tokens":\#(produced)}}"#)
+            typedEvent("message_stop", #"{"type":"message_stop"}"#)
+            flushHeld()
+            w.endStream()
+        } else if stream {
             if includeUsage {
                 let obj = chat ? "chat.completion.chunk" : "text_completion"
                 event(#"{"id":"\#(id)","object":"\#(obj)","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[],"usage":\#(usage)}"#)
@@ -442,7 +460,9 @@ final class SimJob {
             w.endStream()
         } else {
             let body: String
-            if chat {
+            if anthropic {
+                body = #"{"id":"\#(id)","type":"message","role":"assistant","model":\#(JSONText.quote(model)),"content":[{"type":"text","text":\#(JSONText.quote(text))}],"stop_reason":"max_tokens","stop_sequence":null,"usage":{"input_tokens":\#(promptTokens),"output_tokens":\#(produced)}}"#
+            } else if chat {
                 body = #"{"id":"\#(id)","object":"chat.completion","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[{"index":0,"message":{"role":"assistant","content":\#(JSONText.quote(text)),"tool_calls":[]},"logprobs":null,"finish_reason":"length","stop_reason":null}],"usage":\#(usage),"prompt_logprobs":null}"#
             } else {
                 body = #"{"id":"\#(id)","object":"text_completion","created":\#(created),"model":\#(JSONText.quote(model)),"choices":[{"index":0,"text":\#(JSONText.quote(text)),"logprobs":null,"finish_reason":"length","stop_reason":null,"prompt_logprobs":null}],"usage":\#(usage)}"#
@@ -461,6 +481,10 @@ final class SimJob {
 
     private func event(_ json: String) {
         write(Array("data: \(json)\n\n".utf8))
+    }
+
+    private func typedEvent(_ type: String, _ json: String) {
+        write(Array("event: \(type)\ndata: \(json)\n\n".utf8))
     }
 
     /// One event's bytes, cut into writes as the pod's chunking says.

@@ -76,10 +76,21 @@ def test_errors_raise_the_sdks_exception_with_fields(client, call, exc, status, 
     assert err.response.headers["x-request-id"]
 
 
-def test_anthropic_sdk_messages(stack):
-    anthropic = pytest.importorskip("anthropic")
+def test_anthropic_sdk_messages_plain_and_streamed(stack):
+    import anthropic
     a = anthropic.Anthropic(base_url=f"http://127.0.0.1:{stack.envoy_port}", api_key="unused", max_retries=0)
-    # The simulator does not serve /v1/messages: the gateway validates and routes
-    # the request, and the pod's 404 reaches the SDK as its NotFoundError.
+    m = a.messages.create(model="tiny", max_tokens=5, system="Be brief.",
+                          messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
+    assert m.type == "message" and m.content[0].text and m.usage.output_tokens == 5 and m.usage.input_tokens > 0
+    with a.messages.stream(model="tiny", max_tokens=4, messages=[{"role": "user", "content": "stream please"}]) as st:
+        text = "".join(st.text_stream)
+        final = st.get_final_message()
+    assert text and final.usage.output_tokens == 4
     with pytest.raises(anthropic.NotFoundError):
-        a.messages.create(model="tiny", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+        a.messages.create(model="nope", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+
+
+def test_the_gateway_accounts_every_sdk_call(stack):
+    # Everything above that reached a pod reported its usage to the gateway.
+    usage = stack.admin("/debug/stats")[1]["usage"]
+    assert usage["missing"] == 0 and usage["reported"] > 0, usage
