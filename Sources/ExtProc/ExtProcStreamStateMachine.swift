@@ -118,8 +118,13 @@ public struct ExtProcStreamStateMachine: Sendable {
             state = .requestForwarded
             return .reply([ProcessingResponse(.requestTrailers(nil))])
 
-        case (.requestForwarded, .responseHeaders(let h)), (.responseStarted, .responseHeaders(let h)):
+        case (.requestForwarded, .responseHeaders(let h)), (.responseStarted, .responseHeaders(let h)),
+             (.awaitingBufferedBody, .responseHeaders(let h)), (.collectingBody, .responseHeaders(let h)):
+            // The last two: Envoy answered the request itself before the
+            // body reached us (a body over its buffer limit gets a local
+            // 413), and its reply's headers come through the filter chain.
             if state == .responseStarted { return violate("response headers received twice") }
+            body = []
             return ask(.responseHeaders(h))
 
         case (.responseStarted, .responseBody(let b)):

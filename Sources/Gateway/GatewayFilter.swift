@@ -59,6 +59,10 @@ final class GatewayFilter: ExtProcFilter {
         guard method == "POST" else {
             return reject(OpenAIError(status: 405, message: "\(ep.rawValue) only accepts POST", code: "method_not_allowed"))
         }
+        if let ct = headers.value(of: "content-type"), !ct.isEmpty, !ct.lowercased().contains("json") {
+            return reject(OpenAIError(status: 415, message: "content-type '\(ct)' is not JSON; send the body with content-type: application/json",
+                                      param: "content-type", code: "unsupported_media_type"))
+        }
         do {
             router = try context.routers.router(named: headers.value(of: "routing-strategy"))
         } catch {
@@ -152,7 +156,7 @@ final class GatewayFilter: ExtProcFilter {
     }
 
     func responseHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision {
-        guard let pod = chosen else { return .proceed }
+        guard let pod = chosen else { return unroutedResponse(headers) }
         var m = HeaderMutation()
         m.overwrite("x-switchboard-pod", pod.address)
         if let r = router { m.overwrite("x-switchboard-strategy", r.name) }
@@ -200,6 +204,22 @@ final class GatewayFilter: ExtProcFilter {
         }
         if chunk.endOfStream || chunk.endOfStreamWithoutMessage { finishResponse() }
         return .proceed
+    }
+
+    /// A response to a request no pod was chosen for: Envoy's own reply
+    /// (a body over the buffer limit: 413, a request timeout) unless it is
+    /// already JSON. Clients get the OpenAI shape either way.
+    private func unroutedResponse(_ headers: HTTPHeadersMessage) -> FilterDecision {
+        guard let code = headers.value(of: ":status").flatMap({ Int($0) }), code >= 400,
+              !(headers.value(of: "content-type") ?? "").contains("json") else { return .proceed }
+        context.stats.upstreamErrorsNormalized.add()
+        let message: String
+        switch code {
+        case 413: message = "request body is larger than the gateway accepts (Envoy's buffer limit); request \(requestID)"
+        case 408: message = "the request body did not arrive in time; request \(requestID)"
+        default: message = "the gateway's proxy answered HTTP \(code) before a pod was chosen; request \(requestID)"
+        }
+        return reject(OpenAIError(status: code, message: message, code: code == 413 ? "request_too_large" : "proxy_error"))
     }
 
     /// The response ended: account what it used.

@@ -75,8 +75,15 @@ public struct JSONScanner {
                 s.i += 1
                 s.skipWS()
                 let wanted = keys.contains(key)
+                let keyAt = s.i
                 let v = try s.readValue(depth: 1, decodeString: wanted && decode)
-                if wanted && out[key] == nil { out[key] = v }
+                if wanted {
+                    // A repeated key is ambiguous (parsers keep the first or the
+                    // last): routing on one value while the engine reads the other
+                    // must be impossible, so it is an error.
+                    if out[key] != nil { throw SyntaxError(offset: keyAt, reason: "duplicate member '\(key)'") }
+                    out[key] = v
+                }
                 s.skipWS()
                 guard let c = s.peek() else { throw s.err("unterminated object") }
                 s.i += 1
@@ -252,6 +259,7 @@ public struct JSONScanner {
         let span = bytes.span
         let raw = span.bytes
         let n = end
+        var high: UInt64 = 0  // any byte >= 0x80 seen: validate the UTF-8 at the end
         while k < n {
             // Skip 8 plain bytes at a time: no quote, no backslash, no
             // control byte in the word (bit tricks on an unaligned,
@@ -263,15 +271,21 @@ public struct JSONScanner {
                     | ((slash &- 0x0101_0101_0101_0101) & ~slash)
                     | ((w &- 0x2020_2020_2020_2020) & ~w)
                 if special & 0x8080_8080_8080_8080 != 0 { break }
+                high |= w
                 k += 8
             }
             guard k < n else { break }
             let c = span[k]
             if c >= 0x20 && c != 0x22 && c != 0x5C {
+                high |= UInt64(c)
                 k += 1
                 continue
             }
             if c == 0x22 {
+                if high & 0x8080_8080_8080_8080 != 0, let bad = Self.invalidUTF8(span, start, k) {
+                    i = bad
+                    throw err("invalid UTF-8 in string")
+                }
                 i = k + 1
                 guard decode else { return nil }
                 if simple { return String(decoding: b[start..<k], as: UTF8.self) }
@@ -302,6 +316,36 @@ public struct JSONScanner {
             throw err("control character in string")
         }
         throw SyntaxError(offset: start - 1, reason: "unterminated string")
+    }
+
+    /// The offset of the first byte that breaks UTF-8 (RFC 3629: no
+    /// overlongs, no surrogates, nothing above U+10FFFF) in [from, to), or nil.
+    private static func invalidUTF8(_ s: Span<UInt8>, _ from: Int, _ to: Int) -> Int? {
+        var k = from
+        while k < to {
+            let c = s[k]
+            if c < 0x80 { k += 1; continue }
+            let n: Int
+            var lo: UInt8 = 0x80, hi: UInt8 = 0xBF
+            switch c {
+            case 0xC2...0xDF: n = 1
+            case 0xE0: n = 2; lo = 0xA0
+            case 0xE1...0xEC, 0xEE...0xEF: n = 2
+            case 0xED: n = 2; hi = 0x9F
+            case 0xF0: n = 3; lo = 0x90
+            case 0xF1...0xF3: n = 3
+            case 0xF4: n = 3; hi = 0x8F
+            default: return k
+            }
+            guard k + n < to else { return k }
+            let b1 = s[k + 1]
+            guard b1 >= lo && b1 <= hi else { return k }
+            for j in 2...max(2, n) where j <= n {
+                guard s[k + j] & 0xC0 == 0x80 else { return k }
+            }
+            k += n + 1
+        }
+        return nil
     }
 
     private static func hex(_ c: UInt8) -> UInt32? {

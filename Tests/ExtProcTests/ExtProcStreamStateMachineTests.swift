@@ -36,6 +36,26 @@ private func target(_ pod: String) -> HeaderMutation {
         #expect(sm.receive(ProcessingRequest(phase: .responseTrailers([]))) == .reply([ProcessingResponse(.responseTrailers(nil))]))
     }
 
+    @Test func envoysOwnReplyBeforeTheBodyIsAResponseNotAViolation() {
+        // A body over Envoy's buffer limit: Envoy answers 413 itself, and the
+        // reply's headers arrive while we still wait for the body.
+        for mode in [BodySendMode.buffered, .fullDuplexStreamed] {
+            var sm = machine(mode)
+            _ = sm.receive(headers())
+            _ = sm.decide(.waitForBody(modeOverride: nil))
+            if mode == .fullDuplexStreamed { #expect(sm.receive(body([1], eos: false)) == .wait) }
+            let local = ProcessingRequest(phase: .responseHeaders(HTTPHeadersMessage(
+                headers: [HeaderField(":status", "413"), HeaderField("content-type", "text/plain")], endOfStream: false)))
+            guard case .askFilter(.responseHeaders) = sm.receive(local) else {
+                Issue.record("\(mode): the local reply's headers were not given to the filter"); continue
+            }
+            // Override to the OpenAI shape, or pass on: both are answers, not violations.
+            let ir = ImmediateResponse(status: 413, headers: HeaderMutation(), body: Array("{}".utf8), details: "x")
+            #expect(sm.decide(.respond(ir)) == [ProcessingResponse(.immediate(ir))])
+            #expect(sm.state == .closed)
+        }
+    }
+
     @Test func fullDuplexHoldsHeadersUntilTheBodyEnds() {
         var sm = machine(.buffered)
         var first = headers()

@@ -76,3 +76,33 @@ import Testing
         }
     }
 }
+
+@Suite struct JSONScannerStrictnessTests {
+    @Test(arguments: [
+        ([0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xFF, 0x22, 0x7D], "a lone 0xFF"),
+        ([0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xC0, 0xAF, 0x22, 0x7D], "an overlong slash"),
+        ([0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xED, 0xA0, 0x80, 0x22, 0x7D], "a UTF-16 surrogate"),
+        ([0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xE2, 0x82, 0x22, 0x7D], "a truncated sequence"),
+        ([0x7B, 0x22, 0x61, 0x22, 0x3A, 0x22, 0xF4, 0x90, 0x80, 0x80, 0x22, 0x7D], "a code point above U+10FFFF"),
+    ] as [([UInt8], String)])
+    func invalidUTF8IsRejected(_ bytes: [UInt8], _ what: String) {
+        #expect(throws: JSONScanner.SyntaxError.self, "\(what)") { try JSONScanner.topLevelMembers(of: bytes, keys: []) }
+    }
+
+    @Test func validUTF8InLongStringsPasses() throws {
+        let text = #"{"model":"m","messages":[{"role":"user","content":""# + String(repeating: "héllo wörld 日本語 😀 ", count: 50) + #""}]}"#
+        let s = try OpenAIRequestSummary.parse(Array(text.utf8), endpoint: .chatCompletions)
+        #expect(s.promptText(in: Array(text.utf8)).hasPrefix("héllo wörld 日本語 😀"))
+    }
+
+    @Test func aRepeatedKeyThatRoutingReadsIsAnError() {
+        do {
+            _ = try OpenAIRequestSummary.parse(Array(#"{"model":"a","messages":[],"model":"b"}"#.utf8), endpoint: .chatCompletions)
+            Issue.record("accepted a duplicate model")
+        } catch {
+            #expect(error.status == 400 && error.code == "invalid_json" && error.message.contains("duplicate member 'model'"))
+        }
+        // Keys nobody reads may repeat (the engine decides what they mean).
+        #expect((try? OpenAIRequestSummary.parse(Array(#"{"model":"a","messages":[],"x":1,"x":2}"#.utf8), endpoint: .chatCompletions)) != nil)
+    }
+}
