@@ -64,7 +64,11 @@ final class GatewayFilter: ExtProcFilter {
                                       param: "content-type", code: "unsupported_media_type"))
         }
         do {
-            router = try context.routers.router(named: headers.value(of: "routing-strategy"))
+            // A named strategy is resolved now (an unknown one fails before the
+            // body is read); none named: the model's default, after the body.
+            if let named = headers.value(of: "routing-strategy"), named.contains(where: { $0 != " " && $0 != "\t" }) {
+                router = try context.routers.router(named: named)
+            }
         } catch {
             return reject(OpenAIError(status: 400, message: "\(error)", param: "routing-strategy", code: "invalid_routing_strategy"),
                           diagnostic: ("x-error-invalid-routing-strategy", headers.value(of: "routing-strategy") ?? ""))
@@ -124,6 +128,18 @@ final class GatewayFilter: ExtProcFilter {
     /// Step 3: the strategy the client named picks one candidate.
     private func route(_ summary: OpenAIRequestSummary, candidates: [PodEndpoint],
                        snapshot: PodSnapshot) throws(Rejection) -> (PodEndpoint, any Router) {
+        if router == nil {
+            if let name = snapshot.defaultStrategies[summary.model], let r = try? context.routers.router(named: name) {
+                router = r  // the pods file's routingStrategy for this model
+            } else {
+                do {
+                    router = try context.routers.router(named: nil)
+                } catch {
+                    throw Rejection(decision: reject(OpenAIError(status: 400, message: "\(error)", param: "routing-strategy",
+                                                                 code: "invalid_routing_strategy")))
+                }
+            }
+        }
         guard let router else { throw Rejection(decision: reject(OpenAIError(status: 500, message: "no router resolved"))) }
         do {
             let pod = try router.route(RoutingRequest(model: summary.model, stream: summary.stream,

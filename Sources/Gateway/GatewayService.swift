@@ -65,8 +65,18 @@ public final class GatewayService {
         // the I/O loops only serve requests.
         let control = try EventLoop(index: -1)
         let scraper = PodMetricsScraper(configuration: configuration.scraper, loop: control, registry: registry, logger: logger)
-        let publish: @Sendable ([String: [PodEndpoint]]) -> Void = { models in
-            registry.publish(models: models)
+        let routers = RouterRegistry.standard(defaultStrategy: configuration.defaultStrategy, seed: configuration.seed)
+        if let d = configuration.defaultStrategy, !routers.names.contains(d) {
+            throw GatewayStartError(description: "unknown default strategy '\(d)'; valid strategies: \(routers.names.joined(separator: ", ")), or none")
+        }
+        let publish: @Sendable (ModelTable) -> Void = { [logger] table in
+            for (model, name) in table.defaultStrategies.sorted(by: { $0.key < $1.key }) where !routers.names.contains(name) {
+                logger.warning("gateway.model.unknown_strategy", metadata: [
+                    "request.model": "\(model)", "router.name": "\(name)",
+                    "router.available": "\(routers.names.joined(separator: ","))",
+                ])
+            }
+            registry.publish(models: table.endpoints, strategies: table.defaultStrategies)
             scraper.setEndpoints(registry.snapshot.allEndpoints)
         }
         let provider: any PodDiscoveryProvider
@@ -90,7 +100,6 @@ public final class GatewayService {
             ])
         }
 
-        let routers = RouterRegistry.standard(defaultStrategy: configuration.defaultStrategy, seed: configuration.seed)
         let extProc = ExtProcConfiguration(requestBodyMode: configuration.requestBodyMode,
                                            responseBodyMode: .none, maxBodyBytes: configuration.maxBodyBytes)
         let context = GatewayContext(registry: registry, routers: routers, logger: logger,
@@ -161,4 +170,9 @@ final class ExitCode: Sendable {
     private let code = Atomic<Int32>(0)
     func set(_ c: Int32) { code.store(c, ordering: .relaxed) }
     var value: Int32 { code.load(ordering: .relaxed) }
+}
+
+/// A setting that stops the gateway before it serves, with the reason.
+public struct GatewayStartError: Error, CustomStringConvertible {
+    public let description: String
 }

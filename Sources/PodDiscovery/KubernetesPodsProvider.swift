@@ -17,13 +17,13 @@ import TLS
 public final class KubernetesPodsProvider: Sendable {
     let configuration: KubernetesConfiguration
     let logger: Logger
-    let onChange: @Sendable ([String: [PodEndpoint]]) -> Void
+    let onChange: @Sendable (ModelTable) -> Void
     private let entries = Mutex<[String: [String: KubernetesPods.Entry]]>([:])  // by namespace scope
     private let stopped = Atomic<Bool>(false)
     public let stats = KubernetesStats()
 
     public init(configuration: KubernetesConfiguration, logger: Logger,
-                onChange: @escaping @Sendable ([String: [PodEndpoint]]) -> Void) {
+                onChange: @escaping @Sendable (ModelTable) -> Void) {
         self.configuration = configuration
         self.logger = logger
         self.onChange = onChange
@@ -159,7 +159,7 @@ public final class KubernetesPodsProvider: Sendable {
 
     private func publish() {
         let merged = entries.withLock { all in all.values.reduce(into: [String: KubernetesPods.Entry]()) { $0.merge($1) { a, _ in a } } }
-        onChange(KubernetesPods.models(merged))
+        onChange(ModelTable(endpoints: KubernetesPods.models(merged)))
     }
 
     enum WatchError: Error, Equatable, CustomStringConvertible {

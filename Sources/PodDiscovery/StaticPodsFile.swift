@@ -12,6 +12,7 @@ import Yams
 ///       - address: 10.0.0.8:8000        # or a mapping
 ///         metricsPort: 9000
 ///         engine: vllm
+///     routingStrategy: random           # optional: this model's default strategy
 /// ```
 public enum StaticPodsFile {
     /// A pods file that cannot be used, with the reason.
@@ -22,18 +23,23 @@ public enum StaticPodsFile {
     }
 
     /// Loads and validates a pods file.
-    public static func load(path: String) throws(LoadError) -> [String: [PodEndpoint]] {
+    public static func load(path: String) throws(LoadError) -> ModelTable {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw LoadError(path: path, reason: "cannot read: \(error.localizedDescription)")
         }
-        return try parse(text, path: path)
+        return try parseTable(text, path: path)
     }
 
-    /// Parses pods-file YAML text.
+    /// Parses pods-file YAML text: the endpoints only.
     public static func parse(_ text: String, path: String = "<inline>") throws(LoadError) -> [String: [PodEndpoint]] {
+        try parseTable(text, path: path).endpoints
+    }
+
+    /// Parses pods-file YAML text: endpoints and per-model settings.
+    public static func parseTable(_ text: String, path: String = "<inline>") throws(LoadError) -> ModelTable {
         let root: Any?
         do {
             root = try Yams.load(yaml: text)
@@ -43,12 +49,19 @@ public enum StaticPodsFile {
         guard let top = root as? [String: Any] else { throw LoadError(path: path, reason: "expected a mapping with a 'models' list") }
         guard let models = top["models"] as? [Any] else { throw LoadError(path: path, reason: "'models' must be a list") }
         var out: [String: [PodEndpoint]] = [:]
+        var strategies: [String: String] = [:]
         for (i, m) in models.enumerated() {
             guard let entry = m as? [String: Any] else { throw LoadError(path: path, reason: "models[\(i)] must be a mapping") }
             guard let name = entry["name"] as? String, !name.isEmpty else {
                 throw LoadError(path: path, reason: "models[\(i)].name must be a non-empty string")
             }
             guard out[name] == nil else { throw LoadError(path: path, reason: "model '\(name)' is listed twice") }
+            if let v = entry["routingStrategy"] {
+                guard let st = v as? String, !st.isEmpty else {
+                    throw LoadError(path: path, reason: "models[\(i)].routingStrategy must be a strategy name")
+                }
+                strategies[name] = st
+            }
             let engine = entry["engine"] as? String ?? "vllm"
             let eps = entry["endpoints"] as? [Any] ?? []
             var list: [PodEndpoint] = []
@@ -73,7 +86,7 @@ public enum StaticPodsFile {
             }
             out[name] = list
         }
-        return out
+        return ModelTable(endpoints: out, defaultStrategies: strategies)
     }
 
     private static func endpoint(_ text: String, metricsPort: Int?, engine: String, at whereText: String, path: String) throws(LoadError) -> PodEndpoint {

@@ -12,18 +12,17 @@ public final class StaticPodsFileProvider: Sendable {
     let pollNanos: UInt64
     let loop: EventLoop
     let logger: Logger
-    let onChange: @Sendable ([String: [PodEndpoint]]) -> Void
+    let onChange: @Sendable (ModelTable) -> Void
 
     /// Loads the file now (throws on a bad file: start-up must not guess).
     public init(path: String, pollNanos: UInt64, loop: EventLoop, logger: Logger,
-                onChange: @escaping @Sendable ([String: [PodEndpoint]]) -> Void) throws(StaticPodsFile.LoadError) {
+                onChange: @escaping @Sendable (ModelTable) -> Void) throws(StaticPodsFile.LoadError) {
         self.path = path
         self.pollNanos = pollNanos
         self.loop = loop
         self.logger = logger
         self.onChange = onChange
-        let models = try StaticPodsFile.load(path: path)
-        onChange(models)
+        onChange(try StaticPodsFile.load(path: path))
         let first = Self.fingerprint(path)
         loop.execute { [self] in
             let state = WatchState(last: first)
@@ -37,8 +36,9 @@ public final class StaticPodsFileProvider: Sendable {
             if now != state.last {
                 state.last = now
                 do {
-                    let models = try StaticPodsFile.load(path: path)
-                    onChange(models)
+                    let table = try StaticPodsFile.load(path: path)
+                    let models = table.endpoints
+                    onChange(table)
                     logger.notice("pods.file.reloaded", metadata: [
                         "pods.file": "\(path)", "pods.models": "\(models.keys.sorted().joined(separator: ","))",
                         "pods.endpoints": "\(models.values.reduce(0) { $0 + $1.count })",

@@ -20,7 +20,7 @@ public final class PodRegistry: Sendable {
 
     /// Replaces the endpoints (models with no endpoints are kept: they answer 503).
     /// Load counters of endpoints that stay are kept; new endpoints get new ones.
-    public func publish(models: [String: [PodEndpoint]]) {
+    public func publish(models: [String: [PodEndpoint]], strategies: [String: String]? = nil) {
         current.withLock { s in
             var loads: [String: PodLoad] = [:]
             var pods: [String: PodState] = [:]
@@ -30,7 +30,8 @@ public final class PodRegistry: Sendable {
                     pods[e.address] = s.pods[e.address] ?? PodState(health: .unknown)
                 }
             }
-            s = PodSnapshot(models: models, pods: pods, loads: loads, version: s.version + 1)
+            s = PodSnapshot(models: models, pods: pods, loads: loads, defaultStrategies: strategies ?? s.defaultStrategies,
+                            version: s.version + 1)
         }
         versions.add(1, ordering: .releasing)
     }
@@ -40,7 +41,8 @@ public final class PodRegistry: Sendable {
         current.withLock { s in
             var merged = s.pods
             for (k, v) in pods where merged[k] != nil { merged[k] = v }
-            s = PodSnapshot(models: s.models, pods: merged, loads: s.loads, version: s.version + 1)
+            s = PodSnapshot(models: s.models, pods: merged, loads: s.loads, defaultStrategies: s.defaultStrategies,
+                            version: s.version + 1)
         }
         versions.add(1, ordering: .releasing)
     }

@@ -7,11 +7,14 @@ public struct PodSnapshot: Sendable {
     /// By endpoint address.
     public let pods: [String: PodState]
     public let loads: [String: PodLoad]
+    /// Per-model default strategy (the pods file's `routingStrategy`).
+    public let defaultStrategies: [String: String]
     public let version: UInt64
 
     public init(models: [String: [PodEndpoint]], pods: [String: PodState] = [:], loads: [String: PodLoad] = [:],
-                version: UInt64 = 0) {
+                defaultStrategies: [String: String] = [:], version: UInt64 = 0) {
         self.models = models
+        self.defaultStrategies = defaultStrategies
         self.modelNames = models.keys.sorted()
         self.pods = pods
         self.loads = loads

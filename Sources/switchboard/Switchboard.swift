@@ -52,8 +52,8 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("namespace"), help: "Namespace to watch with --kubernetes. Repeatable; default: all.")
     var namespaces: [String] = []
 
-    @Option(help: "Strategy when a request has no routing-strategy header; 'none' makes the header mandatory.")
-    var defaultStrategy: String = "random"
+    @Option(help: "Strategy when a request has no routing-strategy header and its model has no routingStrategy in the pods file; 'none' makes the header mandatory. Default: $ROUTING_ALGORITHM when set (the reference gateway's variable), else random.")
+    var defaultStrategy: String?
 
     @Option(help: "Event loops (threads); 0 = one per core.")
     var loops: Int = 0
@@ -124,7 +124,8 @@ struct Serve: ParsableCommand {
         var c = GatewayConfiguration(discovery: discovery)
         c.listen = try listen.map { try SocketAddress(parsing: $0) }
         c.loops = loops
-        c.defaultStrategy = defaultStrategy == "none" ? nil : defaultStrategy
+        let strategy = defaultStrategy ?? ProcessInfo.processInfo.environment["ROUTING_ALGORITHM"].flatMap { $0.isEmpty ? nil : $0 } ?? "random"
+        c.defaultStrategy = strategy == "none" ? nil : strategy
         guard let mode = EnvoyConfigRenderer.parseMode(requestBodyMode), mode == .buffered || mode == .fullDuplexStreamed else {
             throw ValidationError("--request-body-mode must be buffered or full-duplex-streamed")
         }

@@ -139,7 +139,8 @@ class Stack:
 
     def __init__(self, pods=3, ttft_ms=0, itl_ms=0, max_tokens=8, processor="tcp",
                  request_body_mode="buffered", response_body_mode="streamed", extra_models=None,
-                 switchboard_args=(), logdir=None, sim_loops=1, envoy_concurrency=1, pod_ports=None, sim_args=()):
+                 switchboard_args=(), logdir=None, sim_loops=1, envoy_concurrency=1, pod_ports=None, sim_args=(),
+                 model_strategies=None):
         self.logdir = logdir or tempfile.mkdtemp(prefix="switchboard-it-")
         self.procs = []
         # pod_ports: endpoints already running (real vLLM servers); no simulator then.
@@ -160,11 +161,16 @@ class Stack:
         self.envoy_concurrency = envoy_concurrency
         self.pods_file = os.path.join(self.logdir, "pods.yaml")
         with open(self.pods_file, "w") as f:
-            f.write("models:\n  - name: tiny\n    endpoints:\n")
+            f.write("models:\n  - name: tiny\n")
+            if (model_strategies or {}).get("tiny"):
+                f.write(f"    routingStrategy: {model_strategies['tiny']}\n")
+            f.write("    endpoints:\n")
             for p in self.pod_ports:
                 f.write(f"      - 127.0.0.1:{p}\n")
             for m, ports in (extra_models or {}).items():
                 f.write(f"  - name: {m}\n    endpoints: [{', '.join(f'127.0.0.1:{p}' for p in ports)}]\n")
+                if (model_strategies or {}).get(m):
+                    f.write(f"    routingStrategy: {model_strategies[m]}\n")
         self.switchboard = None
         self.envoy = None
 

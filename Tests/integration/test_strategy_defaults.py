@@ -1,0 +1,28 @@
+"""Which strategy a request without a routing-strategy header gets: the
+model's routingStrategy from the pods file, else --default-strategy, else
+the reference gateway's ROUTING_ALGORITHM variable; 'none' makes the header
+mandatory, and an unknown default stops the gateway at start-up."""
+import os
+import subprocess
+
+from harness import Stack, binary, chat
+
+
+def test_per_model_default_and_a_mandatory_header(monkeypatch):
+    monkeypatch.setenv("ROUTING_ALGORITHM", "none")   # header mandatory unless the model says otherwise
+    with Stack(pods=1, extra_models={"other": []}, model_strategies={"tiny": "random"}) as s:
+        status, headers, _ = s.request(chat())
+        assert status == 200 and headers["x-switchboard-strategy"] == "random"
+        status, _, body = s.request(chat(model="other"))
+        assert status == 400 and b"invalid_routing_strategy" in body, body
+        status, _, _ = s.request(chat(model="other"), headers={"routing-strategy": "random"})
+        assert status == 503  # named explicitly: routed, and "other" has no endpoint
+
+
+def test_an_unknown_default_strategy_stops_the_gateway(tmp_path):
+    pods = tmp_path / "pods.yaml"
+    pods.write_text("models:\n  - name: t\n    endpoints: []\n")
+    env = dict(os.environ, ROUTING_ALGORITHM="telepathy")
+    r = subprocess.run([binary("switchboard"), "serve", "--pods-file", str(pods), "--listen", "127.0.0.1:0",
+                        "--admin-listen", "off"], capture_output=True, text=True, timeout=30, env=env)
+    assert r.returncode != 0 and "unknown default strategy 'telepathy'" in r.stderr, r.stderr
