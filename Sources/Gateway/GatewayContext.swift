@@ -28,13 +28,16 @@ public final class GatewayContext: Sendable {
     let modeOverrideToReadResponse: ProcessingModeOverride?
     /// Read usage from responses (real tokens in pod accounting, TTFT).
     public let usageAccounting: Bool
+    /// Bearer-token keys; nil: no authentication at the gateway.
+    public let apiKeys: APIKeyStore?
     /// Largest non-streamed response body kept to read its usage; a larger
     /// one passes through and its request keeps the estimate.
     public let maxUsageBodyBytes: Int
 
     public init(registry: PodRegistry, routers: RouterRegistry, logger: Logger,
                 extProc: ExtProcConfiguration, skipResponseBody: Bool, usageAccounting: Bool = true,
-                maxUsageBodyBytes: Int = 4 << 20, targetHeader: String = "target-pod") {
+                maxUsageBodyBytes: Int = 4 << 20, apiKeys: APIKeyStore? = nil, targetHeader: String = "target-pod") {
+        self.apiKeys = apiKeys
         self.registry = registry
         self.routers = routers
         self.logger = logger

@@ -17,6 +17,8 @@ final class GatewayFilter: ExtProcFilter {
     private var endpoint: OpenAIEndpoint = .chatCompletions
     private var router: (any Router)?
     private var requestID = ""
+    /// The user the request's API key is bound to (when keys are on).
+    private(set) var authenticatedUser: String?
     /// True when the client sent no x-request-id and the gateway made one
     /// (Envoy normally generates it; this covers configs that do not).
     private var generatedRequestID = false
@@ -50,6 +52,17 @@ final class GatewayFilter: ExtProcFilter {
                                       code: "unknown_url"), diagnostic: ("x-error-unknown-path", "true"))
         }
         endpoint = ep
+        if let keys = context.apiKeys {
+            guard let token = APIKeyStore.token(authorization: headers.value(of: "authorization"),
+                                                apiKey: headers.value(of: "x-api-key")) else {
+                return reject(OpenAIError(status: 401, message: "missing API key: send 'Authorization: Bearer KEY'",
+                                          code: "missing_api_key"))
+            }
+            guard let entry = keys.authenticate(token.utf8) else {
+                return reject(OpenAIError(status: 401, message: "incorrect API key provided", code: "invalid_api_key"))
+            }
+            authenticatedUser = entry.user
+        }
         if ep == .models {
             guard method == "GET" else {
                 return reject(OpenAIError(status: 405, message: "\(ep.rawValue) only accepts GET", code: "method_not_allowed"))

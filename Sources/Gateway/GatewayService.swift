@@ -28,6 +28,8 @@ public struct GatewayConfiguration: Sendable {
     /// Read each successful response's usage (the response body phase is
     /// turned on per response): real tokens in pod accounting, TTFT.
     public var usageAccounting = true
+    /// Bearer-token key file (`KEY [USER]` per line); nil: no authentication.
+    public var apiKeysFile: String?
     public var maxMessageBytes = 16 << 20
     public var maxBodyBytes = 8 << 20
     public var drainTimeoutSeconds: Double = 15
@@ -100,11 +102,21 @@ public final class GatewayService {
             ])
         }
 
+        var apiKeys: APIKeyStore?
+        if let path = configuration.apiKeysFile {
+            do {
+                apiKeys = try APIKeyStore(path: path, pollNanos: UInt64(configuration.podsFilePollSeconds * 1e9),
+                                          loop: control, logger: logger)
+            } catch {
+                throw GatewayStartError(description: "\(error)")
+            }
+            logger.notice("auth.keys.loaded", metadata: ["auth.file": "\(path)", "auth.keys": "\(apiKeys!.count)"])
+        }
         let extProc = ExtProcConfiguration(requestBodyMode: configuration.requestBodyMode,
                                            responseBodyMode: .none, maxBodyBytes: configuration.maxBodyBytes)
         let context = GatewayContext(registry: registry, routers: routers, logger: logger,
                                      extProc: extProc, skipResponseBody: configuration.skipResponseBody,
-                                     usageAccounting: configuration.usageAccounting)
+                                     usageAccounting: configuration.usageAccounting, apiKeys: apiKeys)
         let extStats = ExtProcStats()
         var grpc = GRPCServerConfiguration(listen: configuration.listen)
         grpc.maxMessageSize = configuration.maxMessageBytes

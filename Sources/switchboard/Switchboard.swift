@@ -82,10 +82,13 @@ struct Serve: ParsableCommand {
     @Option(help: "Plain-HTTP admin address (/healthz, /v1/models, /debug/pods, /debug/stats), or 'off'.")
     var adminListen: String = "127.0.0.1:9102"
 
+    @Option(help: "Require 'Authorization: Bearer KEY' (or x-api-key): a file with one 'KEY [USER]' per line, reloaded on change; a key bound to a USER makes that the request's user.")
+    var apiKeys: String?
+
     @Flag(help: "Do not read responses: no usage (pods are charged an estimate of prompt tokens from the body size), no TTFT, one ext_proc message less per response chunk.")
     var noUsageAccounting = false
 
-    @Option(help: "Seconds between checks of the pods file for edits (0 = read once).")
+    @Option(help: "Seconds between checks of the pods file and the key file for edits (0 = read once).")
     var podsFilePoll: Double = 1
 
     @Option(help: "Milliseconds between scrapes of each pod's /metrics.")
@@ -138,6 +141,7 @@ struct Serve: ParsableCommand {
         c.seed = seed
         c.adminListen = adminListen == "off" ? nil : try SocketAddress(parsing: adminListen)
         c.usageAccounting = !noUsageAccounting
+        c.apiKeysFile = apiKeys
         c.podsFilePollSeconds = podsFilePoll
         guard scrapeIntervalMs > 0, scrapeTimeoutMs > 0, staleAfterMs > 0, metricsWindow > 0, staleAfterFailures > 0,
               scrapeMaxInFlight > 0 else {

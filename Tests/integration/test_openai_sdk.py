@@ -94,3 +94,30 @@ def test_the_gateway_accounts_every_sdk_call(stack):
     # Everything above that reached a pod reported its usage to the gateway.
     usage = stack.admin("/debug/stats")[1]["usage"]
     assert usage["missing"] == 0 and usage["reported"] > 0, usage
+
+
+def test_api_keys_bearer_and_x_api_key_with_reload(tmp_path):
+    from harness import wait_until
+    keys = tmp_path / "keys"
+    keys.write_text("sk-alice-key-0001 alice\n")
+    with Stack(pods=1, switchboard_args=["--api-keys", str(keys), "--pods-file-poll", "0.1"]) as s:
+        base = f"http://127.0.0.1:{s.envoy_port}/v1"
+        ok = openai.OpenAI(base_url=base, api_key="sk-alice-key-0001", max_retries=0)
+        assert ok.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}]).choices
+        assert [m.id for m in ok.models.list()] == ["tiny"]
+        for wrong, code in [("sk-alice-key-0002", "invalid_api_key"), ("sk-alice-key-000", "invalid_api_key")]:
+            with pytest.raises(openai.AuthenticationError) as e:
+                openai.OpenAI(base_url=base, api_key=wrong, max_retries=0).models.list()
+            assert e.value.status_code == 401 and e.value.code == code and e.value.type == "authentication_error"
+        status, headers, body = s.request({"model": "tiny", "messages": []})
+        assert status == 401 and b"missing_api_key" in body and headers["content-type"] == "application/json"
+        # Anthropic clients send x-api-key.
+        status, _, _ = s.request({"model": "tiny", "messages": [{"role": "user", "content": "x"}]},
+                                 headers={"x-api-key": "sk-alice-key-0001"})
+        assert status == 200
+        # Reloaded on change: the new key works, the old one no longer does.
+        keys.write_text("sk-bob-key-00002 bob\n")
+        wait_until(lambda: "auth.keys.reloaded" in s.switchboard.output(), "the key file to be reloaded")
+        assert openai.OpenAI(base_url=base, api_key="sk-bob-key-00002", max_retries=0).models.list()
+        with pytest.raises(openai.AuthenticationError):
+            ok.models.list()
