@@ -22,9 +22,11 @@ from harness import Proc, binary, cpu_seconds, envoy_binary, free_port, wait_por
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
-def chat_body(size=4096):
+def chat_body(size=4096, stream=False):
     base = {"model": "tiny", "messages": [{"role": "system", "content": "You are helpful."},
                                           {"role": "user", "content": ""}], "max_tokens": 4}
+    if stream:
+        base["stream"] = True
     pad = size - len(json.dumps(base))
     base["messages"][1]["content"] = ("lorem ipsum dolor sit amet " * (pad // 27 + 1))[:pad]
     return json.dumps(base).encode()
@@ -100,7 +102,12 @@ def main():
                     help="runs of each switchboard build through Envoy (default 1, or 3 with --baseline); "
                          "the median processor CPU per request is compared")
     ap.add_argument("--no-python-peer", action="store_true", help="skip the Python grpc.aio peer")
+    ap.add_argument("--sizes", metavar="BYTES,...",
+                    help="instead of the comparison: processor CPU per request through Envoy for chat bodies of "
+                         "these sizes, streamed and not, with the response phase on (e.g. 1024,32768,409600)")
     a = ap.parse_args()
+    if a.sizes:
+        return size_sweep(a)
     rounds = a.rounds or (3 if a.baseline else 1)
     d = tempfile.mkdtemp(prefix="switchboard-bench-")
     procs = []
@@ -246,6 +253,84 @@ def main():
         if a.baseline:
             print(f"ratio: switchboard / baseline exchanges per CPU-s = "
                   f"{direct['switchboard']['exchanges_per_cpu_s'] / direct['baseline']['exchanges_per_cpu_s']:.3f} (> 1 is cheaper)")
+        print(f"logs: {d}")
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+def size_sweep(a):
+    """Processor CPU per request for each body size, plain and streamed,
+    through Envoy; with --baseline, the baseline build side by side."""
+    sizes = [int(x) for x in a.sizes.split(",")]
+    d = tempfile.mkdtemp(prefix="switchboard-bench-sizes-")
+    procs = []
+
+    def spawn(name, args):
+        p = Proc(name, args, d)
+        procs.append(p)
+        return p
+    try:
+        pods = [free_port() for _ in range(3)]
+        pods_file = os.path.join(d, "pods.yaml")
+        with open(pods_file, "w") as f:
+            f.write("models:\n  - name: tiny\n    endpoints: [" + ", ".join(f"127.0.0.1:{p}" for p in pods) + "]\n")
+        spawn("vllm-sim", [binary("vllm-sim"), "--loops", "1", "--profile", "fixed", "--max-tokens", "4",
+                           "--max-model-len", "1000000"] + sum((["--listen", f"127.0.0.1:{p}"] for p in pods), []))
+        for p in pods:
+            wait_port(p)
+        builds = [("this build", binary("switchboard"))]
+        if a.baseline:
+            builds.append(("baseline", os.path.join(a.baseline, "switchboard")))
+        gateways = []
+        for label, path in builds:
+            port = free_port()
+            g = spawn(label.replace(" ", "-"), [path, "serve", "--pods-file", pods_file, "--listen", f"127.0.0.1:{port}",
+                                                "--loops", "1", "--log-level", "warning", "--admin-listen", "off"])
+            wait_port(port)
+            gateways.append((label, g, port))
+        rows = []
+        for size in sizes:
+            for stream in (False, True):
+                body = chat_body(size, stream)
+                lua = os.path.join(d, f"post-{size}-{stream}.lua")
+                with open(lua, "w") as f:
+                    f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                            f"wrk.body = {json.dumps(body.decode())}\n")
+                row = {"size": size, "stream": stream}
+                for label, g, port in gateways:
+                    eport, admin = free_port(), free_port()
+                    cfg = os.path.join(d, f"envoy-{size}-{stream}-{label[0]}.yaml")
+                    with open(cfg, "w") as f:
+                        f.write(subprocess.run([binary("switchboard"), "envoy-config", "--listen", f"127.0.0.1:{eport}",
+                                                "--admin", f"127.0.0.1:{admin}", "--processor", f"127.0.0.1:{port}",
+                                                "--buffer-limit", str(max(8 << 20, 4 * size))],
+                                               capture_output=True, text=True, check=True).stdout)
+                    e = spawn(f"envoy-{size}-{stream}-{label[0]}", [envoy_binary(), "-c", cfg, "--concurrency", "1",
+                                                                    "-l", "error", "--base-id", str(free_port())])
+                    wait_port(eport)
+                    wrk(eport, 1, 4, lua)
+                    c0 = cpu_seconds(g.pid)
+                    r = wrk(eport, a.seconds, 4, lua)
+                    row[label] = (cpu_seconds(g.pid) - c0) * 1e6 / max(1, r["requests"])
+                    row[label + " non2xx"] = r["non2xx"]
+                    row[label + " rps"] = r["rps"]
+                    e.stop()
+                rows.append(row)
+        print(f"\nprocessor CPU per request through Envoy (wrk -t1 -c4, {a.seconds}s per cell, response phase on "
+              f"in this build{'; baseline reads no responses' if a.baseline else ''})\n")
+        head = f"{'body':>10}{'stream':>8}{'this build µs':>15}{'req/s':>8}"
+        if a.baseline:
+            head += f"{'baseline µs':>13}{'ratio':>8}"
+        print(head)
+        for row in rows:
+            line = f"{row['size']:>10}{str(row['stream']):>8}{row['this build']:>15.1f}{row['this build rps']:>8.0f}"
+            if a.baseline:
+                line += f"{row['baseline']:>13.1f}{row['this build'] / row['baseline']:>8.2f}"
+            bad = row["this build non2xx"] + (row.get("baseline non2xx") or 0)
+            if bad:
+                line += f"   ({bad} non-2xx)"
+            print(line)
         print(f"logs: {d}")
     finally:
         for p in reversed(procs):
