@@ -26,6 +26,10 @@ public final class GatewayContext: Sendable {
     /// response when usage is read: the response body phase back on
     /// (STREAMED: every byte passes unchanged, chunk by chunk).
     let modeOverrideToReadResponse: ProcessingModeOverride?
+    /// The same for a JSON (non-streamed) response: BUFFERED_PARTIAL, so
+    /// Envoy sends the whole body in one message (up to its buffer limit;
+    /// past it the rest passes unread and the estimate stands).
+    let modeOverrideToReadJSON: ProcessingModeOverride?
     /// Read usage from responses (real tokens in pod accounting, TTFT).
     public let usageAccounting: Bool
     /// Bearer-token keys; nil: no authentication at the gateway.
@@ -53,9 +57,14 @@ public final class GatewayContext: Sendable {
                 requestHeaderMode: .send, responseHeaderMode: .send,
                 requestBodyMode: extProc.requestBodyMode, responseBodyMode: .streamed,
                 requestTrailerMode: .skip, responseTrailerMode: .skip) : nil
+            modeOverrideToReadJSON = usageAccounting ? ProcessingModeOverride(
+                requestHeaderMode: .send, responseHeaderMode: .send,
+                requestBodyMode: extProc.requestBodyMode, responseBodyMode: .bufferedPartial,
+                requestTrailerMode: .skip, responseTrailerMode: .skip) : nil
         } else {
             modeOverrideAfterRequestHeaders = nil
             modeOverrideToReadResponse = nil
+            modeOverrideToReadJSON = nil
         }
     }
 

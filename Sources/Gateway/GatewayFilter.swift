@@ -212,10 +212,10 @@ final class GatewayFilter: ExtProcFilter {
         // Read the body for its usage: every byte still passes unchanged.
         if (headers.value(of: "content-type") ?? "").hasPrefix("text/event-stream") {
             sse = SSEUsageScanner()
-        } else {
-            responseJSON = []
+            return .proceed(m, modeOverride: context.modeOverrideToReadResponse)
         }
-        return .proceed(m, modeOverride: context.modeOverrideToReadResponse)
+        responseJSON = []
+        return .proceed(m, modeOverride: context.modeOverrideToReadJSON)
     }
 
     func responseBody(_ chunk: HTTPBodyMessage) -> FilterDecision {
