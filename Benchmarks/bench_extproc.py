@@ -91,6 +91,19 @@ static_resources:
 """
 
 
+def start_pods(d, spawn, extra=()):
+    """Three simulated pods (fixed timing, 4 tokens) and a pods file naming them."""
+    pods = [free_port() for _ in range(3)]
+    pods_file = os.path.join(d, "pods.yaml")
+    with open(pods_file, "w") as f:
+        f.write("models:\n  - name: tiny\n    endpoints: [" + ", ".join(f"127.0.0.1:{p}" for p in pods) + "]\n")
+    spawn("vllm-sim", [binary("vllm-sim"), "--loops", "1", "--profile", "fixed", "--max-tokens", "4"] + list(extra)
+          + sum((["--listen", f"127.0.0.1:{p}"] for p in pods), []))
+    for p in pods:
+        wait_port(p)
+    return pods, pods_file
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=10)
@@ -118,14 +131,7 @@ def main():
         return p
 
     try:
-        pods = [free_port() for _ in range(3)]
-        pods_file = os.path.join(d, "pods.yaml")
-        with open(pods_file, "w") as f:
-            f.write("models:\n  - name: tiny\n    endpoints: [" + ", ".join(f"127.0.0.1:{p}" for p in pods) + "]\n")
-        sim = spawn("vllm-sim", [binary("vllm-sim"), "--loops", "1", "--profile", "fixed", "--max-tokens", "4"]
-                    + sum((["--listen", f"127.0.0.1:{p}"] for p in pods), []))
-        for p in pods:
-            wait_port(p)
+        pods, pods_file = start_pods(d, spawn)
         body = chat_body()
         lua = os.path.join(d, "post.lua")
         with open(lua, "w") as f:
@@ -271,14 +277,7 @@ def size_sweep(a):
         procs.append(p)
         return p
     try:
-        pods = [free_port() for _ in range(3)]
-        pods_file = os.path.join(d, "pods.yaml")
-        with open(pods_file, "w") as f:
-            f.write("models:\n  - name: tiny\n    endpoints: [" + ", ".join(f"127.0.0.1:{p}" for p in pods) + "]\n")
-        spawn("vllm-sim", [binary("vllm-sim"), "--loops", "1", "--profile", "fixed", "--max-tokens", "4",
-                           "--max-model-len", "1000000"] + sum((["--listen", f"127.0.0.1:{p}"] for p in pods), []))
-        for p in pods:
-            wait_port(p)
+        _, pods_file = start_pods(d, spawn, ["--max-model-len", "1000000"])
         builds = [("this build", binary("switchboard"))]
         if a.baseline:
             builds.append(("baseline", os.path.join(a.baseline, "switchboard")))
