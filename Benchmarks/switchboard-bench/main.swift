@@ -8,6 +8,7 @@ import KVAgentClient
 import KVBench
 import KVCache
 import KVProtocol
+import OpenAIAPI
 import PodMetrics
 import PodSnapshot
 
@@ -22,12 +23,38 @@ if args.count >= 2, args[1] == "kv-throughput" {
     kvThroughput()
     exit(0)
 }
+if args.count >= 2, args[1] == "parse-request" {
+    parseRequest(sizes: args.count >= 3 ? args[2].split(separator: ",").compactMap { Int($0) } : [1024, 4096, 32768, 409600])
+    exit(0)
+}
 if args.count >= 3, args[1] == "eviction-study" {
     evictionStudy(path: args[2])
     exit(0)
 }
+/// The gateway's request-body step alone: validate and summarize a chat
+/// body of each size (the JSON scan, the prompt ranges), per call.
+func parseRequest(sizes: [Int]) {
+    for size in sizes {
+        let head = #"{"model":"tiny","messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":""#
+        let tail = #""}],"max_tokens":4}"#
+        let pad = max(0, size - head.utf8.count - tail.utf8.count)
+        let words = String(repeating: "lorem ipsum dolor sit amet ", count: pad / 27 + 1).prefix(pad)
+        let body = Array((head + words + tail).utf8)
+        var sink = 0
+        let iterations = max(20, 4_000_000 / max(1, size))
+        for _ in 0..<5 { sink &+= (try? OpenAIRequestSummary.parse(body, endpoint: .chatCompletions))?.promptParts.count ?? 0 }
+        let t = seconds {
+            for _ in 0..<iterations {
+                sink &+= (try? OpenAIRequestSummary.parse(body, endpoint: .chatCompletions))?.promptParts.count ?? 0
+            }
+        }
+        print(String(format: "chat body %7d bytes: %8.2f µs per parse (%d parses, sink %d)", body.count, t / Double(iterations) * 1e6,
+                     iterations, sink))
+    }
+}
+
 guard args.count >= 3, args[1] == "parse-metrics" else {
-    FileHandle.standardError.write(Data("usage: switchboard-bench parse-metrics FILE [ITERATIONS] | eviction-study TRACE.jsonl | kv-throughput\n".utf8))
+    FileHandle.standardError.write(Data("usage: switchboard-bench parse-metrics FILE [ITERATIONS] | eviction-study TRACE.jsonl | kv-throughput | parse-request [SIZES]\n".utf8))
     exit(2)
 }
 let page = Array(try Data(contentsOf: URL(fileURLWithPath: args[2])))

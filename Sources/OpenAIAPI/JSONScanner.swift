@@ -57,44 +57,107 @@ public struct JSONScanner {
     public static func members(of bytes: [UInt8], in range: Range<Int>, keys: [String], decode: Bool = true,
                                maxDepth: Int = 64) throws(SyntaxError) -> [String: Value] {
         var s = JSONScanner(bytes, range: range, maxDepth: maxDepth)
-        var out: [String: Value] = [:]
-        s.skipWS()
-        guard s.i < s.end else { throw SyntaxError(offset: range.lowerBound, reason: "empty body") }
-        guard s.b[s.i] == UInt8(ascii: "{") else { throw SyntaxError(offset: s.i, reason: "expected a JSON object") }
-        s.i += 1
-        s.skipWS()
-        if s.peek() == UInt8(ascii: "}") {
-            s.i += 1
-        } else {
-            while true {
-                s.skipWS()
-                guard s.peek() == UInt8(ascii: "\"") else { throw s.err("expected a member name") }
-                let key = try s.readString(decode: true) ?? ""
-                s.skipWS()
-                guard s.peek() == UInt8(ascii: ":") else { throw s.err("expected ':'") }
-                s.i += 1
-                s.skipWS()
-                let wanted = keys.contains(key)
-                let keyAt = s.i
-                let v = try s.readValue(depth: 1, decodeString: wanted && decode)
-                if wanted {
-                    // A repeated key is ambiguous (parsers keep the first or the
-                    // last): routing on one value while the engine reads the other
-                    // must be impossible, so it is an error.
-                    if out[key] != nil { throw SyntaxError(offset: keyAt, reason: "duplicate member '\(key)'") }
-                    out[key] = v
-                }
-                s.skipWS()
-                guard let c = s.peek() else { throw s.err("unterminated object") }
-                s.i += 1
-                if c == UInt8(ascii: ",") { continue }
-                if c == UInt8(ascii: "}") { break }
-                throw SyntaxError(offset: s.i - 1, reason: "expected ',' or '}'")
-            }
-        }
-        s.skipWS()
-        if s.i != s.end { throw s.err("trailing data after the JSON object") }
+        var none: [[String: Value]?] = []
+        let out = try s.document(keys: keys, decode: decode, expand: nil, elementKeys: [], elements: &none)
         return out
+    }
+
+    /// One pass over the document: the requested top-level members (strings
+    /// undecoded), and for the member `expand`, when it is an array, each
+    /// element's `elementKeys` members (nil for an element that is not an
+    /// object). For `messages`: one scan however large the prompt is.
+    public static func membersExpanding(of bytes: [UInt8], keys: [String], expand: String, elementKeys: [String],
+                                        maxDepth: Int = 64) throws(SyntaxError) -> (members: [String: Value], elements: [[String: Value]?]) {
+        var s = JSONScanner(bytes, maxDepth: maxDepth)
+        var elements: [[String: Value]?] = []
+        let out = try s.document(keys: keys, decode: false, expand: expand, elementKeys: elementKeys, elements: &elements)
+        return (out, elements)
+    }
+
+    private mutating func document(keys: [String], decode: Bool, expand: String?, elementKeys: [String],
+                                   elements: inout [[String: Value]?]) throws(SyntaxError) -> [String: Value] {
+        let begin = i
+        skipWS()
+        guard i < end else { throw SyntaxError(offset: begin, reason: "empty body") }
+        guard b[i] == UInt8(ascii: "{") else { throw SyntaxError(offset: i, reason: "expected a JSON object") }
+        let out = try objectMembers(keys: keys, decode: decode, depth: 1, expand: expand, elementKeys: elementKeys,
+                                    elements: &elements)
+        skipWS()
+        if i != end { throw err("trailing data after the JSON object") }
+        return out
+    }
+
+    /// Reads the object at `i` (at its `{`), returning the requested members.
+    private mutating func objectMembers(keys: [String], decode: Bool, depth: Int, expand: String?, elementKeys: [String],
+                                        elements: inout [[String: Value]?]) throws(SyntaxError) -> [String: Value] {
+        guard depth <= maxDepth else { throw err("nesting deeper than \(maxDepth) levels") }
+        var out: [String: Value] = [:]
+        i += 1
+        skipWS()
+        if peek() == UInt8(ascii: "}") {
+            i += 1
+            return out
+        }
+        while true {
+            skipWS()
+            guard peek() == UInt8(ascii: "\"") else { throw err("expected a member name") }
+            let key = try readString(decode: true) ?? ""
+            skipWS()
+            guard peek() == UInt8(ascii: ":") else { throw err("expected ':'") }
+            i += 1
+            skipWS()
+            let wanted = keys.contains(key)
+            let keyAt = i
+            let v: Value
+            if wanted, let e = expand, key == e, peek() == UInt8(ascii: "[") {
+                v = try arrayOfObjects(depth: depth + 1, keys: elementKeys, into: &elements)
+            } else {
+                v = try readValue(depth: depth, decodeString: wanted && decode)
+            }
+            if wanted {
+                // A repeated key is ambiguous (parsers keep the first or the
+                // last): routing on one value while the engine reads the other
+                // must be impossible, so it is an error.
+                if out[key] != nil { throw SyntaxError(offset: keyAt, reason: "duplicate member '\(key)'") }
+                out[key] = v
+            }
+            skipWS()
+            guard let c = peek() else { throw err("unterminated object") }
+            i += 1
+            if c == UInt8(ascii: ",") { continue }
+            if c == UInt8(ascii: "}") { return out }
+            throw SyntaxError(offset: i - 1, reason: "expected ',' or '}'")
+        }
+    }
+
+    /// Reads the array at `i`; each object element's `keys` members are
+    /// appended to `into` (nil for other elements). Returns the array's range.
+    private mutating func arrayOfObjects(depth: Int, keys: [String], into: inout [[String: Value]?]) throws(SyntaxError) -> Value {
+        guard depth <= maxDepth else { throw err("nesting deeper than \(maxDepth) levels") }
+        let start = i
+        i += 1
+        skipWS()
+        if peek() == UInt8(ascii: "]") {
+            i += 1
+            return .array(start..<i)
+        }
+        var none: [[String: Value]?] = []
+        while true {
+            skipWS()
+            if peek() == UInt8(ascii: "{") {
+                into.append(try objectMembers(keys: keys, decode: false, depth: depth + 1, expand: nil, elementKeys: [],
+                                              elements: &none))
+            } else {
+                _ = try readValue(depth: depth, decodeString: false)
+                into.append(nil)
+            }
+            skipWS()
+            guard let c = peek() else { throw err("unterminated array") }
+            i += 1
+            if c == UInt8(ascii: ",") { continue }
+            if c == UInt8(ascii: "]") { return .array(start..<i) }
+            throw SyntaxError(offset: i - 1, reason: "expected ',' or ']'")
+        }
     }
 
     /// The values of the array at `range` (an `.array` range from a scan),

@@ -74,9 +74,16 @@ public struct OpenAIRequestSummary: Sendable, Equatable {
             throw OpenAIError(status: 400, message: "request body is empty; expected a JSON object", code: "invalid_json")
         }
         let m: [String: JSONScanner.Value]
+        var messages: [[String: JSONScanner.Value]?] = []
         do {
-            // Strings stay undecoded ranges: a 400 KB prompt is not copied here.
-            m = try JSONScanner.members(of: body, in: 0..<body.count, keys: topKeys, decode: false)
+            // One pass; strings stay undecoded ranges (a 400 KB prompt is not
+            // copied), and each message's content is found in the same scan.
+            if endpoint == .chatCompletions || endpoint == .messages {
+                (m, messages) = try JSONScanner.membersExpanding(of: body, keys: topKeys, expand: "messages",
+                                                                 elementKeys: ["content"])
+            } else {
+                m = try JSONScanner.members(of: body, in: 0..<body.count, keys: topKeys, decode: false)
+            }
         } catch {
             throw OpenAIError(status: 400, message: "request body is not valid JSON: \(error)", code: "invalid_json")
         }
@@ -129,10 +136,10 @@ public struct OpenAIRequestSummary: Sendable, Equatable {
         }
         switch endpoint {
         case .chatCompletions:
-            try readMessages(body, m["messages"], into: &out)
+            try readMessages(body, m["messages"], messages, into: &out)
         case .messages:
             try readSystem(body, m["system"], into: &out)
-            try readMessages(body, m["messages"], into: &out)
+            try readMessages(body, m["messages"], messages, into: &out)
         case .completions:
             try readPrompt(body, m["prompt"], param: "prompt", into: &out)
         case .embeddings:
@@ -172,13 +179,13 @@ public struct OpenAIRequestSummary: Sendable, Equatable {
     /// `messages`: an array of objects whose `content` is a string, null,
     /// or an array of parts; text parts contribute their `text`, others
     /// (images, audio, tool results) are skipped.
-    static func readMessages(_ body: [UInt8], _ v: JSONScanner.Value?,
+    static func readMessages(_ body: [UInt8], _ v: JSONScanner.Value?, _ messages: [[String: JSONScanner.Value]?],
                              into out: inout OpenAIRequestSummary) throws(OpenAIError) {
         guard let v, v != .null else { throw missing("messages") }
-        guard case .array(let r) = v else { throw invalidType("messages", "an array") }
-        for (i, msg) in elements(body, r).enumerated() {
-            guard case .object(let mr) = msg else { throw invalidType("messages[\(i)]", "an object") }
-            let fields = members(body, mr, ["content"])
+        guard case .array = v else { throw invalidType("messages", "an array") }
+        out.promptParts.reserveCapacity(messages.count)
+        for (i, msg) in messages.enumerated() {
+            guard let fields = msg else { throw invalidType("messages[\(i)]", "an object") }
             switch fields["content"] {
             case nil, .null: break
             case .skippedString(let s): out.promptParts.append(s)

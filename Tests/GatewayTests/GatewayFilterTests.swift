@@ -71,7 +71,7 @@ import Testing
             headers: [HeaderField(":status", "200"), HeaderField("content-type", "application/json")], endOfStream: false)) else {
             Issue.record("expected response headers with a mode override"); return
         }
-        #expect(o.responseBodyMode == .streamed)
+        #expect(o.responseBodyMode == .bufferedPartial)  // a JSON body: one message
         #expect(r.setHeaders.first { $0.field.name == "x-request-id" }?.field.value == upstream)
         _ = f.responseBody(HTTPBodyMessage(body: Array(#"{"usage":{"prompt_tokens":40,"completion_tokens":"#.utf8), endOfStream: false))
         _ = f.responseBody(HTTPBodyMessage(body: Array(#"2}}"#.utf8), endOfStream: true))
