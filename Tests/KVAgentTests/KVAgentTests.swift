@@ -39,7 +39,7 @@ final class RunningAgent {
         for _ in 0..<200 {
             last = (try? JSONSerialization.jsonObject(with: Data(agent.statsJSON().utf8))) as? [String: Any] ?? [:]
             if check(last) { break }
-            usleep(10_000)
+            usleep(10_000)  // pacing between looks at the reported stats; bounded by the loop
         }
         return last
     }

@@ -12,7 +12,7 @@ func eventually(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
         if condition() { return true }
-        usleep(10_000)
+        usleep(10_000)  // pacing between looks; the deadline bounds the wait
     }
     return condition()
 }

@@ -77,7 +77,7 @@ def wait_port(port, timeout=20.0, host="127.0.0.1"):
             s.settimeout(0.2)
             if s.connect_ex((host, port)) == 0:
                 return
-        time.sleep(0.05)
+        time.sleep(0.05)  # pacing between connection attempts; the deadline fails with a message
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
@@ -88,7 +88,7 @@ def wait_unix(path, timeout=20.0):
             with contextlib.closing(socket.socket(socket.AF_UNIX)) as s:
                 if s.connect_ex(path) == 0:
                     return
-        time.sleep(0.05)
+        time.sleep(0.05)  # pacing between connection attempts; the deadline fails with a message
     raise TimeoutError(f"nothing listening on {path}")
 
 
@@ -294,7 +294,7 @@ def wait_until(fn, what, timeout=20.0):
             return last
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last value: {last!r}")
-        time.sleep(POLL_S)
+        time.sleep(POLL_S)  # pacing between looks
 
 
 def poll(fn, timeout=20.0, step=None):
