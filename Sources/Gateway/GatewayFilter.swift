@@ -72,7 +72,7 @@ final class GatewayFilter: ExtProcFilter {
         guard method == "POST" else {
             return reject(OpenAIError(status: 405, message: "\(ep.rawValue) only accepts POST", code: "method_not_allowed"))
         }
-        if let ct = headers.value(of: "content-type"), !ct.isEmpty, !ct.lowercased().contains("json") {
+        if let ct = headers.value(of: "content-type"), !ct.isEmpty, !Self.mentionsJSON(ct) {
             return reject(OpenAIError(status: 415, message: "content-type '\(ct)' is not JSON; send the body with content-type: application/json",
                                       param: "content-type", code: "unsupported_media_type"))
         }
@@ -142,7 +142,8 @@ final class GatewayFilter: ExtProcFilter {
     private func route(_ summary: OpenAIRequestSummary, candidates: [PodEndpoint],
                        snapshot: PodSnapshot) throws(Rejection) -> (PodEndpoint, any Router) {
         if router == nil {
-            if let name = snapshot.defaultStrategies[summary.model], let r = try? context.routers.router(named: name) {
+            if !snapshot.defaultStrategies.isEmpty, let name = snapshot.defaultStrategies[summary.model],
+               let r = try? context.routers.router(named: name) {
                 router = r  // the pods file's routingStrategy for this model
             } else {
                 do {
@@ -192,7 +193,7 @@ final class GatewayFilter: ExtProcFilter {
         m.overwrite("x-request-id", requestID)
         let status = headers.value(of: ":status")
         if !Self.isSuccess(status), let code = status.flatMap({ Int($0) }), code >= 400,
-           !(headers.value(of: "content-type") ?? "").contains("json") {
+           !Self.mentionsJSON(headers.value(of: "content-type") ?? "") {
             // Envoy's own replies (upstream connect failure, timeout) and
             // proxies' HTML pages: clients get an OpenAI error object instead.
             context.stats.upstreamErrorsNormalized.add()
@@ -240,7 +241,7 @@ final class GatewayFilter: ExtProcFilter {
     /// already JSON. Clients get the OpenAI shape either way.
     private func unroutedResponse(_ headers: HTTPHeadersMessage) -> FilterDecision {
         guard let code = headers.value(of: ":status").flatMap({ Int($0) }), code >= 400,
-              !(headers.value(of: "content-type") ?? "").contains("json") else { return .proceed }
+              !Self.mentionsJSON(headers.value(of: "content-type") ?? "") else { return .proceed }
         context.stats.upstreamErrorsNormalized.add()
         let message: String
         switch code {
@@ -288,6 +289,23 @@ final class GatewayFilter: ExtProcFilter {
             return String(repeating: "0", count: digits - s.count) + s
         }
         return "\(hex(hi >> 32, 8))-\(hex((hi >> 16) & 0xFFFF, 4))-\(hex(hi & 0xFFFF, 4))-\(hex(lo >> 48, 4))-\(hex(lo & 0xFFFF_FFFF_FFFF, 12))"
+    }
+
+    /// True when a content type names JSON (`application/json`, `…+json`,
+    /// any case): a byte scan, no allocation, no Foundation search.
+    static func mentionsJSON(_ contentType: String) -> Bool {
+        var state = 0  // how many of "json" matched so far
+        for c in contentType.utf8 {
+            let l = c | 0x20
+            switch (state, l) {
+            case (_, UInt8(ascii: "j")): state = 1
+            case (1, UInt8(ascii: "s")): state = 2
+            case (2, UInt8(ascii: "o")): state = 3
+            case (3, UInt8(ascii: "n")): return true
+            default: state = 0
+            }
+        }
+        return false
     }
 
     private static func isSuccess(_ status: String?) -> Bool {

@@ -35,3 +35,14 @@ import Testing
         #expect(APIKeyStore.token(authorization: nil, apiKey: nil) == nil)
     }
 }
+
+@Suite struct ContentTypeTests {
+    @Test func jsonContentTypesAreRecognisedWithoutSearching() {
+        for yes in ["application/json", "Application/JSON; charset=utf-8", "application/vnd.api+json", "text/jsonl"] {
+            #expect(GatewayFilter.mentionsJSON(yes), "\(yes)")
+        }
+        for no in ["text/plain", "application/x-www-form-urlencoded", "", "jso", "application/jsn"] {
+            #expect(!GatewayFilter.mentionsJSON(no), "\(no)")
+        }
+    }
+}
