@@ -30,6 +30,11 @@ public enum FilterDecision: Sendable, Equatable {
     case waitForBody(modeOverride: ProcessingModeOverride?)
     /// Stop here: Envoy sends this response to the client.
     case respond(ImmediateResponse)
+    /// Only from `requestBody` and `responseBody`: go on with this phase's
+    /// body replaced (the whole body when buffered, this chunk when
+    /// streamed) and headers to set (buffered phases only: a changed
+    /// length must be set here as `content-length`).
+    case replaceBody(HeaderMutation?, [UInt8])
 
     public static let proceed = FilterDecision.proceed(nil, modeOverride: nil)
     public static let needBody = FilterDecision.waitForBody(modeOverride: nil)

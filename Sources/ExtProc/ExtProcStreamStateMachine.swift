@@ -177,8 +177,15 @@ public struct ExtProcStreamStateMachine: Sendable {
                     details: "switchboard_body_mode")))]
             }
 
-        case .requestBody(let b):
-            guard case .proceed(let mutation, _) = decision else { return [] }
+        case .requestBody(let original):
+            let mutation: HeaderMutation?
+            var b = original
+            var replaced = false
+            switch decision {
+            case .proceed(let m, _): mutation = m
+            case .replaceBody(let m, let body): mutation = m; b = body; replaced = true
+            default: return []
+            }
             state = .requestForwarded
             if bodyWasEmptyHeadersOnly {
                 bodyWasEmptyHeadersOnly = false
@@ -199,7 +206,8 @@ public struct ExtProcStreamStateMachine: Sendable {
                 if trailersEndedBody { out.append(ProcessingResponse(.requestTrailers(nil))) }
                 return out
             }
-            return [ProcessingResponse(.requestBody(CommonResponse(headerMutation: mutation)))]
+            return [ProcessingResponse(.requestBody(CommonResponse(headerMutation: mutation,
+                                                                   bodyMutation: replaced ? .replace(b) : nil)))]
 
         case .responseHeaders:
             guard case .proceed(let mutation, let override) = decision else { return [] }
@@ -210,11 +218,18 @@ public struct ExtProcStreamStateMachine: Sendable {
             return [ProcessingResponse(.responseHeaders(CommonResponse(headerMutation: mutation)), modeOverride: override)]
 
         case .responseBody(let chunk):
+            var mutation: HeaderMutation?
+            var replacement: [UInt8]?
+            if case .replaceBody(let m, let body) = decision {
+                mutation = m
+                replacement = body
+            }
             if responseBodyMode == .fullDuplexStreamed {
                 return [ProcessingResponse(.responseBody(CommonResponse(
-                    bodyMutation: .streamed(body: chunk.body, endOfStream: chunk.endOfStream))))]
+                    bodyMutation: .streamed(body: replacement ?? chunk.body, endOfStream: chunk.endOfStream))))]
             }
-            return [ProcessingResponse(.responseBody(CommonResponse()))]
+            return [ProcessingResponse(.responseBody(CommonResponse(headerMutation: mutation,
+                                                                    bodyMutation: replacement.map { .replace($0) })))]
         }
     }
 

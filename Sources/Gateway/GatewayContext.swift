@@ -30,6 +30,9 @@ public final class GatewayContext: Sendable {
     /// Envoy sends the whole body in one message (up to its buffer limit;
     /// past it the rest passes unread and the estimate stands).
     let modeOverrideToReadJSON: ProcessingModeOverride?
+    /// For an upstream error with a JSON body: BUFFERED, so the body can be
+    /// rewritten into OpenAI's shape when it is not already in it.
+    let modeOverrideToReadError: ProcessingModeOverride?
     /// Read usage from responses (real tokens in pod accounting, TTFT).
     public let usageAccounting: Bool
     /// Bearer-token keys; nil: no authentication at the gateway.
@@ -61,10 +64,15 @@ public final class GatewayContext: Sendable {
                 requestHeaderMode: .send, responseHeaderMode: .send,
                 requestBodyMode: extProc.requestBodyMode, responseBodyMode: .bufferedPartial,
                 requestTrailerMode: .skip, responseTrailerMode: .skip) : nil
+            modeOverrideToReadError = ProcessingModeOverride(
+                requestHeaderMode: .send, responseHeaderMode: .send,
+                requestBodyMode: extProc.requestBodyMode, responseBodyMode: .buffered,
+                requestTrailerMode: .skip, responseTrailerMode: .skip)
         } else {
             modeOverrideAfterRequestHeaders = nil
             modeOverrideToReadResponse = nil
             modeOverrideToReadJSON = nil
+            modeOverrideToReadError = nil
         }
     }
 

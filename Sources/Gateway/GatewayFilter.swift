@@ -32,6 +32,9 @@ final class GatewayFilter: ExtProcFilter {
     private var sse: SSEUsageScanner?
     private var responseJSON: [UInt8]?
     private var usageSettled = false
+    /// An upstream error's JSON body, collected to check its shape.
+    private var errorBody: [UInt8]?
+    private var errorStatus = 0
 
     init(context: GatewayContext, pods: PodSnapshotReader) {
         self.context = context
@@ -207,6 +210,13 @@ final class GatewayFilter: ExtProcFilter {
             if code >= 500 && code != 503 { e.type = "api_error" }
             return reject(e, diagnostic: ("x-switchboard-pod", pod.address))
         }
+        if !Self.isSuccess(status), let code = status.flatMap({ Int($0) }), code >= 400, !headers.endOfStream,
+           let o = context.modeOverrideToReadError {
+            // A JSON error: read it whole and rewrite it if it is not OpenAI's shape.
+            errorBody = []
+            errorStatus = code
+            return .proceed(m, modeOverride: o)
+        }
         guard context.usageAccounting, !headers.endOfStream, Self.isSuccess(status) else {
             return .proceed(m, modeOverride: nil)
         }
@@ -220,6 +230,18 @@ final class GatewayFilter: ExtProcFilter {
     }
 
     func responseBody(_ chunk: HTTPBodyMessage) -> FilterDecision {
+        if errorBody != nil {
+            errorBody!.append(contentsOf: chunk.body)
+            guard chunk.endOfStream || chunk.endOfStreamWithoutMessage else { return .proceed }
+            let body = errorBody!
+            errorBody = nil
+            guard let normalized = Self.normalizedError(body, status: errorStatus, requestID: requestID) else { return .proceed }
+            context.stats.upstreamErrorsNormalized.add()
+            var h = HeaderMutation()
+            h.overwrite("content-type", "application/json")
+            h.overwrite("content-length", "\(normalized.count)")
+            return .replaceBody(h, normalized)
+        }
         if sse != nil {
             if sse!.feed(chunk.body[...]) {
                 context.stats.timeToFirstToken.observe(nanos: monotonicNanos() &- routedAt)
@@ -290,6 +312,33 @@ final class GatewayFilter: ExtProcFilter {
         }
         return "\(hex(hi >> 32, 8))-\(hex((hi >> 16) & 0xFFFF, 4))-\(hex(hi & 0xFFFF, 4))-\(hex(lo >> 48, 4))-\(hex(lo & 0xFFFF_FFFF_FFFF, 12))"
     }
+
+    /// An upstream JSON error rewritten into OpenAI's shape, or nil when it
+    /// already is one (`{"error":{"message":…}}`: passed through unchanged,
+    /// never double-encoded). vLLM's older `{"object":"error","message":…}`
+    /// and FastAPI's `{"detail":…}` keep their message and type.
+    static func normalizedError(_ body: [UInt8], status: Int, requestID: String) -> [UInt8]? {
+        guard let top = try? JSONScanner.topLevelMembers(of: body, keys: ["error", "message", "detail", "type"]) else {
+            let text = String(decoding: body.prefix(512), as: UTF8.self)
+            return OpenAIError(status: status, message: "upstream error (not JSON): \(text); request \(requestID)",
+                               code: "upstream_error").jsonBody
+        }
+        if case .object(let r)? = top["error"],
+           let inner = try? JSONScanner.members(of: body, in: r, keys: ["message"]), case .string? = inner["message"] {
+            return nil
+        }
+        var message = "upstream error"
+        if case .string(let m)? = top["message"] { message = m }
+        else if case .string(let m)? = top["detail"] { message = m }
+        else if case .string(let m)? = top["error"] { message = m }
+        var e = OpenAIError(status: status, message: message, code: "upstream_error")
+        if case .string(let t)? = top["type"], Self.openAIErrorTypes.contains(t) { e.type = t }
+        return e.jsonBody
+    }
+
+    static let openAIErrorTypes: Set<String> = ["invalid_request_error", "authentication_error", "permission_error",
+                                                "not_found_error", "rate_limit_error", "api_error", "overloaded_error",
+                                                "server_error"]
 
     /// True when a content type names JSON (`application/json`, `…+json`,
     /// any case): a byte scan, no allocation, no Foundation search.

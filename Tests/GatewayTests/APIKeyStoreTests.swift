@@ -1,3 +1,4 @@
+import Foundation
 @testable import Gateway
 import Logging
 import Testing
@@ -44,5 +45,25 @@ import Testing
         for no in ["text/plain", "application/x-www-form-urlencoded", "", "jso", "application/jsn"] {
             #expect(!GatewayFilter.mentionsJSON(no), "\(no)")
         }
+    }
+}
+
+@Suite struct UpstreamErrorShapeTests {
+    func obj(_ b: [UInt8]?) -> [String: Any]? {
+        b.flatMap { try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any] }?["error"] as? [String: Any]
+    }
+
+    @Test func openAIShapedErrorsPassUnchangedOthersAreRewritten() {
+        let openAI = Array(#"{"error":{"message":"bad","type":"invalid_request_error","param":null,"code":null}}"#.utf8)
+        #expect(GatewayFilter.normalizedError(openAI, status: 400, requestID: "r") == nil)
+        let vllm = Array(#"{"object":"error","message":"This model's maximum context length is 8192 tokens.","type":"BadRequestError","param":null,"code":400}"#.utf8)
+        let v = obj(GatewayFilter.normalizedError(vllm, status: 400, requestID: "r"))
+        #expect(v?["message"] as? String == "This model's maximum context length is 8192 tokens.")
+        #expect(v?["type"] as? String == "invalid_request_error" && v?["code"] as? String == "upstream_error")
+        let fastapi = obj(GatewayFilter.normalizedError(Array(#"{"detail":"Not Found"}"#.utf8), status: 404, requestID: "r"))
+        #expect(fastapi?["message"] as? String == "Not Found")
+        let text = obj(GatewayFilter.normalizedError(Array("Internal Server Error".utf8), status: 500, requestID: "r-9"))
+        #expect((text?["message"] as? String)?.contains("Internal Server Error") == true)
+        #expect((text?["message"] as? String)?.contains("r-9") == true && text?["type"] as? String == "api_error")
     }
 }
