@@ -87,10 +87,12 @@ def test_pods_file_reload_and_rejected_edit():
                     f"  - name: extra\n    endpoints: [127.0.0.1:{s.trap_port}]\n")
         assert wait_for(lambda: set(pods(s)) == {f"127.0.0.1:{first}"} and pods(s, "extra"), timeout=5)
         # The trap pod serves only "tiny", so it answers "extra" with its own
-        # vLLM-shaped 404: the request did reach it, and the upstream error passes through.
+        # vLLM-shaped 404: the request did reach it, and the error reaches the
+        # client in OpenAI's shape with the pod's message and status.
         st, h, body = s.request(chat(model="extra"))
         assert h["x-switchboard-pod"] == f"127.0.0.1:{s.trap_port}"
-        assert st == 404 and json.loads(body)["type"] == "NotFoundError"
+        err = json.loads(body)["error"]
+        assert st == 404 and "does not exist" in err["message"] and err["code"] == "upstream_error", body
         for _ in range(20):
             assert s.request(chat())[1]["x-switchboard-pod"] == f"127.0.0.1:{first}"
         # A broken edit is rejected and the last good set stays.
