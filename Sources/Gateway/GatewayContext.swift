@@ -37,14 +37,21 @@ public final class GatewayContext: Sendable {
     public let usageAccounting: Bool
     /// Bearer-token keys; nil: no authentication at the gateway.
     public let apiKeys: APIKeyStore?
+    /// Add `stream_options.include_usage` to streamed requests that have no
+    /// `stream_options`, and take the extra usage chunk out of the response
+    /// (BUFFERED request bodies only: the body is rewritten whole).
+    public let injectStreamUsage: Bool
     /// Largest non-streamed response body kept to read its usage; a larger
     /// one passes through and its request keeps the estimate.
     public let maxUsageBodyBytes: Int
 
     public init(registry: PodRegistry, routers: RouterRegistry, logger: Logger,
                 extProc: ExtProcConfiguration, skipResponseBody: Bool, usageAccounting: Bool = true,
-                maxUsageBodyBytes: Int = 4 << 20, apiKeys: APIKeyStore? = nil, targetHeader: String = "target-pod") {
+                maxUsageBodyBytes: Int = 4 << 20, apiKeys: APIKeyStore? = nil, injectStreamUsage: Bool = false,
+                targetHeader: String = "target-pod") {
         self.apiKeys = apiKeys
+        self.injectStreamUsage = injectStreamUsage && usageAccounting
+            && (extProc.requestBodyMode == .buffered || extProc.requestBodyMode == .bufferedPartial)
         self.registry = registry
         self.routers = routers
         self.logger = logger

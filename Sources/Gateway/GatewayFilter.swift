@@ -32,6 +32,9 @@ final class GatewayFilter: ExtProcFilter {
     private var sse: SSEUsageScanner?
     private var responseJSON: [UInt8]?
     private var usageSettled = false
+    /// Set when the gateway added `include_usage` to a streamed request: the
+    /// extra usage chunk is taken out of the response.
+    private var stripper: StreamUsageRewriter.Stripper?
     /// An upstream error's JSON body, collected to check its shape.
     private var errorBody: [UInt8]?
     private var errorStatus = 0
@@ -110,6 +113,15 @@ final class GatewayFilter: ExtProcFilter {
             m.overwrite(context.targetHeader, pod.address)
             m.overwrite("routing-strategy", router.name)
             if generatedRequestID { m.overwrite("x-request-id", requestID) }
+            // --inject-stream-usage: ask the engine for the usage chunk the
+            // client did not ask for; `responseBody` takes it out again.
+            if context.injectStreamUsage, summary.stream, !summary.hasStreamOptions,
+               endpoint == .chatCompletions || endpoint == .completions,
+               let rewritten = StreamUsageRewriter.injecting(into: body) {
+                stripper = StreamUsageRewriter.Stripper()
+                m.overwrite("content-length", "\(rewritten.count)")
+                return .replaceBody(m, rewritten)
+            }
             return .proceed(m, modeOverride: nil)
         } catch {
             return error.decision
@@ -245,6 +257,12 @@ final class GatewayFilter: ExtProcFilter {
         if sse != nil {
             if sse!.feed(chunk.body[...]) {
                 context.stats.timeToFirstToken.observe(nanos: monotonicNanos() &- routedAt)
+            }
+            if stripper != nil {
+                let last = chunk.endOfStream || chunk.endOfStreamWithoutMessage
+                let out = stripper!.pass(chunk.body[...], last: last)
+                if last { finishResponse() }
+                return .replaceBody(nil, out)
             }
         } else if responseJSON != nil {
             if responseJSON!.count + chunk.body.count <= context.maxUsageBodyBytes {

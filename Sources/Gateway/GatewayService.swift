@@ -30,6 +30,9 @@ public struct GatewayConfiguration: Sendable {
     public var usageAccounting = true
     /// Bearer-token key file (`KEY [USER]` per line); nil: no authentication.
     public var apiKeysFile: String?
+    /// Ask engines for the usage chunk of streams whose clients did not, and
+    /// strip it on the way back (exact prompt tokens for every stream).
+    public var injectStreamUsage = false
     public var maxMessageBytes = 16 << 20
     public var maxBodyBytes = 8 << 20
     public var drainTimeoutSeconds: Double = 15
@@ -116,7 +119,8 @@ public final class GatewayService {
                                            responseBodyMode: .none, maxBodyBytes: configuration.maxBodyBytes)
         let context = GatewayContext(registry: registry, routers: routers, logger: logger,
                                      extProc: extProc, skipResponseBody: configuration.skipResponseBody,
-                                     usageAccounting: configuration.usageAccounting, apiKeys: apiKeys)
+                                     usageAccounting: configuration.usageAccounting, apiKeys: apiKeys,
+                                     injectStreamUsage: configuration.injectStreamUsage)
         let extStats = ExtProcStats()
         var grpc = GRPCServerConfiguration(listen: configuration.listen)
         grpc.maxMessageSize = configuration.maxMessageBytes

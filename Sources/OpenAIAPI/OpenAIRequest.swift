@@ -35,6 +35,8 @@ public struct OpenAIRequestSummary: Sendable, Equatable {
     public var bodyBytes: Int
     /// `stream_options.include_usage`: the client asked for a usage chunk.
     public var includeUsage: Bool = false
+    /// The body has a `stream_options` member (whatever it says).
+    public var hasStreamOptions: Bool = false
     /// The output cap: `max_completion_tokens` or `max_tokens` (chat),
     /// `max_tokens` (completions, messages), `max_output_tokens` (responses).
     public var maxTokens: Int?
@@ -105,6 +107,7 @@ public struct OpenAIRequestSummary: Sendable, Equatable {
         switch m["stream_options"] {
         case nil, .null: break
         case .object(let r):
+            out.hasStreamOptions = true
             let so = members(body, r, ["include_usage"])
             switch so["include_usage"] {
             case nil, .null: break

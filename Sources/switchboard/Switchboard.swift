@@ -85,6 +85,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Require 'Authorization: Bearer KEY' (or x-api-key): a file with one 'KEY [USER]' per line, reloaded on change; a key bound to a USER makes that the request's user.")
     var apiKeys: String?
 
+    @Flag(help: "For streamed chat/completions requests without stream_options: add include_usage upstream and take the extra usage chunk out of the response, so prompt tokens are exact and clients see what they asked for (buffered request bodies only).")
+    var injectStreamUsage = false
+
     @Flag(help: "Do not read responses: no usage (pods are charged an estimate of prompt tokens from the body size), no TTFT, one ext_proc message less per response chunk.")
     var noUsageAccounting = false
 
@@ -141,6 +144,7 @@ struct Serve: ParsableCommand {
         c.seed = seed
         c.adminListen = adminListen == "off" ? nil : try SocketAddress(parsing: adminListen)
         c.usageAccounting = !noUsageAccounting
+        c.injectStreamUsage = injectStreamUsage
         c.apiKeysFile = apiKeys
         c.podsFilePollSeconds = podsFilePoll
         guard scrapeIntervalMs > 0, scrapeTimeoutMs > 0, staleAfterMs > 0, metricsWindow > 0, staleAfterFailures > 0,

@@ -115,3 +115,31 @@ def test_every_response_carries_the_request_id():
         assert status == 200 and headers["x-request-id"] == "client-chosen-42"
         status, headers, _ = s.request(chat(model="nope"), headers={"x-request-id": "client-chosen-43"})
         assert status == 404 and headers["x-request-id"] == "client-chosen-43"
+
+
+def test_inject_stream_usage_counts_exactly_and_the_client_sees_no_extra_chunk():
+    import re
+    volatile = re.compile(rb'"(id|created)":("[^"]*"|\d+)')
+    with Stack(pods=1, max_tokens=4, switchboard_args=["--inject-stream-usage"]) as s:
+        pod = f"127.0.0.1:{s.pod_ports[0]}"
+        for i in range(6):
+            body = chat(content=f"no usage asked {i}", stream=True, max_tokens=3 + i % 3)
+            status, _, via = s.request(body)
+            assert status == 200 and b'"usage":{' not in via and via.endswith(b"data: [DONE]\n\n"), via[-300:]
+            c = http.client.HTTPConnection(*pod.rsplit(":", 1), timeout=30)
+            c.request("POST", "/v1/chat/completions", body=json.dumps(body), headers={"content-type": "application/json"})
+            direct = c.getresponse().read()
+            c.close()
+            assert volatile.sub(b"X", via) == volatile.sub(b"X", direct)
+        # A client that asked for usage still gets its chunk.
+        status, _, via = s.request(chat(stream=True, stream_options={"include_usage": True}))
+        assert b'"choices":[],"usage":{' in via
+        usage = s.admin("/debug/stats")[1]["usage"]
+        assert usage == {"reported": 7, "estimated": 0, "missing": 0}, usage
+        p7 = json.loads(re.search(rb'"usage":(\{[^}]*\})', via).group(1))["prompt_tokens"]
+        # Exact prompt tokens: the six streams went to the pod twice (through the
+        # gateway and directly), the seventh once: 2 x gateway - pod = p7.
+        def exact():
+            gw = gateway_pods(s)[pod]["prompt_tokens_total"]
+            return 2 * gw - pod_counters(pod)["vllm:prompt_tokens_total"] == p7
+        wait_until(exact, "the gateway's prompt tokens to be exact for the injected streams")
