@@ -41,6 +41,9 @@ public final class GatewayContext: Sendable {
     /// `stream_options`, and take the extra usage chunk out of the response
     /// (BUFFERED request bodies only: the body is rewritten whole).
     public let injectStreamUsage: Bool
+    /// Route POSTs to other `/v1/*` paths on their body's `model` instead of
+    /// answering 404 (engines' extra endpoints: tokenize, score, rerank…).
+    public let passThroughUnknownPaths: Bool
     /// Largest non-streamed response body kept to read its usage; a larger
     /// one passes through and its request keeps the estimate.
     public let maxUsageBodyBytes: Int
@@ -48,7 +51,8 @@ public final class GatewayContext: Sendable {
     public init(registry: PodRegistry, routers: RouterRegistry, logger: Logger,
                 extProc: ExtProcConfiguration, skipResponseBody: Bool, usageAccounting: Bool = true,
                 maxUsageBodyBytes: Int = 4 << 20, apiKeys: APIKeyStore? = nil, injectStreamUsage: Bool = false,
-                targetHeader: String = "target-pod") {
+                passThroughUnknownPaths: Bool = false, targetHeader: String = "target-pod") {
+        self.passThroughUnknownPaths = passThroughUnknownPaths
         self.apiKeys = apiKeys
         self.injectStreamUsage = injectStreamUsage && usageAccounting
             && (extProc.requestBodyMode == .buffered || extProc.requestBodyMode == .bufferedPartial)

@@ -32,6 +32,9 @@ final class GatewayFilter: ExtProcFilter {
     private var sse: SSEUsageScanner?
     private var responseJSON: [UInt8]?
     private var usageSettled = false
+    /// A POST to a `/v1/*` path the gateway does not model, routed on its
+    /// body's model (`--pass-through-unknown-paths`).
+    private var passThrough = false
     /// Set when the gateway added `include_usage` to a streamed request: the
     /// extra usage chunk is taken out of the response.
     private var stripper: StreamUsageRewriter.Stripper?
@@ -54,6 +57,15 @@ final class GatewayFilter: ExtProcFilter {
             generatedRequestID = true
         }
         guard let ep = OpenAIEndpoint(path: path) else {
+            if context.passThroughUnknownPaths, path.hasPrefix("/v1/"), method == "POST" {
+                // Routed on the body's model, read as little as possible; its
+                // response is not read for usage.
+                passThrough = true
+                return headers.endOfStream
+                    ? reject(OpenAIError(status: 400, message: "request body is empty; expected a JSON object naming a model",
+                                         code: "invalid_json"))
+                    : .waitForBody(modeOverride: context.modeOverrideAfterRequestHeaders)
+            }
             return reject(OpenAIError(status: 404, message: "unknown endpoint '\(path)'; Switchboard serves \(OpenAIEndpoint.allCases.map(\.rawValue).joined(separator: ", "))",
                                       code: "unknown_url"), diagnostic: ("x-error-unknown-path", "true"))
         }
@@ -136,7 +148,8 @@ final class GatewayFilter: ExtProcFilter {
     /// Step 1: the OpenAI request summary (validates the whole body once).
     private func parse(_ body: [UInt8]) throws(Rejection) -> OpenAIRequestSummary {
         do {
-            return try OpenAIRequestSummary.parse(body, endpoint: endpoint)
+            return passThrough ? try OpenAIRequestSummary.parseModelOnly(body)
+                               : try OpenAIRequestSummary.parse(body, endpoint: endpoint)
         } catch {
             throw Rejection(decision: reject(error))
         }
@@ -229,7 +242,7 @@ final class GatewayFilter: ExtProcFilter {
             errorStatus = code
             return .proceed(m, modeOverride: o)
         }
-        guard context.usageAccounting, !headers.endOfStream, Self.isSuccess(status) else {
+        guard context.usageAccounting, !passThrough, !headers.endOfStream, Self.isSuccess(status) else {
             return .proceed(m, modeOverride: nil)
         }
         // Read the body for its usage: every byte still passes unchanged.

@@ -33,6 +33,8 @@ public struct GatewayConfiguration: Sendable {
     /// Ask engines for the usage chunk of streams whose clients did not, and
     /// strip it on the way back (exact prompt tokens for every stream).
     public var injectStreamUsage = false
+    /// Route POSTs to other /v1/* paths on their body's model (else 404).
+    public var passThroughUnknownPaths = false
     public var maxMessageBytes = 16 << 20
     public var maxBodyBytes = 8 << 20
     public var drainTimeoutSeconds: Double = 15
@@ -120,7 +122,8 @@ public final class GatewayService {
         let context = GatewayContext(registry: registry, routers: routers, logger: logger,
                                      extProc: extProc, skipResponseBody: configuration.skipResponseBody,
                                      usageAccounting: configuration.usageAccounting, apiKeys: apiKeys,
-                                     injectStreamUsage: configuration.injectStreamUsage)
+                                     injectStreamUsage: configuration.injectStreamUsage,
+                                     passThroughUnknownPaths: configuration.passThroughUnknownPaths)
         let extStats = ExtProcStats()
         var grpc = GRPCServerConfiguration(listen: configuration.listen)
         grpc.maxMessageSize = configuration.maxMessageBytes

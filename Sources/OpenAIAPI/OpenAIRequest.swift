@@ -159,6 +159,27 @@ public struct OpenAIRequestSummary: Sendable, Equatable {
     /// use "text", the Responses API "input_text").
     static let textPartTypes: Set<String> = ["text", "input_text"]
 
+    /// A body for a path the gateway does not model (`--pass-through-unknown-paths`):
+    /// a JSON object with a non-empty `model`; `stream` read when it is a boolean.
+    public static func parseModelOnly(_ body: [UInt8]) throws(OpenAIError) -> OpenAIRequestSummary {
+        guard !body.isEmpty else {
+            throw OpenAIError(status: 400, message: "request body is empty; expected a JSON object naming a model", code: "invalid_json")
+        }
+        let m: [String: JSONScanner.Value]
+        do {
+            m = try JSONScanner.members(of: body, in: 0..<body.count, keys: ["model", "stream"], decode: false)
+        } catch {
+            throw OpenAIError(status: 400, message: "request body is not valid JSON: \(error)", code: "invalid_json")
+        }
+        guard case .skippedString(let r)? = m["model"], r.count > 2, let model = JSONScanner.decodeString(body, in: r) else {
+            throw OpenAIError(status: 400, message: "a passed-through request must name its model in 'model'", param: "model",
+                              code: "missing_model")
+        }
+        var out = OpenAIRequestSummary(model: model, stream: false, bodyBytes: body.count)
+        if case .bool(let v)? = m["stream"] { out.stream = v }
+        return out
+    }
+
     static let topKeys = ["model", "stream", "stream_options", "user", "messages", "system", "prompt", "input",
                           "max_tokens", "max_completion_tokens", "max_output_tokens"]
 

@@ -88,6 +88,9 @@ struct Serve: ParsableCommand {
     @Flag(help: "For streamed chat/completions requests without stream_options: add include_usage upstream and take the extra usage chunk out of the response, so prompt tokens are exact and clients see what they asked for (buffered request bodies only).")
     var injectStreamUsage = false
 
+    @Flag(help: "Route POSTs to /v1/* paths the gateway does not know (an engine's tokenize, score, rerank…) on their body's 'model', instead of answering 404.")
+    var passThroughUnknownPaths = false
+
     @Flag(help: "Do not read responses: no usage (pods are charged an estimate of prompt tokens from the body size), no TTFT, one ext_proc message less per response chunk.")
     var noUsageAccounting = false
 
@@ -145,6 +148,7 @@ struct Serve: ParsableCommand {
         c.adminListen = adminListen == "off" ? nil : try SocketAddress(parsing: adminListen)
         c.usageAccounting = !noUsageAccounting
         c.injectStreamUsage = injectStreamUsage
+        c.passThroughUnknownPaths = passThroughUnknownPaths
         c.apiKeysFile = apiKeys
         c.podsFilePollSeconds = podsFilePoll
         guard scrapeIntervalMs > 0, scrapeTimeoutMs > 0, staleAfterMs > 0, metricsWindow > 0, staleAfterFailures > 0,

@@ -26,3 +26,22 @@ def test_an_unknown_default_strategy_stops_the_gateway(tmp_path):
     r = subprocess.run([binary("switchboard"), "serve", "--pods-file", str(pods), "--listen", "127.0.0.1:0",
                         "--admin-listen", "off"], capture_output=True, text=True, timeout=30, env=env)
     assert r.returncode != 0 and "unknown default strategy 'telepathy'" in r.stderr, r.stderr
+
+
+def test_unknown_v1_paths_are_404_or_passed_through_on_their_model():
+    import json
+    body = {"model": "tiny", "prompt": "hello"}
+    with Stack(pods=1) as s:
+        status, headers, payload = s.request(body, path="/v1/tokenize")
+        assert status == 404 and json.loads(payload)["error"]["code"] == "unknown_url"
+        assert "x-switchboard-pod" not in headers                     # answered by the gateway
+    with Stack(pods=1, switchboard_args=["--pass-through-unknown-paths"]) as s:
+        status, headers, payload = s.request(body, path="/v1/tokenize")
+        # Routed to the pod on "model": the simulator has no /v1/tokenize, and its
+        # 404 reaches the client in OpenAI's shape, from the pod.
+        assert headers["x-switchboard-pod"] == f"127.0.0.1:{s.pod_ports[0]}"
+        assert status == 404 and json.loads(payload)["error"]["message"] == "Not Found"
+        status, _, payload = s.request({"prompt": "no model"}, path="/v1/tokenize")
+        assert status == 400 and json.loads(payload)["error"]["code"] == "missing_model"
+        status, _, payload = s.request(None, path="/v1/tokenize", method="GET")
+        assert status == 404                                           # only POSTs pass through
