@@ -163,6 +163,20 @@ def test_the_openai_sdk_against_real_engines_and_their_token_counts(engines):
         print(f"\nper engine (gateway, engine) token deltas: {deltas}")
         assert sum(g[0] for g, _ in deltas.values()) > 0
 
+        # A stream without include_usage: no usage chunk reaches the client;
+        # the gateway counts the completion from content events and says it
+        # estimated (a detokenizer may hold back a partial character, so the
+        # count can be lower than the engine's, never higher).
+        estimated_before = s.admin("/debug/stats")[1]["usage"]["estimated"]
+        total = lambda: sum(e["completion_tokens_total"] for e in s.admin("/debug/pods")[1]["models"]["tiny"])
+        gen_before = total()
+        plain = list(client.completions.create(model="tiny", prompt="no usage please", max_tokens=5, temperature=0,
+                                               stream=True))
+        assert plain and all(ch.usage is None for ch in plain)
+        wait_until(lambda: s.admin("/debug/stats")[1]["usage"]["estimated"] == estimated_before + 1,
+                   "the gateway to count the stream without usage as estimated")
+        assert 1 <= total() - gen_before <= 5
+
 
 def test_real_engines_metrics_prefix_cache_and_staleness(engines):
     ports, procs = engines
