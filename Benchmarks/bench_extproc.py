@@ -91,6 +91,17 @@ static_resources:
 """
 
 
+def spawner(d):
+    """A list of started processes (stop them in reverse) and the function that starts one, logging to d."""
+    procs = []
+
+    def spawn(name, args):
+        p = Proc(name, args, d)
+        procs.append(p)
+        return p
+    return procs, spawn
+
+
 def start_pods(d, spawn, extra=()):
     """Three simulated pods (fixed timing, 4 tokens) and a pods file naming them."""
     pods = [free_port() for _ in range(3)]
@@ -123,13 +134,7 @@ def main():
         return size_sweep(a)
     rounds = a.rounds or (3 if a.baseline else 1)
     d = tempfile.mkdtemp(prefix="switchboard-bench-")
-    procs = []
-
-    def spawn(name, args):
-        p = Proc(name, args, d)
-        procs.append(p)
-        return p
-
+    procs, spawn = spawner(d)
     try:
         pods, pods_file = start_pods(d, spawn)
         body = chat_body()
@@ -270,12 +275,7 @@ def size_sweep(a):
     through Envoy; with --baseline, the baseline build side by side."""
     sizes = [int(x) for x in a.sizes.split(",")]
     d = tempfile.mkdtemp(prefix="switchboard-bench-sizes-")
-    procs = []
-
-    def spawn(name, args):
-        p = Proc(name, args, d)
-        procs.append(p)
-        return p
+    procs, spawn = spawner(d)
     try:
         _, pods_file = start_pods(d, spawn, ["--max-model-len", "1000000"])
         builds = [("this build", binary("switchboard"))]
