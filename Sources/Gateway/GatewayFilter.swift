@@ -56,6 +56,18 @@ final class GatewayFilter: ExtProcFilter {
             requestID = Self.newRequestID()
             generatedRequestID = true
         }
+        // Authentication first: every path, passed-through ones included.
+        if let keys = context.apiKeys {
+            guard let token = APIKeyStore.token(authorization: headers.value(of: "authorization"),
+                                                apiKey: headers.value(of: "x-api-key")) else {
+                return reject(OpenAIError(status: 401, message: "missing API key: send 'Authorization: Bearer KEY'",
+                                          code: "missing_api_key"))
+            }
+            guard let entry = keys.authenticate(token.utf8) else {
+                return reject(OpenAIError(status: 401, message: "incorrect API key provided", code: "invalid_api_key"))
+            }
+            authenticatedUser = entry.user
+        }
         guard let ep = OpenAIEndpoint(path: path) else {
             if context.passThroughUnknownPaths, path.hasPrefix("/v1/"), method == "POST" {
                 // Routed on the body's model, read as little as possible; its
@@ -70,17 +82,6 @@ final class GatewayFilter: ExtProcFilter {
                                       code: "unknown_url"), diagnostic: ("x-error-unknown-path", "true"))
         }
         endpoint = ep
-        if let keys = context.apiKeys {
-            guard let token = APIKeyStore.token(authorization: headers.value(of: "authorization"),
-                                                apiKey: headers.value(of: "x-api-key")) else {
-                return reject(OpenAIError(status: 401, message: "missing API key: send 'Authorization: Bearer KEY'",
-                                          code: "missing_api_key"))
-            }
-            guard let entry = keys.authenticate(token.utf8) else {
-                return reject(OpenAIError(status: 401, message: "incorrect API key provided", code: "invalid_api_key"))
-            }
-            authenticatedUser = entry.user
-        }
         if ep == .models {
             guard method == "GET" else {
                 return reject(OpenAIError(status: 405, message: "\(ep.rawValue) only accepts GET", code: "method_not_allowed"))
@@ -116,7 +117,9 @@ final class GatewayFilter: ExtProcFilter {
     func requestBody(_ body: [UInt8]) -> FilterDecision {
         let started = monotonicNanos()
         do throws(Rejection) {
-            let summary = try parse(body)
+            var summary = try parse(body)
+            // A key bound to a user decides who the request is, whatever the body says.
+            if let u = authenticatedUser { summary.user = u }
             let snapshot = pods.current
             let candidates = try admit(summary, snapshot: snapshot)
             let (pod, router) = try route(summary, candidates: candidates, snapshot: snapshot)

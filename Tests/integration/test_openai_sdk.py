@@ -103,7 +103,8 @@ def test_api_keys_bearer_and_x_api_key_with_reload(tmp_path):
     from harness import wait_until
     keys = tmp_path / "keys"
     keys.write_text("sk-alice-key-0001 alice\n")
-    with Stack(pods=1, switchboard_args=["--api-keys", str(keys), "--pods-file-poll", "0.1"]) as s:
+    with Stack(pods=1, switchboard_args=["--api-keys", str(keys), "--pods-file-poll", "0.1",
+                                         "--pass-through-unknown-paths"]) as s:
         base = f"http://127.0.0.1:{s.envoy_port}/v1"
         ok = openai.OpenAI(base_url=base, api_key="sk-alice-key-0001", max_retries=0)
         assert ok.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}]).choices
@@ -114,6 +115,9 @@ def test_api_keys_bearer_and_x_api_key_with_reload(tmp_path):
             assert e.value.status_code == 401 and e.value.code == code and e.value.type == "authentication_error"
         status, headers, body = s.request({"model": "tiny", "messages": []})
         assert status == 401 and b"missing_api_key" in body and headers["content-type"] == "application/json"
+        # Passed-through paths are authenticated too.
+        status, _, body = s.request({"model": "tiny", "prompt": "x"}, path="/v1/tokenize")
+        assert status == 401 and b"missing_api_key" in body
         # Anthropic clients send x-api-key.
         status, _, _ = s.request({"model": "tiny", "messages": [{"role": "user", "content": "x"}]},
                                  headers={"x-api-key": "sk-alice-key-0001"})
