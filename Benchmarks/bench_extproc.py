@@ -91,6 +91,27 @@ static_resources:
 """
 
 
+def peer_runs(a, spawn, pods, lua):
+    """sglang-router and vllm-router (round_robin) in front of the same pods,
+    each measured like Envoy alone: wrk through it, its CPU per request.
+    Each gets its own Prometheus port (both default to 29000)."""
+    urls = [f"http://127.0.0.1:{p}" for p in pods]
+    out = {}
+    for label, cmd in [("sglang-router rr", [os.path.join(a.peers, "sglang-router"), "launch", "--log-level", "warn"]),
+                       ("vllm-router rr", [os.path.join(a.peers, "vllm-router")])]:
+        port, prom = free_port(), free_port()
+        p = spawn(label.split()[0], cmd + ["--policy", "round_robin", "--host", "127.0.0.1", "--port", str(port),
+                                           "--prometheus-port", str(prom), "--worker-urls"] + urls)
+        wait_port(port, timeout=60)
+        wrk(port, 2, a.connections, lua)  # warm-up
+        c0 = cpu_seconds(p.pid)
+        r = wrk(port, a.seconds, a.connections, lua)
+        r["cpu_us"] = (cpu_seconds(p.pid) - c0) * 1e6 / max(1, r["requests"])
+        out[label] = r
+        p.stop()
+    return out
+
+
 def spawner(d):
     """A list of started processes (stop them in reverse) and the function that starts one, logging to d."""
     procs = []
@@ -126,6 +147,10 @@ def main():
                     help="runs of each switchboard build through Envoy (default 1, or 3 with --baseline); "
                          "the median processor CPU per request is compared")
     ap.add_argument("--no-python-peer", action="store_true", help="skip the Python grpc.aio peer")
+    ap.add_argument("--peers", metavar="BIN_DIR",
+                    help="a directory with sglang-router and vllm-router (scripts/setup-peers): each runs round_robin "
+                         "against the same pods, and total CPU per request is compared with Envoy + switchboard")
+    ap.add_argument("--no-direct", action="store_true", help="skip the direct gRPC (h2load) runs")
     ap.add_argument("--sizes", metavar="BYTES,...",
                     help="instead of the comparison: processor CPU per request through Envoy for chat bodies of "
                          "these sizes, streamed and not, with the response phase on (e.g. 1024,32768,409600)")
@@ -171,6 +196,9 @@ def main():
         results = {}
         eps = ", ".join(f"{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {p}}}}}}}}}" for p in pods)
         results["Envoy alone"] = envoy_run(lambda port, admin: ENVOY_ALONE.format(port=port, admin=admin, eps=eps), "alone")
+        peers = {}
+        if a.peers:
+            peers = peer_runs(a, spawn, pods, lua)
 
         def start_gateway(path, label):
             port = free_port()
@@ -215,9 +243,9 @@ def main():
         with open(payload, "wb") as f:
             f.write(b"".join(struct.pack(">BI", 0, len(m)) + m for m in msgs))
         direct = {}
-        peers = [("switchboard", sb, sb_port)] + ([("baseline", base, base_port)] if a.baseline else []) \
-            + ([("Python peer", py, py_port)] if py else [])
-        for label, proc, port in peers:
+        direct_targets = [] if a.no_direct else [("switchboard", sb, sb_port)] \
+            + ([("baseline", base, base_port)] if a.baseline else []) + ([("Python peer", py, py_port)] if py else [])
+        for label, proc, port in direct_targets:
             h2load(port, 2, payload)
             runs = []
             for _ in range(3):  # this machine is noisy: three runs, report median and best
@@ -240,7 +268,15 @@ def main():
         for k, r in results.items():
             cpu = f"{r['proc_cpu_us']:.1f}" if r["proc_cpu_us"] is not None else "-"
             print(f"{k:<22}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9}{cpu:>17}{r['envoy_cpu_us']:>18.1f}")
+        for k, r in peers.items():
+            print(f"{k:<22}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9}{r['cpu_us']:>17.1f}{'-':>18}")
         sbr, al = results["Envoy + switchboard"], results["Envoy alone"]
+        if peers:
+            best = min(peers.items(), key=lambda kv: kv[1]["cpu_us"])
+            total = sbr["proc_cpu_us"] + sbr["envoy_cpu_us"]
+            print(f"\ntotal CPU per request: Envoy + switchboard {total:.1f} µs (Envoy {sbr['envoy_cpu_us']:.1f} + processor "
+                  f"{sbr['proc_cpu_us']:.1f}); best peer {best[0]} {best[1]['cpu_us']:.1f} µs; ratio {total / best[1]['cpu_us']:.2f}x "
+                  f"[goal <= 1.2x]; p99 {sbr['p99']:.2f} vs {best[1]['p99']:.2f} ms")
         print(f"\nratios: switchboard / Envoy alone = {sbr['rps'] / al['rps']:.2f}", end="")
         if py:
             pyr = results["Envoy + Python peer"]
@@ -253,6 +289,9 @@ def main():
                   f"this build {['%.1f' % x for x in sbr['all_cpu_us']]}, baseline {['%.1f' % x for x in br['all_cpu_us']]}")
             print(f"ratio: this build / baseline processor CPU per request = {sbr['proc_cpu_us'] / br['proc_cpu_us']:.3f} "
                   f"(< 1 is cheaper); req/s ratio = {sbr['rps'] / br['rps']:.3f}")
+        if not direct:
+            print(f"logs: {d}")
+            return
         print("\ndirect gRPC (h2load -c4 -m32, no Envoy), 2 exchanges per stream, median of 3 runs (best in brackets):")
         print(f"{'':<22}{'streams ok':>12}{'failed':>8}{'exchanges/s':>14}{'exchanges per CPU-s (= per core)':>36}")
         for k, r in direct.items():
