@@ -1,6 +1,7 @@
 import EventLoop
 import Foundation
 import Logging
+import PodDiscovery
 import Synchronization
 
 /// Bearer-token authentication at the gateway: the keys of a key file,
@@ -38,7 +39,7 @@ public final class APIKeyStore: Sendable {
         self.logger = logger
         entries = Mutex(try Self.load(path))
         guard pollNanos > 0 else { return }
-        let first = Self.fingerprint(path)
+        let first = StaticPodsFileProvider.fingerprint(path)
         loop.execute { [self] in poll(every: pollNanos, last: first, loop: loop) }
     }
 
@@ -114,7 +115,7 @@ public final class APIKeyStore: Sendable {
 
     private func poll(every nanos: UInt64, last: [Int], loop: EventLoop) {
         loop.schedule(afterNanos: nanos) { [self] in
-            let now = Self.fingerprint(path)
+            let now = StaticPodsFileProvider.fingerprint(path)
             var seen = last
             if now != last {
                 seen = now
@@ -129,12 +130,5 @@ public final class APIKeyStore: Sendable {
             }
             poll(every: nanos, last: seen, loop: loop)
         }
-    }
-
-    static func fingerprint(_ path: String) -> [Int] {
-        guard let data = FileManager.default.contents(atPath: path) else { return [-1] }
-        var h = Hasher()
-        h.combine(data)
-        return [data.count, h.finalize()]
     }
 }

@@ -63,22 +63,16 @@ public final class GatewayContext: Sendable {
         self.usageAccounting = usageAccounting
         self.maxUsageBodyBytes = maxUsageBodyBytes
         if skipResponseBody && extProc.requestBodyMode != .fullDuplexStreamed {
-            modeOverrideAfterRequestHeaders = ProcessingModeOverride(
-                requestHeaderMode: .send, responseHeaderMode: .send,
-                requestBodyMode: extProc.requestBodyMode, responseBodyMode: .none,
-                requestTrailerMode: .skip, responseTrailerMode: .skip)
-            modeOverrideToReadResponse = usageAccounting ? ProcessingModeOverride(
-                requestHeaderMode: .send, responseHeaderMode: .send,
-                requestBodyMode: extProc.requestBodyMode, responseBodyMode: .streamed,
-                requestTrailerMode: .skip, responseTrailerMode: .skip) : nil
-            modeOverrideToReadJSON = usageAccounting ? ProcessingModeOverride(
-                requestHeaderMode: .send, responseHeaderMode: .send,
-                requestBodyMode: extProc.requestBodyMode, responseBodyMode: .bufferedPartial,
-                requestTrailerMode: .skip, responseTrailerMode: .skip) : nil
-            modeOverrideToReadError = ProcessingModeOverride(
-                requestHeaderMode: .send, responseHeaderMode: .send,
-                requestBodyMode: extProc.requestBodyMode, responseBodyMode: .buffered,
-                requestTrailerMode: .skip, responseTrailerMode: .skip)
+            // The whole mode for the rest of the stream; only the response body differs.
+            func mode(_ responseBody: BodySendMode) -> ProcessingModeOverride {
+                ProcessingModeOverride(requestHeaderMode: .send, responseHeaderMode: .send,
+                                       requestBodyMode: extProc.requestBodyMode, responseBodyMode: responseBody,
+                                       requestTrailerMode: .skip, responseTrailerMode: .skip)
+            }
+            modeOverrideAfterRequestHeaders = mode(.none)
+            modeOverrideToReadResponse = usageAccounting ? mode(.streamed) : nil
+            modeOverrideToReadJSON = usageAccounting ? mode(.bufferedPartial) : nil
+            modeOverrideToReadError = mode(.buffered)
         } else {
             modeOverrideAfterRequestHeaders = nil
             modeOverrideToReadResponse = nil

@@ -52,8 +52,9 @@ public final class StaticPodsFileProvider: Sendable {
         }
     }
 
-    /// Size, mtime and a hash of the content: edits within one mtime tick still show.
-    static func fingerprint(_ path: String) -> [Int] {
+    /// Size, mtime and a hash of the content: edits within one mtime tick
+    /// still show. Shared by every file the gateway reloads on change.
+    public static func fingerprint(_ path: String) -> [Int] {
         guard let data = FileManager.default.contents(atPath: path) else { return [-1] }
         let attrs = try? FileManager.default.attributesOfItem(atPath: path)
         let mtime = (attrs?[.modificationDate] as? Date).map { Int($0.timeIntervalSince1970 * 1e6) } ?? 0

@@ -141,13 +141,7 @@ public final class SimulatedPod: Sendable {
     /// `/v1/embeddings`: one deterministic unit vector per input (from its
     /// tokens), with vLLM's response shape and usage.
     private func embed(_ req: HTTP1Request, _ w: HTTP1ResponseWriter) {
-        guard let obj = (try? JSONSerialization.jsonObject(with: Data(req.body))) as? [String: Any] else {
-            return error(w, 400, "BadRequestError", "request body is not a JSON object")
-        }
-        guard let model = obj["model"] as? String else { return error(w, 400, "BadRequestError", "model is required") }
-        guard configuration.models.contains(model) else {
-            return error(w, 404, "NotFoundError", "The model `\(model)` does not exist.")
-        }
+        guard let (obj, model) = requestObject(req, w) else { return }
         let inputs: [[UInt32]]
         if let s = obj["input"] as? String { inputs = [SimTokenizer.prompt(s)] }
         else if let a = obj["input"] as? [String] { inputs = a.map(SimTokenizer.prompt) }
@@ -182,16 +176,26 @@ public final class SimulatedPod: Sendable {
         return .none
     }
 
-    private func generate(_ req: HTTP1Request, _ w: HTTP1ResponseWriter, chat: Bool, anthropic: Bool = false) {
+    /// The body as a JSON object and its served model; on anything else the
+    /// error is answered here (400, or 404 for a model this pod does not serve).
+    private func requestObject(_ req: HTTP1Request, _ w: HTTP1ResponseWriter) -> ([String: Any], String)? {
         guard let obj = (try? JSONSerialization.jsonObject(with: Data(req.body))) as? [String: Any] else {
-            return error(w, 400, "BadRequestError", "request body is not a JSON object")
+            error(w, 400, "BadRequestError", "request body is not a JSON object")
+            return nil
         }
         guard let model = obj["model"] as? String else {
-            return error(w, 400, "BadRequestError", "model is required")
+            error(w, 400, "BadRequestError", "model is required")
+            return nil
         }
         guard configuration.models.contains(model) else {
-            return error(w, 404, "NotFoundError", "The model `\(model)` does not exist.")
+            error(w, 404, "NotFoundError", "The model `\(model)` does not exist.")
+            return nil
         }
+        return (obj, model)
+    }
+
+    private func generate(_ req: HTTP1Request, _ w: HTTP1ResponseWriter, chat: Bool, anthropic: Bool = false) {
+        guard let (obj, model) = requestObject(req, w) else { return }
         let prompt: [UInt32]
         if chat {
             guard let msgs = obj["messages"] as? [[String: Any]] else {

@@ -286,15 +286,27 @@ def wait_until(fn, what, timeout=20.0):
     """Returns fn()'s first truthy value. Fails the test, naming `what` and
     the last value seen, when none came within `timeout` seconds: the
     timeout is a bound on a hang, not the property under test."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        last = fn()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last value: {last!r}")
-        time.sleep(POLL_S)  # pacing between looks
+    last = poll(fn, timeout=timeout)
+    if not last:
+        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last value: {last!r}")
+    return last
+
+
+def metric_sums(address):
+    """{sample name (labels dropped): sum over its label sets} from the
+    /metrics page at host:port (a pod, an engine, the simulator)."""
+    c = http.client.HTTPConnection(*address.rsplit(":", 1), timeout=10)
+    try:
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+    finally:
+        c.close()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def poll(fn, timeout=20.0, step=None):

@@ -1,7 +1,6 @@
 """scripts/check-architecture passes on the tree, and fails, naming the file
 and the rule, when a forbidden import or declaration is added to a scratch
 copy of the tree (one case per rule)."""
-import json
 import os
 import shutil
 import subprocess

@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from harness import ROOT, Proc, binary, free_ports, wait_port
+from harness import ROOT, Proc, binary, free_ports, metric_sums, wait_port
 
 sys.path.insert(0, os.path.join(ROOT, "Benchmarks", "toolkit"))
 from sbbench import client as client_mod  # noqa: E402
@@ -135,15 +135,7 @@ def run_client(port, reqs, **kw):
 
 def sim_metrics(port):
     """{sample name without labels: summed value} from the pod's own /metrics."""
-    import urllib.request
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
+    return metric_sums(f"127.0.0.1:{port}")
 
 
 # Clock granularity between the client's and the simulator's reads of the

@@ -6,12 +6,11 @@ partial hit; with the agent killed, both keep serving by recomputing."""
 import json
 import os
 import signal
-import time
 import urllib.request
 
 import pytest
 
-from harness import ROOT, Proc, binary, build_dir, build_fake_cudart, free_port, free_ports, wait_unix
+from harness import ROOT, Proc, binary, build_dir, build_fake_cudart, free_port, free_ports, metric_sums, wait_unix
 from test_pod_metrics import wait_for
 from test_real_vllm import healthy, start_vllm
 
@@ -55,9 +54,7 @@ def complete(port, prompt, max_tokens=12):
 
 
 def counter(port, name):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        page = r.read().decode()
-    return sum(float(ln.rsplit(" ", 1)[1]) for ln in page.splitlines() if ln.startswith(name + "{"))
+    return metric_sums(f"127.0.0.1:{port}").get(name, 0.0)
 
 
 @pytest.fixture(scope="module")

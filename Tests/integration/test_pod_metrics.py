@@ -1,7 +1,6 @@
 """Discovery from the pods file, scraping, staleness and in-flight
 accounting, through the real stack (simulated pods, the gateway, Envoy)."""
 import concurrent.futures
-import http.client
 import json
 import random
 import signal
@@ -9,7 +8,7 @@ import socket
 import threading
 import time
 
-from harness import Stack, chat, free_port, poll, run_all, wait_until
+from harness import Stack, chat, free_port, metric_sums, poll, run_all, wait_until
 
 
 def wait_for(fn, timeout=10.0, step=None, what=None):
@@ -23,17 +22,9 @@ def wait_for(fn, timeout=10.0, step=None, what=None):
 
 def pod_histogram_mean(address, family):
     """sum / count of a histogram as the pod itself reports it on /metrics."""
-    c = http.client.HTTPConnection(*address.rsplit(":", 1), timeout=10)
-    c.request("GET", "/metrics")
-    text = c.getresponse().read().decode()
-    c.close()
-    total = count = 0.0
-    for line in text.splitlines():
-        if line.startswith(family + "_sum{"):
-            total += float(line.rsplit(" ", 1)[1])
-        elif line.startswith(family + "_count{"):
-            count += float(line.rsplit(" ", 1)[1])
-    return total / count if count else None
+    m = metric_sums(address)
+    count = m.get(family + "_count", 0.0)
+    return m.get(family + "_sum", 0.0) / count if count else None
 
 
 def pods(s, model="tiny"):

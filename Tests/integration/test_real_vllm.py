@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from harness import ROOT, Proc, Stack, binary, free_ports, wait_port
+from harness import ROOT, Proc, Stack, binary, free_ports, metric_sums, wait_port
 from test_pod_metrics import pods, wait_for
 
 VENV = os.path.join(ROOT, ".venv-vllm", "bin", "python")
@@ -110,15 +110,8 @@ def test_the_simulator_speaks_the_live_engines_metric_names(engines, tmp_path):
 
 
 def engine_counters(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    out = {"prompt": 0.0, "generation": 0.0}
-    for ln in text.splitlines():
-        if ln.startswith("vllm:prompt_tokens_total{"):
-            out["prompt"] += float(ln.rsplit(" ", 1)[1])
-        elif ln.startswith("vllm:generation_tokens_total{"):
-            out["generation"] += float(ln.rsplit(" ", 1)[1])
-    return out
+    m = metric_sums(f"127.0.0.1:{port}")
+    return {"prompt": m.get("vllm:prompt_tokens_total", 0.0), "generation": m.get("vllm:generation_tokens_total", 0.0)}
 
 
 def test_the_openai_sdk_against_real_engines_and_their_token_counts(engines):

@@ -7,20 +7,12 @@ import http.client
 import json
 import random
 
-from harness import Stack, chat, wait_until
+from harness import Stack, chat, metric_sums, wait_until
 
 
 def pod_counters(address):
-    c = http.client.HTTPConnection(*address.rsplit(":", 1), timeout=10)
-    c.request("GET", "/metrics")
-    text = c.getresponse().read().decode()
-    c.close()
-    out = {}
-    for line in text.splitlines():
-        for name in ("vllm:prompt_tokens_total", "vllm:generation_tokens_total"):
-            if line.startswith(name + "{"):
-                out[name] = out.get(name, 0) + float(line.rsplit(" ", 1)[1])
-    return out
+    m = metric_sums(address)
+    return {k: m[k] for k in ("vllm:prompt_tokens_total", "vllm:generation_tokens_total") if k in m}
 
 
 def gateway_pods(s):
