@@ -4,6 +4,9 @@ import ExtProcProto
 /// HTTP phase once, synchronously, on the event loop, and decides.
 /// One instance per ext_proc stream (= per HTTP request).
 public protocol ExtProcFilter: AnyObject {
+    /// Once, before the first hook: what Envoy's first message said about
+    /// this stream.
+    func streamStarted(_ info: ExtProcStreamInfo)
     /// Request headers. Return `.waitForBody` to decide after the whole body.
     func requestHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision
     /// The complete request body (BUFFERED, or FULL_DUPLEX_STREAMED chunks
@@ -15,6 +18,28 @@ public protocol ExtProcFilter: AnyObject {
     func responseBody(_ chunk: HTTPBodyMessage) -> FilterDecision
     /// The stream ended; called exactly once, whatever the ending.
     func streamEnded(_ outcome: ExtProcOutcome)
+}
+
+/// What Envoy's first message said about a stream.
+public struct ExtProcStreamInfo: Sendable, Equatable {
+    /// Envoy's observability mode: answers are not read (send and go).
+    public var observabilityMode: Bool
+    /// The stream starts at the response headers (an observer filter whose
+    /// request phases are skipped).
+    public var startsAtResponse: Bool
+    /// Envoy's configured response body mode is NONE: this stream will not
+    /// see the response body, and mode overrides are not sent.
+    public var responseBodyOff: Bool
+
+    public init(observabilityMode: Bool = false, startsAtResponse: Bool = false, responseBodyOff: Bool = false) {
+        self.observabilityMode = observabilityMode
+        self.startsAtResponse = startsAtResponse
+        self.responseBodyOff = responseBodyOff
+    }
+}
+
+extension ExtProcFilter {
+    public func streamStarted(_ info: ExtProcStreamInfo) {}
 }
 
 /// What a filter decided for one phase.

@@ -12,6 +12,7 @@ public final class ExtProcStreamHandler: GRPCStreamHandler {
     private let stats: ExtProcStats
     private var ended = false
     private var observabilityMode = false
+    private var started = false
 
     public init(filter: any ExtProcFilter, configuration: ExtProcConfiguration, stats: ExtProcStats) {
         self.filter = filter
@@ -35,6 +36,12 @@ public final class ExtProcStreamHandler: GRPCStreamHandler {
         if request.observabilityMode { observabilityMode = true }
         switch machine.receive(request) {
         case .askFilter(let call):
+            if !started {
+                started = true
+                filter.streamStarted(ExtProcStreamInfo(observabilityMode: observabilityMode,
+                                                       startsAtResponse: machine.observing,
+                                                       responseBodyOff: !machine.overridesAllowed))
+            }
             var responses = machine.decide(invoke(call))
             while let follow = machine.pendingCall {
                 responses += machine.decide(invoke(follow))

@@ -47,6 +47,16 @@ public struct ExtProcStreamStateMachine: Sendable {
     /// Body mode for requests (from Envoy's protocol_config, else the configured one).
     public private(set) var requestBodyMode: BodySendMode
     public private(set) var responseBodyMode: BodySendMode
+    /// False when Envoy's first message said its response body mode is
+    /// NONE: the response phases are configured off (or narrowed by Envoy's
+    /// config), and a mode override would turn them back on (an override
+    /// states every phase; Envoy has no "keep as configured"), so filters'
+    /// overrides are dropped. The gateway only narrows Envoy's envelope.
+    public private(set) var overridesAllowed = true
+    /// True for a stream Envoy opened in observability mode that starts at
+    /// the response (an observer filter: request phases skipped, answers
+    /// not read by Envoy).
+    public private(set) var observing = false
     /// Largest request body collected in FULL_DUPLEX_STREAMED mode.
     public let maxBodyBytes: Int
     private var pending: FilterCall?
@@ -67,7 +77,10 @@ public struct ExtProcStreamStateMachine: Sendable {
 
     public mutating func receive(_ request: ProcessingRequest) -> Step {
         if let m = request.requestBodyMode { requestBodyMode = m }
-        if let m = request.responseBodyMode { responseBodyMode = m }
+        if let m = request.responseBodyMode {
+            responseBodyMode = m
+            if state == .idle && m == .none { overridesAllowed = false }
+        }
         guard pending == nil else {
             return violate("message received while the previous one is still being decided")
         }
@@ -77,6 +90,11 @@ public struct ExtProcStreamStateMachine: Sendable {
         switch (state, phase) {
         case (.idle, .requestHeaders(let h)):
             return ask(.requestHeaders(h))
+
+        case (.idle, .responseHeaders(let h)) where request.observabilityMode:
+            // An observer: it sees the response only, never decides.
+            observing = true
+            return ask(.responseHeaders(h))
 
         case (.awaitingBufferedBody, .requestBody(let b)):
             // BUFFERED sends the whole body in one message; BUFFERED_PARTIAL
@@ -154,7 +172,8 @@ public struct ExtProcStreamStateMachine: Sendable {
             if case .proceed(let mutation, let override) = decision {
                 routedAtHeaders = true
                 state = .requestForwarded
-                return [ProcessingResponse(.requestHeaders(CommonResponse(headerMutation: mutation)), modeOverride: override)]
+                return [ProcessingResponse(.requestHeaders(CommonResponse(headerMutation: mutation)),
+                                           modeOverride: overridesAllowed ? override : nil)]
             }
             guard case .waitForBody(let override) = decision else { return [] }
             if h.endOfStream {
@@ -164,7 +183,7 @@ public struct ExtProcStreamStateMachine: Sendable {
             switch requestBodyMode {
             case .buffered, .bufferedPartial:
                 state = .awaitingBufferedBody
-                return [ProcessingResponse(.requestHeaders(CommonResponse()), modeOverride: override)]
+                return [ProcessingResponse(.requestHeaders(CommonResponse()), modeOverride: overridesAllowed ? override : nil)]
             case .fullDuplexStreamed:
                 state = .collectingBody
                 return []
@@ -214,8 +233,9 @@ public struct ExtProcStreamStateMachine: Sendable {
             state = .responseStarted
             // Envoy honours a mode override in the answer to either headers
             // phase: a filter turns the response body on here when it needs it.
-            if let o = override, responseBodyMode != .fullDuplexStreamed { responseBodyMode = o.responseBodyMode }
-            return [ProcessingResponse(.responseHeaders(CommonResponse(headerMutation: mutation)), modeOverride: override)]
+            let o = overridesAllowed && !observing ? override : nil
+            if let o, responseBodyMode != .fullDuplexStreamed { responseBodyMode = o.responseBodyMode }
+            return [ProcessingResponse(.responseHeaders(CommonResponse(headerMutation: mutation)), modeOverride: o)]
 
         case .responseBody(let chunk):
             var mutation: HeaderMutation?

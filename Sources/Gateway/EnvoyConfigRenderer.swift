@@ -6,6 +6,12 @@ import ExtProcProto
 /// ext_proc filter pointing at the gateway (TCP or Unix socket, h2c), and the
 /// ORIGINAL_DST cluster that dials whatever `target-pod` the gateway set.
 ///
+/// How the response is seen is `responsePhase` (docs/decisions/0005):
+/// by default the routing stream ends its work at the routing decision (two
+/// messages per request), Envoy itself names the pod and request id in the
+/// response and shapes its own errors as OpenAI JSON, and a second ext_proc
+/// filter in observability mode reads usage without ever holding a byte.
+///
 /// The template lives in `envoy/envoy.yaml.tmpl` for readers; this renderer
 /// is its single source of truth (a test checks the two agree).
 public struct EnvoyConfigRenderer: Sendable {
@@ -21,6 +27,23 @@ public struct EnvoyConfigRenderer: Sendable {
     public var bufferLimitBytes = 8 << 20
     public var failureModeAllow = false
     public var targetHeader = "target-pod"
+    public var responsePhase: ResponsePhase = .observer
+
+    /// Who sees the response.
+    public enum ResponsePhase: String, Sendable, CaseIterable {
+        /// The routing stream stops at the routing decision; a second
+        /// ext_proc filter in observability mode (send and go: Envoy never
+        /// waits on it) reads usage and TTFT from the response.
+        case observer
+        /// As `observer` without the observer: no per-request usage.
+        case none
+        /// The routing stream also answers the response headers, and reads
+        /// bodies for usage chunk by chunk (one more message per request,
+        /// and every read chunk waits on the gateway). Needed for
+        /// `--inject-stream-usage` and for rewriting upstream errors that
+        /// are not in OpenAI's shape.
+        case inBand = "in-band"
+    }
 
     public init() {}
 
@@ -41,6 +64,9 @@ public struct EnvoyConfigRenderer: Sendable {
         // Envoy requires trailers to be sent when a body is FULL_DUPLEX_STREAMED.
         let reqTrailers = requestBodyMode == .fullDuplexStreamed ? "SEND" : "SKIP"
         let respTrailers = responseBodyMode == .fullDuplexStreamed ? "SEND" : "SKIP"
+        let reduced = responsePhase != .inBand
+        let observer = responsePhase == .observer
+        let ticket = ObservedRequests.header
         let processorAddress: String
         switch processor {
         case .tcp(let h, let p):
@@ -73,7 +99,7 @@ public struct EnvoyConfigRenderer: Sendable {
                   "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
                   stat_prefix: openai
                   codec_type: AUTO
-                  stream_idle_timeout: \(routeTimeoutSeconds)s
+                  stream_idle_timeout: \(routeTimeoutSeconds)s\(reduced ? reducedConnectionManager : "")
                   route_config:
                     name: pods
                     virtual_hosts:
@@ -83,7 +109,7 @@ public struct EnvoyConfigRenderer: Sendable {
                       - match: { prefix: "/" }
                         route:
                           cluster: vllm_pods
-                          timeout: \(routeTimeoutSeconds)s
+                          timeout: \(routeTimeoutSeconds)s\(reduced ? namingHeaders(ticket: observer) : "")
                   http_filters:
                   # 1. Never let a client choose the upstream: drop any
                   #    client-sent \(targetHeader) before ext_proc runs.
@@ -92,23 +118,24 @@ public struct EnvoyConfigRenderer: Sendable {
                       "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
                       mutations:
                         request_mutations:
-                        - remove: \(targetHeader)
+                        - remove: \(targetHeader)\(reduced ? "\n                - remove: x-switchboard-strategy" : "")\(observer ? "\n                - remove: \(ticket)\n                response_mutations:\n                - remove: \(ticket)" : "")
                   # 2. Switchboard decides the pod and sets \(targetHeader).
                   - name: envoy.filters.http.ext_proc
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
                       grpc_service:
                         envoy_grpc: { cluster_name: switchboard }
+                      stat_prefix: routing
                       failure_mode_allow: \(failureModeAllow)
                       message_timeout: \(Double(messageTimeoutMillis) / 1000)s
                       allow_mode_override: true
                       processing_mode:
                         request_header_mode: SEND
-                        response_header_mode: SEND
+                        response_header_mode: \(reduced ? "SKIP" : "SEND")
                         request_body_mode: \(Self.modeName(requestBodyMode))
-                        response_body_mode: \(Self.modeName(responseBodyMode))
+                        response_body_mode: \(reduced ? "NONE" : Self.modeName(responseBodyMode))
                         request_trailer_mode: \(reqTrailers)
-                        response_trailer_mode: \(respTrailers)
+                        response_trailer_mode: \(reduced ? "SKIP" : respTrailers)\(observer ? observerFilter : "")
                   - name: envoy.filters.http.router
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
@@ -148,6 +175,96 @@ public struct EnvoyConfigRenderer: Sendable {
               thresholds:
               - { max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 }
 
+        """
+    }
+
+    /// Reduced paths: Envoy returns the request id, and its own failures
+    /// (pod unreachable, reset, timed out; no healthy upstream) reach
+    /// clients as OpenAI error objects. The gateway's own answers carry no
+    /// response flag and pass unchanged.
+    var reducedConnectionManager: String {
+        var s = """
+
+                  always_set_request_id_in_response: true
+                  local_reply_config:
+                    mappers:
+                    - filter:
+                        response_flag_filter: {}
+                      body_format_override:
+                        json_format:
+                          error:
+                            message: "%LOCAL_REPLY_BODY% (pod %UPSTREAM_HOST%, request %REQ(x-request-id)%)"
+                            type: api_error
+                            param: null
+                            code: upstream_error
+                        content_type: application/json
+        """
+        if requestBodyMode == .buffered || requestBodyMode == .bufferedPartial {
+            // Envoy's own 413 (a body over its buffer limit; no response
+            // flag). In these modes the gateway never answers 413 itself.
+            s += """
+
+                        - filter:
+                            status_code_filter:
+                              comparison: { op: EQ, value: { default_value: 413, runtime_key: switchboard.unused } }
+                          body_format_override:
+                            json_format:
+                              error:
+                                message: "request body is larger than the gateway accepts (\(bufferLimitBytes) bytes, Envoy's buffer limit); request %REQ(x-request-id)%"
+                                type: invalid_request_error
+                                param: null
+                                code: request_too_large
+                            content_type: application/json
+            """
+        }
+        return s
+    }
+
+    /// Reduced paths: Envoy copies the gateway's decision into the
+    /// response (the routing stream never sees it), and the observer's ticket.
+    func namingHeaders(ticket: Bool) -> String {
+        var s = """
+
+                        response_headers_to_add:
+                        - header: { key: x-switchboard-pod, value: "%REQ(\(targetHeader))%" }
+                          append_action: OVERWRITE_IF_EXISTS_OR_ADD
+                        - header: { key: x-switchboard-strategy, value: "%REQ(x-switchboard-strategy)%" }
+                          append_action: OVERWRITE_IF_EXISTS_OR_ADD
+        """
+        if ticket {
+            s += """
+
+                            - header: { key: \(ObservedRequests.header), value: "%REQ(\(ObservedRequests.header))%" }
+                              append_action: OVERWRITE_IF_EXISTS_OR_ADD
+            """
+        }
+        return s
+    }
+
+    /// The usage observer: the same gateway, sent the response headers and
+    /// body in observability mode (Envoy does not wait for answers, so the
+    /// client's bytes never pause). Its failures never fail a request.
+    var observerFilter: String {
+        """
+
+                  # 3. The usage observer: reads usage and TTFT from responses
+                  #    without holding them (observability mode: send and go).
+                  - name: switchboard.usage_observer
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+                      grpc_service:
+                        envoy_grpc: { cluster_name: switchboard }
+                      stat_prefix: usage_observer
+                      observability_mode: true
+                      failure_mode_allow: true
+                      message_timeout: \(Double(messageTimeoutMillis) / 1000)s
+                      processing_mode:
+                        request_header_mode: SKIP
+                        response_header_mode: SEND
+                        request_body_mode: NONE
+                        response_body_mode: STREAMED
+                        request_trailer_mode: SKIP
+                        response_trailer_mode: SKIP
         """
     }
 

@@ -15,6 +15,8 @@ public final class GatewayContext: Sendable {
     public let routers: RouterRegistry
     public let logger: Logger
     public let stats = GatewayStats()
+    /// Routed requests the usage observer may read the response of.
+    public let observed = ObservedRequests()
     /// Header the ORIGINAL_DST cluster reads.
     public let targetHeader: String
     /// Sent with the answer to request headers in BUFFERED mode: the full
@@ -114,6 +116,11 @@ public final class GatewayStats: Sendable {
     public let usageEstimated = Counter()
     /// Successful responses whose usage could not be read (no usage, too large, cut off).
     public let usageMissing = Counter()
+    /// Responses the usage observer matched to a routed request.
+    public let observed = Counter()
+    /// Responses the observer saw without a routed request (gateway or
+    /// Envoy errors, or the routing stream already ended).
+    public let observedUnmatched = Counter()
     /// Upstream error responses without an OpenAI body, answered as OpenAI errors.
     public let upstreamErrorsNormalized = Counter()
 }

@@ -23,8 +23,16 @@ final class GatewayFilter: ExtProcFilter {
     /// (Envoy normally generates it; this covers configs that do not).
     private var generatedRequestID = false
     private var chosen: PodEndpoint?
-    /// The load counter charged for this request, released exactly once in `streamEnded`.
-    private var charged: (load: PodLoad, tokens: Int)?
+    /// The load charged for this request, released exactly once in
+    /// `streamEnded` of the stream that routed it (`ownsCharge`); an
+    /// observer stream only settles its usage.
+    private var charge: RequestCharge?
+    private var ownsCharge = true
+    /// What Envoy said about this stream (observer or routing stream, and
+    /// whether the routing stream sees the response).
+    private var info = ExtProcStreamInfo()
+    /// This request's entry for the usage observer, removed when the stream ends.
+    private var ticket: UInt64?
     /// When the pod was chosen (TTFT is measured from here).
     private var routedAt: UInt64 = 0
     /// Reading the response's usage: an SSE stream, or a JSON body collected
@@ -45,6 +53,10 @@ final class GatewayFilter: ExtProcFilter {
     init(context: GatewayContext, pods: PodSnapshotReader) {
         self.context = context
         self.pods = pods
+    }
+
+    func streamStarted(_ info: ExtProcStreamInfo) {
+        self.info = info
     }
 
     func requestHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision {
@@ -126,8 +138,20 @@ final class GatewayFilter: ExtProcFilter {
             account(summary, pod: pod, snapshot: snapshot, started: started)
             var m = HeaderMutation()
             m.overwrite(context.targetHeader, pod.address)
-            m.overwrite("routing-strategy", router.name)
             if generatedRequestID { m.overwrite("x-request-id", requestID) }
+            if info.responseBodyOff {
+                // This stream will not see the response: Envoy names the pod
+                // and strategy in it (copied from these request headers),
+                // and the usage observer (when configured) reads it.
+                m.overwrite("x-switchboard-strategy", router.name)
+                if context.usageAccounting && !passThrough {
+                    let t = context.observed.register(.init(requestID: requestID, charge: charge, routedAt: routedAt))
+                    ticket = t
+                    m.overwrite(ObservedRequests.header, String(t))
+                }
+                return .proceed(m, modeOverride: nil)
+            }
+            m.overwrite("routing-strategy", router.name)
             // --inject-stream-usage: ask the engine for the usage chunk the
             // client did not ask for; `responseBody` takes it out again.
             if context.injectStreamUsage, summary.stream, !summary.hasStreamOptions,
@@ -210,13 +234,12 @@ final class GatewayFilter: ExtProcFilter {
         context.stats.routingDuration.observe(nanos: monotonicNanos() - started)
         if let load = snapshot.loads[pod.address] {
             // Prompt tokens estimated from the body size until a tokenizer lands.
-            let tokens = max(1, summary.bodyBytes / 4)
-            load.start(tokens: tokens)
-            charged = (load, tokens)
+            charge = RequestCharge(load: load, tokens: max(1, summary.bodyBytes / 4))
         }
     }
 
     func responseHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision {
+        if info.startsAtResponse { return observe(headers) }
         guard let pod = chosen else { return unroutedResponse(headers) }
         var m = HeaderMutation()
         m.overwrite("x-switchboard-pod", pod.address)
@@ -292,6 +315,31 @@ final class GatewayFilter: ExtProcFilter {
         return .proceed
     }
 
+    /// The usage observer's view of a response: find the routed request by
+    /// its ticket and read the body for usage and TTFT. Envoy does not wait
+    /// for these answers (observability mode); every byte passes unchanged.
+    private func observe(_ headers: HTTPHeadersMessage) -> FilterDecision {
+        guard let t = headers.value(of: ObservedRequests.header).flatMap({ UInt64($0) }),
+              let e = context.observed.entry(t) else {
+            // Not a routed request (a gateway or Envoy error), or its routing
+            // stream already ended.
+            context.stats.observedUnmatched.add()
+            return .proceed
+        }
+        requestID = e.requestID
+        charge = e.charge
+        ownsCharge = false
+        routedAt = e.routedAt
+        context.stats.observed.add()
+        guard !headers.endOfStream, Self.isSuccess(headers.value(of: ":status")) else { return .proceed }
+        if (headers.value(of: "content-type") ?? "").hasPrefix("text/event-stream") {
+            sse = SSEUsageScanner()
+        } else {
+            responseJSON = []
+        }
+        return .proceed
+    }
+
     /// A response to a request no pod was chosen for: Envoy's own reply
     /// (a body over the buffer limit: 413, a request timeout) unless it is
     /// already JSON. Clients get the OpenAI shape either way.
@@ -328,10 +376,7 @@ final class GatewayFilter: ExtProcFilter {
             return
         }
         if u.estimated { context.stats.usageEstimated.add() } else { context.stats.usageReported.add() }
-        if let c = charged {
-            let now = c.load.settle(charged: c.tokens, promptTokens: u.promptTokens, completionTokens: u.completionTokens)
-            charged = (c.load, now)
-        }
+        charge?.settle(promptTokens: u.promptTokens, completionTokens: u.completionTokens)
     }
 
     /// A random version-4 UUID in its usual text form.
@@ -404,10 +449,13 @@ final class GatewayFilter: ExtProcFilter {
             sse = nil
             responseJSON = nil
         }
-        if let c = charged {
-            charged = nil
-            c.load.finish(tokens: c.tokens)
+        if ownsCharge { charge?.finish() }
+        charge = nil
+        if let t = ticket {
+            ticket = nil
+            context.observed.remove(t)
         }
+        if info.startsAtResponse { return }  // an observer: the routing stream counts the request
         switch outcome {
         case .completed: context.stats.completed.add(1)
         case .immediateResponse: context.stats.rejected.add(1)

@@ -30,9 +30,10 @@ public final class PodLoad: Sendable {
     /// A response's usage is known: its real prompt tokens replace the
     /// estimate charged at routing (when reported), and the totals grow.
     /// Returns the charge `finish` must release.
-    public func settle(charged: Int, promptTokens: Int?, completionTokens: Int) -> Int {
+    /// `inFlight: false`: the request was released already; only the totals grow.
+    public func settle(charged: Int, promptTokens: Int?, completionTokens: Int, inFlight: Bool = true) -> Int {
         if let p = promptTokens {
-            tokensInFlight.add(p - charged, ordering: .relaxed)
+            if inFlight { tokensInFlight.add(p - charged, ordering: .relaxed) }
             promptTotal.add(p, ordering: .relaxed)
         }
         completionTotal.add(completionTokens, ordering: .relaxed)
@@ -42,5 +43,52 @@ public final class PodLoad: Sendable {
     public func finish(tokens: Int) {
         requestsInFlight.subtract(1, ordering: .relaxed)
         tokensInFlight.subtract(tokens, ordering: .relaxed)
+    }
+}
+
+/// One routed request's charge on its pod. The stream that routed it
+/// releases it (`finish`, once); usage may arrive from that stream or from
+/// an observer stream, before or after the release (`settle`, once): the
+/// totals always grow, the in-flight tokens are corrected only while the
+/// charge is still held. Safe from any thread.
+public final class RequestCharge: Sendable {
+    public let load: PodLoad
+    private struct State {
+        var tokens: Int
+        var settled = false
+        var finished = false
+    }
+    private let state: Mutex<State>
+
+    /// Charges `load` with one request of `tokens` estimated prompt tokens.
+    public init(load: PodLoad, tokens: Int) {
+        self.load = load
+        state = Mutex(State(tokens: tokens))
+        load.start(tokens: tokens)
+    }
+
+    /// Records the response's usage; false when it was already recorded.
+    @discardableResult
+    public func settle(promptTokens: Int?, completionTokens: Int) -> Bool {
+        state.withLock { s in
+            guard !s.settled else { return false }
+            s.settled = true
+            if s.finished {
+                // Released already: only the totals grow.
+                _ = load.settle(charged: 0, promptTokens: promptTokens, completionTokens: completionTokens, inFlight: false)
+            } else {
+                s.tokens = load.settle(charged: s.tokens, promptTokens: promptTokens, completionTokens: completionTokens)
+            }
+            return true
+        }
+    }
+
+    /// Releases the charge; later calls do nothing.
+    public func finish() {
+        state.withLock { s in
+            guard !s.finished else { return }
+            s.finished = true
+            load.finish(tokens: s.tokens)
+        }
     }
 }

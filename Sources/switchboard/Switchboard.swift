@@ -184,7 +184,21 @@ struct EnvoyConfig: ParsableCommand {
     @Option(help: "request_body_mode: buffered or full-duplex-streamed.")
     var requestBodyMode: String = "buffered"
 
-    @Option(help: "response_body_mode: none or streamed.")
+    @Option(help: ArgumentHelp(
+        "Who sees the response: observer, none or in-band.",
+        discussion: """
+        observer (default): the routing stream ends at the routing decision (two ext_proc \
+        messages per request); Envoy names the pod and request id in the response and shapes \
+        its own errors as OpenAI JSON; a second ext_proc filter in observability mode reads \
+        usage and TTFT without ever holding the client's bytes. \
+        none: the same without the observer (no per-request usage). \
+        in-band: the routing stream also answers the response headers and reads bodies for \
+        usage chunk by chunk; needed for `serve --inject-stream-usage` and for rewriting \
+        upstream errors that are not OpenAI-shaped. See docs/decisions/0005.
+        """))
+    var responsePhase: String = "observer"
+
+    @Option(help: "response_body_mode of the routing stream with --response-phase in-band: none or streamed.")
     var responseBodyMode: String = "streamed"
 
     @Option(help: "ext_proc per-message timeout in milliseconds.")
@@ -208,6 +222,10 @@ struct EnvoyConfig: ParsableCommand {
         guard let rs = EnvoyConfigRenderer.parseMode(responseBodyMode) else { throw ValidationError("bad --response-body-mode") }
         r.requestBodyMode = rq
         r.responseBodyMode = rs
+        guard let phase = EnvoyConfigRenderer.ResponsePhase(rawValue: responsePhase) else {
+            throw ValidationError("bad --response-phase '\(responsePhase)': use observer, none or in-band")
+        }
+        r.responsePhase = phase
         r.messageTimeoutMillis = messageTimeoutMs
         r.routeTimeoutSeconds = routeTimeout
         r.bufferLimitBytes = bufferLimit

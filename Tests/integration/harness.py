@@ -140,7 +140,7 @@ class Stack:
     def __init__(self, pods=3, ttft_ms=0, itl_ms=0, max_tokens=8, processor="tcp",
                  request_body_mode="buffered", response_body_mode="streamed", extra_models=None,
                  switchboard_args=(), logdir=None, sim_loops=1, envoy_concurrency=1, pod_ports=None, sim_args=(),
-                 model_strategies=None):
+                 model_strategies=None, response_phase="in-band"):
         self.logdir = logdir or tempfile.mkdtemp(prefix="switchboard-it-")
         self.procs = []
         # pod_ports: endpoints already running (real vLLM servers); no simulator then.
@@ -155,6 +155,9 @@ class Stack:
         self.processor = processor
         self.request_body_mode = request_body_mode
         self.response_body_mode = response_body_mode
+        # observer: the reduced path (envoy-config's default); in-band: the
+        # routing stream also sees the response (what most tests exercise).
+        self.response_phase = response_phase
         self.sim_args = ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--max-tokens", str(max_tokens),
                          "--loops", str(sim_loops)] + list(sim_args)
         self.switchboard_args = list(switchboard_args)
@@ -190,7 +193,8 @@ class Stack:
                               "--admin", f"127.0.0.1:{self.admin_port}",
                               "--processor", self.processor_address,
                               "--request-body-mode", self.request_body_mode,
-                              "--response-body-mode", self.response_body_mode],
+                              "--response-body-mode", self.response_body_mode,
+                              "--response-phase", self.response_phase],
                              check=True, capture_output=True, text=True).stdout
         self.envoy_config = os.path.join(self.logdir, "envoy.yaml")
         with open(self.envoy_config, "w") as f:

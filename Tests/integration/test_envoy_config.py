@@ -18,11 +18,12 @@ def validate(text):
     return r.returncode, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("processor,req,resp", list(itertools.product(
-    ["127.0.0.1:50051", "unix:/tmp/switchboard.sock"], ["buffered", "full-duplex-streamed"], ["none", "streamed"])))
-def test_rendered_configs_validate(processor, req, resp):
+@pytest.mark.parametrize("processor,req,resp,phase", list(itertools.product(
+    ["127.0.0.1:50051", "unix:/tmp/switchboard.sock"], ["buffered", "full-duplex-streamed"], ["none", "streamed"],
+    ["observer", "none", "in-band"])))
+def test_rendered_configs_validate(processor, req, resp, phase):
     text = subprocess.run([binary("switchboard"), "envoy-config", "--processor", processor,
-                           "--request-body-mode", req, "--response-body-mode", resp],
+                           "--request-body-mode", req, "--response-body-mode", resp, "--response-phase", phase],
                           capture_output=True, text=True, check=True).stdout
     rc, out = validate(text)
     assert rc == 0, out
@@ -39,6 +40,9 @@ def test_bad_options_are_rejected_with_a_message():
     r = subprocess.run([binary("switchboard"), "envoy-config", "--processor", "nowhere"], capture_output=True, text=True)
     assert r.returncode != 0
     assert "invalid address 'nowhere'" in r.stderr
+    r = subprocess.run([binary("switchboard"), "envoy-config", "--response-phase", "later"], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "bad --response-phase 'later': use observer, none or in-band" in r.stderr
     r = subprocess.run([binary("switchboard"), "serve", "--pods-file", "/nonexistent.yaml"], capture_output=True, text=True)
     assert r.returncode != 0
     assert "pods file /nonexistent.yaml: cannot read" in r.stderr

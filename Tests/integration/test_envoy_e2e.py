@@ -64,8 +64,9 @@ def test_thousands_of_requests_no_failures_no_rst_storm(processor):
               f"processor connections {st['cluster.switchboard.upstream_cx_total']}")
 
 
-def test_client_target_pod_never_decides_upstream():
-    with Stack(pods=2) as s:
+@pytest.mark.parametrize("phase", ["in-band", "observer"])
+def test_client_target_pod_never_decides_upstream(phase):
+    with Stack(pods=2, response_phase=phase) as s:
         trap = f"127.0.0.1:{s.trap_port}"
         statuses, pods = load(s, 200, workers=4, headers={"target-pod": trap})
         assert statuses == {200: 200}
@@ -78,8 +79,9 @@ def test_client_target_pod_never_decides_upstream():
         assert 'vllm:request_success_total{engine="0",finished_reason="length",model_name="tiny"} 0.0' in metrics
 
 
-def test_streamed_response_passes_through_intact():
-    with Stack(pods=2, max_tokens=5, itl_ms=2) as s:
+@pytest.mark.parametrize("phase", ["in-band", "observer"])
+def test_streamed_response_passes_through_intact(phase):
+    with Stack(pods=2, max_tokens=5, itl_ms=2, response_phase=phase) as s:
         body = chat(stream=True, max_tokens=5, stream_options={"include_usage": True})
         status, headers, payload = s.request(body)
         assert status == 200
@@ -118,8 +120,9 @@ def test_streamed_response_passes_through_intact():
         assert len(text.split()) == 5
 
 
-def test_openai_errors_through_envoy():
-    with Stack(pods=1) as s:
+@pytest.mark.parametrize("phase", ["in-band", "observer"])
+def test_openai_errors_through_envoy(phase):
+    with Stack(pods=1, response_phase=phase) as s:
         status, h, p = s.request(chat(model="no-such-model"))
         assert status == 404
         assert h["content-type"] == "application/json"
@@ -157,8 +160,9 @@ def test_openai_errors_through_envoy():
         assert status == 200 and h["x-switchboard-strategy"] == "random"
 
 
-def test_completions_and_dead_pod_errors():
-    with Stack(pods=1, extra_models={"ghost": []}) as s:
+@pytest.mark.parametrize("phase", ["in-band", "observer"])
+def test_completions_and_dead_pod_errors(phase):
+    with Stack(pods=1, extra_models={"ghost": []}, response_phase=phase) as s:
         status, h, p = s.request({"model": "tiny", "prompt": "once upon", "max_tokens": 3}, path="/v1/completions")
         assert status == 200 and json.loads(p)["object"] == "text_completion"
         status, h, p = s.request({"model": "ghost", "prompt": "x"}, path="/v1/completions")

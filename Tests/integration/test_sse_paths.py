@@ -29,8 +29,9 @@ def direct(port, body):
 
 
 @pytest.mark.parametrize("chunking", ["bytes", "random", "merged", "events"])
-def test_pathological_chunkings_pass_unchanged_and_are_accounted(chunking):
-    with Stack(pods=1, max_tokens=6, sim_args=["--sse-chunking", chunking]) as s:
+@pytest.mark.parametrize("phase", ["in-band", "observer"])
+def test_pathological_chunkings_pass_unchanged_and_are_accounted(chunking, phase):
+    with Stack(pods=1, max_tokens=6, sim_args=["--sse-chunking", chunking], response_phase=phase) as s:
         n = 8
         for i in range(n):
             body = chat(content=f"stream {i} " + "x " * i, stream=True, stream_options={"include_usage": True},
@@ -56,9 +57,10 @@ def test_pathological_chunkings_pass_unchanged_and_are_accounted(chunking):
         assert f"switchboard_gateway_time_to_first_token_seconds_count {float(n)}" in page, page
 
 
-def test_a_pod_dying_mid_stream_is_an_error_at_the_client():
+@pytest.mark.parametrize("phase", ["in-band", "observer"])
+def test_a_pod_dying_mid_stream_is_an_error_at_the_client(phase):
     # Tokens trickle (50 ms apart), so the response has started when the pod dies.
-    with Stack(pods=1, max_tokens=10, ttft_ms=20, itl_ms=50, sim_args=["--fail-after-tokens", "3"]) as s:
+    with Stack(pods=1, max_tokens=10, ttft_ms=20, itl_ms=50, sim_args=["--fail-after-tokens", "3"], response_phase=phase) as s:
         c = http.client.HTTPConnection("127.0.0.1", s.envoy_port, timeout=30)
         c.request("POST", "/v1/chat/completions", body=json.dumps(chat(stream=True)),
                   headers={"content-type": "application/json"})

@@ -7,6 +7,8 @@ import http.client
 import json
 import random
 
+import pytest
+
 from harness import Stack, chat, metric_sums, wait_until
 
 
@@ -39,8 +41,9 @@ def request(s, kind, i):
     return headers["x-switchboard-pod"]
 
 
-def test_pod_token_counters_equal_the_pods_own_usage():
-    with Stack(pods=2, max_tokens=4) as s:
+@pytest.mark.parametrize("phase", ["in-band", "observer"])
+def test_pod_token_counters_equal_the_pods_own_usage(phase):
+    with Stack(pods=2, max_tokens=4, response_phase=phase) as s:
         rnd = random.Random(3)
         kinds = ["chat", "completions", "chat stream+usage", "completions stream+usage"]
         plan = [rnd.choice(kinds) for _ in range(60)]
@@ -81,8 +84,9 @@ def test_pod_token_counters_equal_the_pods_own_usage():
         assert "switchboard_gateway_time_to_first_token_seconds_count" in page
 
 
-def test_usage_accounting_can_be_turned_off():
-    with Stack(pods=1, switchboard_args=["--no-usage-accounting"]) as s:
+@pytest.mark.parametrize("phase", ["in-band", "observer"])
+def test_usage_accounting_can_be_turned_off(phase):
+    with Stack(pods=1, switchboard_args=["--no-usage-accounting"], response_phase=phase) as s:
         request(s, "chat", 1)
         request(s, "chat stream+usage", 2)
         e = next(iter(gateway_pods(s).values()))
@@ -90,10 +94,11 @@ def test_usage_accounting_can_be_turned_off():
         assert s.admin("/debug/stats")[1]["usage"] == {"reported": 0, "estimated": 0, "missing": 0}
 
 
-def test_every_response_carries_the_request_id():
+@pytest.mark.parametrize("phase", ["in-band", "observer"])
+def test_every_response_carries_the_request_id(phase):
     import re
     uuid = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-    with Stack(pods=1) as s:
+    with Stack(pods=1, response_phase=phase) as s:
         seen = set()
         for body, path, want in [(chat(), "/v1/chat/completions", 200), (chat(model="nope"), "/v1/chat/completions", 404),
                                  (b"{", "/v1/chat/completions", 400), (chat(stream=True), "/v1/chat/completions", 200)]:
