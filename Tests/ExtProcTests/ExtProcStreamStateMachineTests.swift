@@ -36,6 +36,44 @@ private func target(_ pod: String) -> HeaderMutation {
         #expect(sm.receive(ProcessingRequest(phase: .responseTrailers([]))) == .reply([ProcessingResponse(.responseTrailers(nil))]))
     }
 
+    @Test func overridesAreDroppedWhenEnvoysResponseBodyModeIsNone() {
+        // Envoy's configured response phase is off (the reduced path): an
+        // override would turn response headers back on, so none is sent.
+        var sm = machine(.buffered)
+        var first = headers()
+        first.responseBodyMode = BodySendMode.none
+        guard case .askFilter = sm.receive(first) else { Issue.record("request headers not asked"); return }
+        #expect(!sm.overridesAllowed)
+        let override = ProcessingModeOverride(requestHeaderMode: .send, responseBodyMode: .none)
+        #expect(sm.decide(.waitForBody(modeOverride: override)) == [ProcessingResponse(.requestHeaders(CommonResponse()))])
+        #expect(sm.receive(body([1])) == .askFilter(.requestBody([1])))
+        #expect(sm.decide(.proceed(target("a:1"), modeOverride: override))
+                == [ProcessingResponse(.requestBody(CommonResponse(headerMutation: target("a:1"))))])
+        // Envoy configured with a response body keeps the overrides.
+        var other = machine(.buffered)
+        var streamed = headers()
+        streamed.responseBodyMode = .streamed
+        _ = other.receive(streamed)
+        #expect(other.decide(.waitForBody(modeOverride: override))
+                == [ProcessingResponse(.requestHeaders(CommonResponse()), modeOverride: override)])
+    }
+
+    @Test func anObserverStreamStartsAtTheResponse() {
+        var sm = machine(.buffered)
+        let h = HTTPHeadersMessage(headers: [HeaderField(":status", "200")], endOfStream: false)
+        // Without observability mode, a stream starting at the response is a violation…
+        var strict = machine(.buffered)
+        guard case .violation = strict.receive(respHeaders) else { Issue.record("accepted"); return }
+        // …with it, the filter sees the response headers and body chunks.
+        #expect(sm.receive(ProcessingRequest(phase: .responseHeaders(h), observabilityMode: true)) == .askFilter(.responseHeaders(h)))
+        #expect(sm.observing)
+        let override = ProcessingModeOverride(requestHeaderMode: .send, responseBodyMode: .none)
+        #expect(sm.decide(.proceed(nil, modeOverride: override)) == [ProcessingResponse(.responseHeaders(CommonResponse()))])
+        let chunk = HTTPBodyMessage(body: [7], endOfStream: true)
+        #expect(sm.receive(ProcessingRequest(phase: .responseBody(chunk), observabilityMode: true)) == .askFilter(.responseBody(chunk)))
+        #expect(sm.decide(.proceed) == [ProcessingResponse(.responseBody(CommonResponse()))])
+    }
+
     @Test func envoysOwnReplyBeforeTheBodyIsAResponseNotAViolation() {
         // A body over Envoy's buffer limit: Envoy answers 413 itself, and the
         // reply's headers arrive while we still wait for the body.

@@ -56,6 +56,43 @@ import Testing
         #expect(load?.requests == 0 && load?.tokens == 0)
     }
 
+    @Test func theReducedPathHandsTheResponseToTheObserverByTicket() {
+        // Routing stream: Envoy's response body mode is NONE.
+        let f = makeFilter()
+        f.streamStarted(ExtProcStreamInfo(responseBodyOff: true))
+        _ = f.requestHeaders(headers())
+        guard case .proceed(let m?, nil) = f.requestBody(Array(#"{"model":"tiny","messages":[]}"#.utf8)) else {
+            Issue.record("expected to proceed"); return
+        }
+        func value(_ name: String) -> String? { m.setHeaders.first { $0.field.name == name }?.field.value }
+        let pod = value("target-pod") ?? ""
+        #expect(value("x-switchboard-strategy") == "random")
+        #expect(value("routing-strategy") == nil)
+        let ticket = value(ObservedRequests.header)
+        #expect(ticket != nil)
+        #expect(context.observed.entry(UInt64(ticket ?? "") ?? 0)?.requestID == "rid")
+        let load = context.registry.snapshot.loads[pod]
+        #expect(load?.requests == 1)
+
+        // Observer stream: sees only the response, finds the charge by the ticket.
+        let o = makeFilter()
+        o.streamStarted(ExtProcStreamInfo(observabilityMode: true, startsAtResponse: true))
+        _ = o.responseHeaders(HTTPHeadersMessage(headers: [HeaderField(":status", "200"), HeaderField("content-type", "application/json"),
+                                                           HeaderField(ObservedRequests.header, ticket ?? "")], endOfStream: false))
+        _ = o.responseBody(HTTPBodyMessage(body: Array(#"{"usage":{"prompt_tokens":40,"completion_tokens":3}}"#.utf8), endOfStream: true))
+        #expect(load?.tokens == 40 && load?.promptTokensTotal == 40 && load?.completionTokensTotal == 3)
+        o.streamEnded(.completed)
+        #expect(load?.requests == 1)  // the observer never releases
+        f.streamEnded(.completed)
+        #expect(load?.requests == 0 && load?.tokens == 0)
+        #expect(context.observed.entry(UInt64(ticket ?? "") ?? 0) == nil)
+        // A response without a known ticket is ignored (counted).
+        let stray = makeFilter()
+        stray.streamStarted(ExtProcStreamInfo(observabilityMode: true, startsAtResponse: true))
+        #expect(stray.responseHeaders(HTTPHeadersMessage(headers: [HeaderField(":status", "404")], endOfStream: true)) == .proceed)
+        #expect(context.stats.observedUnmatched.value == 1)
+    }
+
     @Test func aMissingRequestIDIsGeneratedSentUpstreamAndReturned() {
         let f = makeFilter()
         _ = f.requestHeaders(HTTPHeadersMessage(headers: [HeaderField(":path", "/v1/chat/completions"),
