@@ -1,7 +1,9 @@
 """ext_proc benchmark (see scripts/bench-extproc). Prints, from one run on
 the same Envoy binary and the same simulated upstream:
   1. Envoy alone (no ext_proc; round robin to the pods): the ceiling.
-  2. Envoy + switchboard (ext_proc over h2c).
+  2. Envoy + switchboard (ext_proc over h2c) with the default reduced path
+     (--response-phase observer), and with the routing stream also seeing
+     the response (in-band: the path before issue 19), side by side.
   3. Envoy + the Python grpc.aio reference processor (Benchmarks/peers).
   4. Direct gRPC load without Envoy (h2load): ext_proc exchanges per second,
      and per CPU-second of the processor (= per core).
@@ -124,7 +126,7 @@ def spawner(d):
 
 
 def start_pods(d, spawn, extra=()):
-    """Three simulated pods (fixed timing, 4 tokens) and a pods file naming them."""
+    """Three simulated pods (fixed timing, 4 tokens unless extra says) and a pods file naming them."""
     pods = [free_port() for _ in range(3)]
     pods_file = os.path.join(d, "pods.yaml")
     with open(pods_file, "w") as f:
@@ -151,6 +153,10 @@ def main():
                     help="a directory with sglang-router and vllm-router (scripts/setup-peers): each runs round_robin "
                          "against the same pods, and total CPU per request is compared with Envoy + switchboard")
     ap.add_argument("--no-direct", action="store_true", help="skip the direct gRPC (h2load) runs")
+    ap.add_argument("--stream", action="store_true",
+                    help="streamed requests: 64 tokens per response, one SSE event each, 1 ms apart (default: non-streamed, 4 tokens)")
+    ap.add_argument("--no-in-band", action="store_true",
+                    help="skip the in-band run (the routing stream also answering the response phases)")
     ap.add_argument("--sizes", metavar="BYTES,...",
                     help="instead of the comparison: processor CPU per request through Envoy for chat bodies of "
                          "these sizes, streamed and not, with the response phase on (e.g. 1024,32768,409600)")
@@ -161,8 +167,8 @@ def main():
     d = tempfile.mkdtemp(prefix="switchboard-bench-")
     procs, spawn = spawner(d)
     try:
-        pods, pods_file = start_pods(d, spawn)
-        body = chat_body()
+        pods, pods_file = start_pods(d, spawn, ["--max-tokens", "64", "--itl-ms", "1"] if a.stream else [])
+        body = chat_body(stream=a.stream)
         lua = os.path.join(d, "post.lua")
         with open(lua, "w") as f:
             f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
@@ -186,10 +192,11 @@ def main():
             e.stop()
             return r
 
-        def rendered(processor_addr):
+        def rendered(processor_addr, phase="observer"):
             def make(port, admin):
                 return subprocess.run([binary("switchboard"), "envoy-config", "--listen", f"127.0.0.1:{port}",
-                                       "--admin", f"127.0.0.1:{admin}", "--processor", processor_addr],
+                                       "--admin", f"127.0.0.1:{admin}", "--processor", processor_addr,
+                                       "--response-phase", phase],
                                       capture_output=True, text=True, check=True).stdout
             return make
 
@@ -200,10 +207,10 @@ def main():
         if a.peers:
             peers = peer_runs(a, spawn, pods, lua)
 
-        def start_gateway(path, label):
+        def start_gateway(path, label, extra=()):
             port = free_port()
             p = spawn(label, [path, "serve", "--pods-file", pods_file, "--listen", f"127.0.0.1:{port}", "--loops", "1",
-                              "--log-level", "warning", "--admin-listen", "off"])
+                              "--log-level", "warning", "--admin-listen", "off"] + list(extra))
             wait_port(port)
             return p, port
 
@@ -213,9 +220,19 @@ def main():
             base, base_port = start_gateway(os.path.join(a.baseline, "switchboard"), "switchboard-baseline")
             builds.append(("Envoy + baseline", base, base_port))
         runs = {label: [] for label, _, _ in builds}
+        if not a.no_in_band:
+            runs["Envoy + sb in-band"] = []
+            # The reduced path with usage accounting off: no observer at all.
+            nu, nu_port = start_gateway(binary("switchboard"), "switchboard-no-usage", ["--no-usage-accounting"])
+            runs["Envoy + sb no usage"] = []
+            runs["Envoy + sb phase none"] = []  # no observer filter in Envoy's chain
         for i in range(rounds):  # interleaved, so drift on a noisy machine hits both builds alike
             for label, proc, port in builds:
                 runs[label].append(envoy_run(rendered(f"127.0.0.1:{port}"), f"{label.split()[-1]}-{i}", proc))
+            if not a.no_in_band:
+                runs["Envoy + sb in-band"].append(envoy_run(rendered(f"127.0.0.1:{sb_port}", "in-band"), f"in-band-{i}", sb))
+                runs["Envoy + sb no usage"].append(envoy_run(rendered(f"127.0.0.1:{nu_port}"), f"no-usage-{i}", nu))
+                runs["Envoy + sb phase none"].append(envoy_run(rendered(f"127.0.0.1:{nu_port}", "none"), f"none-{i}", nu))
         for label, rs in runs.items():
             rs.sort(key=lambda r: r["proc_cpu_us"])
             results[label] = rs[len(rs) // 2]
@@ -262,7 +279,8 @@ def main():
                              "exchanges_per_cpu_s": median["exchanges_per_cpu_s"],
                              "best_per_cpu_s": best["exchanges_per_cpu_s"]}
 
-        print(f"\next_proc benchmark: {a.seconds}s per run, wrk -t1 -c{a.connections}, 4 KB chat body, "
+        kind = "streamed (64 SSE events)" if a.stream else "non-streamed"
+        print(f"\next_proc benchmark: {a.seconds}s per run, wrk -t1 -c{a.connections}, 4 KB {kind} chat body, "
               f"Envoy --concurrency 1, processors on 1 event loop, {os.cpu_count()} cores\n")
         print(f"{'':<22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'proc CPU µs/req':>17}{'Envoy CPU µs/req':>18}")
         for k, r in results.items():
@@ -271,12 +289,28 @@ def main():
         for k, r in peers.items():
             print(f"{k:<22}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9}{r['cpu_us']:>17.1f}{'-':>18}")
         sbr, al = results["Envoy + switchboard"], results["Envoy alone"]
+        total = sbr["proc_cpu_us"] + sbr["envoy_cpu_us"]
         if peers:
             best = min(peers.items(), key=lambda kv: kv[1]["cpu_us"])
-            total = sbr["proc_cpu_us"] + sbr["envoy_cpu_us"]
             print(f"\ntotal CPU per request: Envoy + switchboard {total:.1f} µs (Envoy {sbr['envoy_cpu_us']:.1f} + processor "
                   f"{sbr['proc_cpu_us']:.1f}); best peer {best[0]} {best[1]['cpu_us']:.1f} µs; ratio {total / best[1]['cpu_us']:.2f}x "
-                  f"[goal <= 1.2x]; p99 {sbr['p99']:.2f} vs {best[1]['p99']:.2f} ms")
+                  f"[goal <= 1.2x: {'met' if total <= 1.2 * best[1]['cpu_us'] else 'not met'}]; "
+                  f"p99 {sbr['p99']:.2f} vs {best[1]['p99']:.2f} ms "
+                  f"[goal no worse: {'met' if sbr['p99'] <= best[1]['p99'] else 'not met'}]")
+        print(f"processor CPU per request {sbr['proc_cpu_us']:.1f} µs "
+              f"[goal <= 20 µs: {'met' if sbr['proc_cpu_us'] <= 20 else 'not met'}]")
+        if "Envoy + sb in-band" in results:
+            ib = results["Envoy + sb in-band"]
+            ib_total = ib["proc_cpu_us"] + ib["envoy_cpu_us"]
+            print(f"reduced path / in-band: total CPU per request {total:.1f} / {ib_total:.1f} µs = {total / ib_total:.2f}x; "
+                  f"req/s {sbr['rps'] / ib['rps']:.2f}x; p99 {sbr['p99']:.2f} / {ib['p99']:.2f} ms")
+            nur = results["Envoy + sb no usage"]
+            nu_total = nur["proc_cpu_us"] + nur["envoy_cpu_us"]
+            line = f"reduced path without usage accounting: total CPU per request {nu_total:.1f} µs"
+            if peers:
+                line += (f"; / best peer = {nu_total / best[1]['cpu_us']:.2f}x "
+                         f"[goal <= 1.2x: {'met' if nu_total <= 1.2 * best[1]['cpu_us'] else 'not met'}]")
+            print(line)
         print(f"\nratios: switchboard / Envoy alone = {sbr['rps'] / al['rps']:.2f}", end="")
         if py:
             pyr = results["Envoy + Python peer"]

@@ -4,7 +4,10 @@ Switchboard. Every strategy starts from cold pods (fresh simulator process,
 empty prefix caches). Prints one table (TTFT, TPOT, throughput, prefix-cache
 hit rate at the pods, each strategy's ratio to random) and writes an HTML
 report. A strategy this build does not have is listed as unavailable, not
-silently dropped. Nothing is asserted: read the ratios."""
+silently dropped. With --peers, the peer routers' prefix-aware policies
+(sglang-router and vllm-router `cache_aware`, pinned by scripts/setup-peers)
+run the same workload on the same fresh pods, in the same invocation.
+Nothing is asserted: read the ratios."""
 import argparse
 import asyncio
 import http.client
@@ -18,7 +21,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "Tests", "integration"))
 sys.path.insert(0, os.path.join(HERE, "toolkit"))
-from harness import Proc, Stack, binary, free_ports, wait_port  # noqa: E402
+from harness import Proc, Stack, binary, free_port, free_ports, wait_port  # noqa: E402
 from sbbench import client as client_mod  # noqa: E402
 from sbbench import datasets, report, workloads  # noqa: E402
 
@@ -89,7 +92,8 @@ def build_workload(args):
     return rows, params
 
 
-def run_strategy(args, strategy, rows, logdir):
+def start_pods(args, rows, name, logdir):
+    """Fresh simulated pods (cold prefix caches) for one run; returns (process, ports)."""
     ports = free_ports(args.pods)
     longest = max(r["prompt_tokens"] + r["max_tokens"] for r in rows) + 64
     sim_args = [binary("vllm-sim"), "--profile", args.profile, "--speed", str(args.speed),
@@ -97,25 +101,62 @@ def run_strategy(args, strategy, rows, logdir):
                 "--max-num-seqs", str(args.max_num_seqs), "--seed", str(args.seed)]
     for p in ports:
         sim_args += ["--listen", f"127.0.0.1:{p}"]
-    sim = Proc(f"vllm-sim-{strategy}", sim_args, logdir)
+    sim = Proc(f"vllm-sim-{name.replace(' ', '-')}", sim_args, logdir)
+    for p in ports:
+        wait_port(p)
+    return sim, ports
+
+
+def measure(args, rows, ports, port, strategy):
+    """Runs the workload through the router at `port`; the pods' own prefix-cache counters give the hit rate."""
+    before = [pod_counters(p) for p in ports]
+    c = client_mod.Client(f"http://127.0.0.1:{port}", "tiny", api="chat", stream=True,
+                          strategy=strategy, timeout=args.timeout)
+    records = asyncio.run(client_mod.run(rows, c, progress=not args.quiet))
+    after = [pod_counters(p) for p in ports]
+    q = sum(a[0] - b[0] for a, b in zip(after, before))
+    h = sum(a[1] - b[1] for a, b in zip(after, before))
+    pre = sum(a[2] - b[2] for a, b in zip(after, before))
+    return {"records": records, "hit_rate": h / q if q else 0.0, "preemptions": pre}
+
+
+def run_strategy(args, strategy, rows, logdir):
+    sim, ports = start_pods(args, rows, strategy, logdir)
     try:
-        for p in ports:
-            wait_port(p)
         with Stack(pod_ports=ports, logdir=tempfile.mkdtemp(prefix=f"{strategy}-", dir=logdir)) as stack:
             time.sleep(1.0)  # one scrape of every pod before traffic
             err = probe(stack.envoy_port, strategy)
             if err is not None:
                 return None, err
-            before = [pod_counters(p) for p in ports]
-            c = client_mod.Client(f"http://127.0.0.1:{stack.envoy_port}", "tiny", api="chat", stream=True,
-                                  strategy=strategy, timeout=args.timeout)
-            records = asyncio.run(client_mod.run(rows, c, progress=not args.quiet))
-            after = [pod_counters(p) for p in ports]
-        q = sum(a[0] - b[0] for a, b in zip(after, before))
-        h = sum(a[1] - b[1] for a, b in zip(after, before))
-        pre = sum(a[2] - b[2] for a, b in zip(after, before))
-        return {"records": records, "hit_rate": h / q if q else 0.0, "preemptions": pre}, None
+            return measure(args, rows, ports, stack.envoy_port, strategy), None
     finally:
+        sim.stop()
+
+
+# The peers' prefix-aware policies (both route on the request text with a
+# radix tree of what each worker was sent), and sglang's random as their floor.
+PEERS = [("sglang cache_aware", "sglang-router", ["launch", "--log-level", "warn"], "cache_aware"),
+         ("vllm-router cache_aware", "vllm-router", [], "cache_aware"),
+         ("sglang random", "sglang-router", ["launch", "--log-level", "warn"], "random")]
+
+
+def run_peer(args, label, exe, pre, policy, rows, logdir):
+    sim, ports = start_pods(args, rows, label, logdir)
+    router = None
+    try:
+        port = free_port()
+        # Each its own Prometheus port: both default to 29000.
+        router = Proc(label.replace(" ", "-"), [os.path.join(args.peers, exe)] + pre + [
+            "--policy", policy, "--host", "127.0.0.1", "--port", str(port), "--prometheus-port", str(free_port()),
+            "--worker-urls"] + [f"http://127.0.0.1:{p}" for p in ports], logdir)
+        wait_port(port, timeout=60)
+        err = probe(port, policy)
+        if err is not None:
+            return None, err
+        return measure(args, rows, ports, port, None), None
+    finally:
+        if router:
+            router.stop()
         sim.stop()
 
 
@@ -126,7 +167,7 @@ def ratio(v, base):
 
 
 def table(results, unavailable):
-    head = (f"{'strategy':22}{'ok':>6}{'TTFT mean':>11}{'TTFT p99':>10}{'TPOT mean':>11}{'tok/s':>9}{'hit %':>7}"
+    head = (f"{'strategy':30}{'ok':>6}{'TTFT mean':>11}{'TTFT p99':>10}{'TPOT mean':>11}{'tok/s':>9}{'hit %':>7}"
             f"{'preempt':>9}{'TTFT/rnd':>10}{'p99/rnd':>9}{'tok/s/rnd':>10}")
     lines = [head, "-" * len(head)]
     base = results.get("random")
@@ -135,13 +176,13 @@ def table(results, unavailable):
         t, tp = s["ttft_ms"] or {}, s["tpot_ms"] or {}
         bs = base["summary"] if base else None
         lines.append(
-            f"{name:22}{s['ok']:>6}{t.get('mean', 0):>11.1f}{t.get('p99', 0):>10.1f}{tp.get('mean', 0):>11.2f}"
+            f"{name:30}{s['ok']:>6}{t.get('mean', 0):>11.1f}{t.get('p99', 0):>10.1f}{tp.get('mean', 0):>11.2f}"
             f"{s['output_tokens_per_s']:>9.0f}{r['hit_rate'] * 100:>7.1f}{r['preemptions']:>9.0f}"
             f"{ratio(t.get('mean'), bs and (bs['ttft_ms'] or {}).get('mean')):>10}"
             f"{ratio(t.get('p99'), bs and (bs['ttft_ms'] or {}).get('p99')):>9}"
             f"{ratio(s['output_tokens_per_s'], bs and bs['output_tokens_per_s']):>10}")
     for name, why in unavailable.items():
-        lines.append(f"{name:22} unavailable in this build: {why}")
+        lines.append(f"{name:30} unavailable in this build: {why}")
     lines.append("TTFT/TPOT in ms (wall clock; the simulated card runs --speed times faster than the profile).")
     return "\n".join(lines)
 
@@ -172,6 +213,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out-dir", default=None, help="records, table and report go here")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--peers", metavar="BIN_DIR",
+                    help="a directory with sglang-router and vllm-router (scripts/setup-peers): their cache_aware "
+                         "policies (and sglang's random) run the same workload on fresh pods beside the strategies")
     args = ap.parse_args()
 
     out_dir = args.out_dir or tempfile.mkdtemp(prefix="bench-routing-")
@@ -181,15 +225,20 @@ def main():
                    "max_num_seqs": args.max_num_seqs})
     print("workload: " + json.dumps(params), flush=True)
     results, unavailable = {}, {}
-    for strategy in [s.strip() for s in args.strategies.split(",") if s.strip()]:
-        r, err = run_strategy(args, strategy, rows, out_dir)
+    runs = [(s.strip(), lambda s=s.strip(): run_strategy(args, s, rows, out_dir))
+            for s in args.strategies.split(",") if s.strip()]
+    if args.peers:
+        runs += [(f"peer: {label}", lambda p=(label, exe, pre, pol): run_peer(args, *p, rows, out_dir))
+                 for label, exe, pre, pol in PEERS]
+    for strategy, run in runs:
+        r, err = run()
         if r is None:
             unavailable[strategy] = err
             print(f"{strategy}: unavailable ({err})", flush=True)
             continue
         r["summary"] = report.summarize(r["records"])
         results[strategy] = r
-        datasets.write_jsonl(r["records"], os.path.join(out_dir, f"{strategy}.records.jsonl"))
+        datasets.write_jsonl(r["records"], os.path.join(out_dir, "".join(c if c.isalnum() or c in "-_" else "-" for c in strategy) + ".records.jsonl"))
         print(f"{strategy}: {r['summary']['ok']}/{r['summary']['requests']} ok, "
               f"TTFT mean {(r['summary']['ttft_ms'] or {}).get('mean', 0):.1f} ms, hit rate {r['hit_rate'] * 100:.1f}%",
               flush=True)

@@ -249,22 +249,49 @@ public struct EnvoyConfigRenderer: Sendable {
 
                   # 3. The usage observer: reads usage and TTFT from responses
                   #    without holding them (observability mode: send and go).
+                  #    Only for requests the gateway gave a ticket (those
+                  #    whose usage it accounts); skipped for all others.
                   - name: switchboard.usage_observer
                     typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
-                      grpc_service:
-                        envoy_grpc: { cluster_name: switchboard }
-                      stat_prefix: usage_observer
-                      observability_mode: true
-                      failure_mode_allow: true
-                      message_timeout: \(Double(messageTimeoutMillis) / 1000)s
-                      processing_mode:
-                        request_header_mode: SKIP
-                        response_header_mode: SEND
-                        request_body_mode: NONE
-                        response_body_mode: STREAMED
-                        request_trailer_mode: SKIP
-                        response_trailer_mode: SKIP
+                      "@type": type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher
+                      xds_matcher:
+                        matcher_list:
+                          matchers:
+                          - predicate:
+                              not_matcher:
+                                single_predicate:
+                                  input:
+                                    name: ticket
+                                    typed_config:
+                                      "@type": type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput
+                                      header_name: \(ObservedRequests.header)
+                                  value_match: { safe_regex: { google_re2: {}, regex: ".+" } }
+                            on_match:
+                              action:
+                                name: skip
+                                typed_config:
+                                  "@type": type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter
+                      extension_config:
+                        name: switchboard.usage_observer
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+                          grpc_service:
+                            envoy_grpc: { cluster_name: switchboard }
+                          stat_prefix: usage_observer
+                          observability_mode: true
+                          failure_mode_allow: true
+                          # Envoy holds an observer stream open this long after
+                          # the request ends (for messages still in flight); the
+                          # default 5 s would keep thousands open at load.
+                          deferred_close_timeout: 0.25s
+                          message_timeout: \(Double(messageTimeoutMillis) / 1000)s
+                          processing_mode:
+                            request_header_mode: SKIP
+                            response_header_mode: SEND
+                            request_body_mode: NONE
+                            response_body_mode: STREAMED
+                            request_trailer_mode: SKIP
+                            response_trailer_mode: SKIP
         """
     }
 

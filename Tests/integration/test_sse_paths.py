@@ -72,7 +72,10 @@ def test_a_pod_dying_mid_stream_is_an_error_at_the_client(phase):
         # The gateway counted what it saw (3 content events, estimated) and released the pod.
         wait_until(lambda: all(e["in_flight_requests"] == 0 for e in gateway_pods(s).values()),
                    "the in-flight count to return to zero")
-        e = next(iter(gateway_pods(s).values()))
+        # The observer settles a cut stream when Envoy closes its stream
+        # (its deferred close), possibly after the routing stream ended.
+        e = wait_until(lambda: (lambda e: e if e["completion_tokens_total"] else None)(next(iter(gateway_pods(s).values()))),
+                       "the cut stream's content events to be counted")
         assert e["completion_tokens_total"] == 3, e
         # Non-streamed requests are unaffected by the mid-stream failure mode.
         status, _, payload = s.request(chat(max_tokens=4))
