@@ -144,7 +144,7 @@ final class GatewayFilter: ExtProcFilter {
                 // and strategy in it (copied from these request headers),
                 // and the usage observer (when configured) reads it.
                 m.overwrite("x-switchboard-strategy", router.name)
-                if context.usageAccounting && !passThrough {
+                if needsUsage {
                     let t = context.observed.register(.init(requestID: requestID, charge: charge, routedAt: routedAt))
                     ticket = t
                     m.overwrite(ObservedRequests.header, String(t))
@@ -166,6 +166,12 @@ final class GatewayFilter: ExtProcFilter {
             return error.decision
         }
     }
+
+    /// Whether this request's response must be read for its usage: today
+    /// usage accounting (pod token counters, TTFT); per-user limits and
+    /// fair admission add their own reasons here. Without it, the reduced
+    /// path costs two ext_proc messages and Envoy skips the observer.
+    private var needsUsage: Bool { context.usageAccounting && !passThrough }
 
     /// A request stopped by one of the steps, with the answer Envoy sends.
     struct Rejection: Error {

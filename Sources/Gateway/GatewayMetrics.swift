@@ -26,6 +26,13 @@ enum GatewayMetrics {
         for (source, c) in [("reported", s.usageReported), ("estimated", s.usageEstimated), ("missing", s.usageMissing)] {
             w.sample("switchboard_gateway_usage_total", labels: "source=\"\(source)\"", Double(c.value))
         }
+        w.family("switchboard_gateway_observed_responses_total", .counter,
+                 help: "Responses the usage observer (envoy-config --response-phase observer) saw, by whether they matched a routed request by ticket (false: gateway or Envoy errors, or the request had already ended).")
+        w.sample("switchboard_gateway_observed_responses_total", labels: "matched=\"true\"", Double(s.observed.value))
+        w.sample("switchboard_gateway_observed_responses_total", labels: "matched=\"false\"", Double(s.observedUnmatched.value))
+        w.family("switchboard_gateway_observed_requests_open", .gauge,
+                 help: "Routed requests registered for the usage observer and not yet ended.")
+        w.sample("switchboard_gateway_observed_requests_open", Double(context.observed.count))
 
         let snap = context.registry.snapshot
         w.family("switchboard_pod_up", .gauge, help: "1 when the pod's metrics are fresh, 0 when stale or not scraped yet.")

@@ -41,6 +41,20 @@ def test_two_messages_per_request_and_the_observer_only_on_responses():
         wait_until(lambda: s.admin("/debug/stats")[1]["usage"]["reported"] == n // 2
                    and s.admin("/debug/stats")[1]["usage"]["estimated"] == n // 2,
                    "every response's usage recorded (non-streamed reported, streamed counted)")
+        page = wait_until(lambda: (lambda p: p if "switchboard_gateway_observed_requests_open 0" in p else None)(
+            s.admin("/metrics")[1]), "no request left registered for the observer")
+        assert f'switchboard_gateway_observed_responses_total{{matched="true"}} {float(n)}' in page, page
+
+
+def test_without_usage_accounting_envoy_skips_the_observer():
+    with Stack(pods=2, max_tokens=3, response_phase="observer", switchboard_args=["--no-usage-accounting"]) as s:
+        for i in range(10):
+            status, h, _ = s.request(chat(content=f"n{i}", stream=bool(i % 2)))
+            assert status == 200 and h["x-switchboard-pod"] == h["x-vllm-sim-pod"]
+        st = wait_until(lambda: (lambda e: e if e.get("http.openai.ext_proc.routing.streams_closed", 0) == 10
+                                 else None)(ext_proc_stats(s)), "every routing stream to close")
+        assert st["http.openai.ext_proc.routing.stream_msgs_sent"] == 20, st
+        assert st.get("http.openai.ext_proc.usage_observer.streams_started", 0) == 0, st
 
 
 def test_spoofed_routing_headers_change_nothing():
