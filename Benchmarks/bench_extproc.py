@@ -155,6 +155,7 @@ def main():
     ap.add_argument("--no-direct", action="store_true", help="skip the direct gRPC (h2load) runs")
     ap.add_argument("--stream", action="store_true",
                     help="streamed requests: 64 tokens per response, one SSE event each, 1 ms apart (default: non-streamed, 4 tokens)")
+    ap.add_argument("--envoy-concurrency", type=int, default=1, help="Envoy worker threads (--concurrency)")
     ap.add_argument("--no-in-band", action="store_true",
                     help="skip the in-band run (the routing stream also answering the response phases)")
     ap.add_argument("--sizes", metavar="BYTES,...",
@@ -180,7 +181,7 @@ def main():
             text = config_text(port, admin)
             with open(cfg, "w") as f:
                 f.write(text)
-            e = spawn(f"envoy-{label}", [envoy_binary(), "-c", cfg, "--concurrency", "1", "-l", "error",
+            e = spawn(f"envoy-{label}", [envoy_binary(), "-c", cfg, "--concurrency", str(a.envoy_concurrency), "-l", "error",
                                          "--base-id", str(free_port())])
             wait_port(port)
             wrk(port, 2, a.connections, lua)  # warm-up
@@ -281,7 +282,7 @@ def main():
 
         kind = "streamed (64 SSE events)" if a.stream else "non-streamed"
         print(f"\next_proc benchmark: {a.seconds}s per run, wrk -t1 -c{a.connections}, 4 KB {kind} chat body, "
-              f"Envoy --concurrency 1, processors on 1 event loop, {os.cpu_count()} cores\n")
+              f"Envoy --concurrency {a.envoy_concurrency}, processors on 1 event loop, {os.cpu_count()} cores\n")
         print(f"{'':<22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'proc CPU µs/req':>17}{'Envoy CPU µs/req':>18}")
         for k, r in results.items():
             cpu = f"{r['proc_cpu_us']:.1f}" if r["proc_cpu_us"] is not None else "-"

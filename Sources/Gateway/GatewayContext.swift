@@ -7,6 +7,7 @@ import Metrics
 import PodMetrics
 import PodSnapshot
 import Routing
+import Synchronization
 
 /// What every request's filter shares: the pod registry, the routers, the
 /// settings and the counters. Immutable or internally synchronized.
@@ -81,6 +82,18 @@ public final class GatewayContext: Sendable {
             modeOverrideToReadJSON = nil
             modeOverrideToReadError = nil
         }
+    }
+
+    private let injectionWarned = Atomic<Bool>(false)
+
+    /// `--inject-stream-usage` rewrites the response, which only the
+    /// in-band response phase can: said once, at the first request that
+    /// shows Envoy runs another phase.
+    func warnInjectionNeedsInBand() {
+        guard !injectionWarned.exchange(true, ordering: .relaxed) else { return }
+        logger.warning("gateway.inject_stream_usage.ignored", metadata: [
+            "reason": "Envoy's routing ext_proc filter does not send responses (envoy-config --response-phase observer or none); --inject-stream-usage needs --response-phase in-band",
+        ])
     }
 
     /// A filter for one new ext_proc stream, on `loop`'s thread.

@@ -144,6 +144,7 @@ final class GatewayFilter: ExtProcFilter {
                 // and strategy in it (copied from these request headers),
                 // and the usage observer (when configured) reads it.
                 m.overwrite("x-switchboard-strategy", router.name)
+                if context.injectStreamUsage { context.warnInjectionNeedsInBand() }
                 if needsUsage {
                     let t = context.observed.register(.init(requestID: requestID, charge: charge, routedAt: routedAt))
                     ticket = t

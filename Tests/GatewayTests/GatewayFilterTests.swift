@@ -180,4 +180,25 @@ import Testing
         r.listen = .unix(path: "/x")
         #expect(throws: EnvoyConfigRenderer.RenderError.self) { try r.render() }
     }
+
+    @Test func rendersEachResponsePhase() throws {
+        var r = EnvoyConfigRenderer()
+        let observer = try r.render()
+        // The routing stream ends at the decision; Envoy names the pod; the observer is gated on the ticket.
+        #expect(observer.contains("response_body_mode: NONE"))
+        #expect(observer.components(separatedBy: "response_header_mode: SKIP").count == 2)
+        #expect(observer.contains(#"value: "%REQ(target-pod)%""#))
+        #expect(observer.contains("observability_mode: true"))
+        #expect(observer.contains("header_name: x-switchboard-ticket"))
+        #expect(observer.contains("response_mutations:\n                - remove: x-switchboard-ticket"))
+        #expect(observer.contains("local_reply_config"))
+        r.responsePhase = .none
+        let none = try r.render()
+        #expect(!none.contains("observability_mode") && !none.contains("x-switchboard-ticket"))
+        #expect(none.contains("response_header_mode: SKIP") && none.contains("always_set_request_id_in_response: true"))
+        r.responsePhase = .inBand
+        let inBand = try r.render()
+        #expect(!inBand.contains("response_header_mode: SKIP") && !inBand.contains("local_reply_config"))
+        #expect(inBand.contains("response_body_mode: STREAMED") && !inBand.contains("observability_mode"))
+    }
 }
