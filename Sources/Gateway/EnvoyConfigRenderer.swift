@@ -188,6 +188,21 @@ public struct EnvoyConfigRenderer: Sendable {
                   always_set_request_id_in_response: true
                   local_reply_config:
                     mappers:
+                    # 503 (no healthy upstream, overflow): retryable, as the gateway's own 503s say.
+                    - filter:
+                        and_filter:
+                          filters:
+                          - response_flag_filter: {}
+                          - status_code_filter:
+                              comparison: { op: EQ, value: { default_value: 503, runtime_key: switchboard.unused } }
+                      body_format_override:
+                        json_format:
+                          error:
+                            message: "%LOCAL_REPLY_BODY% (pod %UPSTREAM_HOST%, request %REQ(x-request-id)%)"
+                            type: overloaded_error
+                            param: null
+                            code: upstream_error
+                        content_type: application/json
                     - filter:
                         response_flag_filter: {}
                       body_format_override:

@@ -140,7 +140,7 @@ class Stack:
     def __init__(self, pods=3, ttft_ms=0, itl_ms=0, max_tokens=8, processor="tcp",
                  request_body_mode="buffered", response_body_mode="streamed", extra_models=None,
                  switchboard_args=(), logdir=None, sim_loops=1, envoy_concurrency=1, pod_ports=None, sim_args=(),
-                 model_strategies=None, response_phase="in-band"):
+                 model_strategies=None, response_phase="observer"):
         self.logdir = logdir or tempfile.mkdtemp(prefix="switchboard-it-")
         self.procs = []
         # pod_ports: endpoints already running (real vLLM servers); no simulator then.
@@ -156,7 +156,8 @@ class Stack:
         self.request_body_mode = request_body_mode
         self.response_body_mode = response_body_mode
         # observer: the reduced path (envoy-config's default); in-band: the
-        # routing stream also sees the response (what most tests exercise).
+        # routing stream also answers the response phases (tests of
+        # behaviour only that path has pin it).
         self.response_phase = response_phase
         self.sim_args = ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--max-tokens", str(max_tokens),
                          "--loops", str(sim_loops)] + list(sim_args)

@@ -8,10 +8,10 @@ import pytest
 from harness import Stack, free_port
 
 
-@pytest.fixture(scope="module")
-def stack():
+@pytest.fixture(scope="module", params=["observer", "in-band"])
+def stack(request):
     dead = free_port()  # nothing listens there: Envoy cannot connect
-    with Stack(pods=2, max_tokens=6, extra_models={"dead": [dead]}) as s:
+    with Stack(pods=2, max_tokens=6, extra_models={"dead": [dead]}, response_phase=request.param) as s:
         yield s
 
 
@@ -65,15 +65,19 @@ def test_models_and_embeddings(client):
      openai.BadRequestError, 400, "invalid_type", "invalid_request_error"),
     (lambda c: c.chat.completions.create(model="dead", messages=[{"role": "user", "content": "x"}]),
      openai.InternalServerError, 503, "upstream_error", "overloaded_error"),
-    # The pod's own 400 in vLLM's older shape ({"object":"error",...}) is rewritten into OpenAI's.
+    # The pod's own 400 in vLLM's older shape ({"object":"error",...}) is rewritten into
+    # OpenAI's on the in-band path; on the reduced path it reaches the client as the pod sent it.
     (lambda c: c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], max_tokens=10**6),
      openai.BadRequestError, 400, "upstream_error", "invalid_request_error"),
 ], ids=["unknown-model", "unknown-strategy", "wrong-type", "bad-prompt", "dead-pod", "pod-400"])
-def test_errors_raise_the_sdks_exception_with_fields(client, call, exc, status, code, etype):
+def test_errors_raise_the_sdks_exception_with_fields(stack, client, call, exc, status, code, etype):
     with pytest.raises(exc) as e:
         call(client)
     err = e.value
     assert err.status_code == status
+    if code == "upstream_error" and status == 400 and stack.response_phase == "observer":
+        assert "maximum context length" in err.message and err.body["object"] == "error", err.body
+        return
     assert err.code == code and err.type == etype, (err.code, err.type, err.body)
     assert err.message and err.response.headers["content-type"] == "application/json"
     assert err.response.headers["x-request-id"]

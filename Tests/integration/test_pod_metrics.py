@@ -69,7 +69,8 @@ def test_scraped_values_follow_the_pods_and_go_stale_when_killed():
 
 
 def test_pods_file_reload_and_rejected_edit():
-    with Stack(pods=2) as s:
+    # In-band: the trap pod's vLLM-shaped 404 below is rewritten into OpenAI's shape.
+    with Stack(pods=2, response_phase="in-band") as s:
         first, second = s.pod_ports
         assert wait_for(lambda: len(pods(s)) == 2)
         # Add a model served by the trap pod, and drop one endpoint of tiny.

@@ -87,7 +87,7 @@ def test_envoy_errors_reach_clients_as_openai_errors():
         assert h["content-type"] == "application/json"
         assert h["x-switchboard-pod"] == f"127.0.0.1:{dead}"
         err = json.loads(p)["error"]
-        assert err["code"] == "upstream_error" and err["type"] == "api_error"
+        assert err["code"] == "upstream_error" and err["type"] == "overloaded_error"  # retryable, like the gateway's 503s
         assert f"127.0.0.1:{dead}" in err["message"] and h["x-request-id"] in err["message"]
         # Over Envoy's buffer limit: its own 413, in OpenAI's shape.
         big = json.dumps(chat(content="x" * (9 << 20))).encode()
@@ -163,3 +163,19 @@ def test_streamed_bytes_never_wait_on_the_gateway_after_routing():
         assert len(text.split()) == 30, text
         wait_until(lambda: all(e["in_flight_requests"] == 0 for e in gateway_pods(s).values()),
                    "the request released once the gateway runs again")
+
+
+def test_upstream_errors_pass_as_the_pod_sent_them_naming_the_pod():
+    # The reduced path does not rewrite upstream bodies (in-band does): the
+    # engine's own error, status and message reach the client unchanged.
+    with Stack(pods=1, response_phase="observer", switchboard_args=["--pass-through-unknown-paths"]) as s:
+        pod = f"127.0.0.1:{s.pod_ports[0]}"
+        status, h, p = s.request(chat(max_tokens=10**6))
+        assert status == 400 and h["x-switchboard-pod"] == pod
+        direct = http.client.HTTPConnection("127.0.0.1", s.pod_ports[0], timeout=10)
+        direct.request("POST", "/v1/chat/completions", body=json.dumps(chat(max_tokens=10**6)),
+                       headers={"content-type": "application/json"})
+        assert p == direct.getresponse().read()
+        status, h, p = s.request({"model": "tiny", "prompt": "x"}, path="/v1/tokenize")
+        assert status == 404 and h["x-switchboard-pod"] == pod and json.loads(p) == {"detail": "Not Found"}
+        assert s.admin("/debug/stats")[1]["usage"] == {"reported": 0, "estimated": 0, "missing": 0}

@@ -35,7 +35,8 @@ def test_unknown_v1_paths_are_404_or_passed_through_on_their_model():
         status, headers, payload = s.request(body, path="/v1/tokenize")
         assert status == 404 and json.loads(payload)["error"]["code"] == "unknown_url"
         assert "x-switchboard-pod" not in headers                     # answered by the gateway
-    with Stack(pods=1, switchboard_args=["--pass-through-unknown-paths"]) as s:
+    # In-band: the pod's FastAPI 404 below is rewritten into OpenAI's shape.
+    with Stack(pods=1, switchboard_args=["--pass-through-unknown-paths"], response_phase="in-band") as s:
         status, headers, payload = s.request(body, path="/v1/tokenize")
         # Routed to the pod on "model": the simulator has no /v1/tokenize, and its
         # 404 reaches the client in OpenAI's shape, from the pod.

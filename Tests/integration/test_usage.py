@@ -117,7 +117,8 @@ def test_every_response_carries_the_request_id(phase):
 def test_inject_stream_usage_counts_exactly_and_the_client_sees_no_extra_chunk():
     import re
     volatile = re.compile(rb'"(id|created)":("[^"]*"|\d+)')
-    with Stack(pods=1, max_tokens=4, switchboard_args=["--inject-stream-usage"]) as s:
+    # Rewriting the stream needs the routing stream to answer the response phases.
+    with Stack(pods=1, max_tokens=4, switchboard_args=["--inject-stream-usage"], response_phase="in-band") as s:
         pod = f"127.0.0.1:{s.pod_ports[0]}"
         for i in range(6):
             body = chat(content=f"no usage asked {i}", stream=True, max_tokens=3 + i % 3)
