@@ -27,7 +27,7 @@ public struct GatewayConfiguration: Sendable {
     public var skipResponseBody = true
     /// Read each successful response's usage (the response body phase is
     /// turned on per response): real tokens in pod accounting, TTFT.
-    public var usageAccounting = true
+    public var usageAccounting = false
     /// Bearer-token key file (`KEY [USER]` per line); nil: no authentication.
     public var apiKeysFile: String?
     /// Ask engines for the usage chunk of streams whose clients did not, and

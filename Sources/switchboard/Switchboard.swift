@@ -91,8 +91,10 @@ struct Serve: ParsableCommand {
     @Flag(help: "Route POSTs to /v1/* paths the gateway does not know (an engine's tokenize, score, rerank…) on their body's 'model', instead of answering 404.")
     var passThroughUnknownPaths = false
 
-    @Flag(help: "Do not read responses: no usage (pods are charged an estimate of prompt tokens from the body size), no TTFT, one ext_proc message less per response chunk.")
-    var noUsageAccounting = false
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "Read every routed response's usage (real prompt and completion tokens per pod, TTFT).",
+        discussion: "Off by default: the gateway's work then ends at the routing decision (two ext_proc messages per request) and pods are charged an estimate of prompt tokens from the body size until the request ends. On, Envoy's usage observer (envoy-config --response-phase observer) sends each response to the gateway without waiting on it, which costs Envoy about a third more CPU per request (docs/decisions/0005)."))
+    var usageAccounting = false
 
     @Option(help: "Seconds between checks of the pods file and the key file for edits (0 = read once).")
     var podsFilePoll: Double = 1
@@ -146,7 +148,7 @@ struct Serve: ParsableCommand {
         c.keepaliveTimeoutSeconds = keepaliveTimeout
         c.seed = seed
         c.adminListen = adminListen == "off" ? nil : try SocketAddress(parsing: adminListen)
-        c.usageAccounting = !noUsageAccounting
+        c.usageAccounting = usageAccounting
         c.injectStreamUsage = injectStreamUsage
         c.passThroughUnknownPaths = passThroughUnknownPaths
         c.apiKeysFile = apiKeys

@@ -140,7 +140,7 @@ class Stack:
     def __init__(self, pods=3, ttft_ms=0, itl_ms=0, max_tokens=8, processor="tcp",
                  request_body_mode="buffered", response_body_mode="streamed", extra_models=None,
                  switchboard_args=(), logdir=None, sim_loops=1, envoy_concurrency=1, pod_ports=None, sim_args=(),
-                 model_strategies=None, response_phase="observer"):
+                 model_strategies=None, response_phase="observer", usage_accounting=True):
         self.logdir = logdir or tempfile.mkdtemp(prefix="switchboard-it-")
         self.procs = []
         # pod_ports: endpoints already running (real vLLM servers); no simulator then.
@@ -162,6 +162,9 @@ class Stack:
         self.sim_args = ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--max-tokens", str(max_tokens),
                          "--loops", str(sim_loops)] + list(sim_args)
         self.switchboard_args = list(switchboard_args)
+        # Most tests check usage; `serve` leaves it off unless asked (None: the default).
+        if usage_accounting and "--no-usage-accounting" not in self.switchboard_args:
+            self.switchboard_args.append("--usage-accounting")
         self.envoy_concurrency = envoy_concurrency
         self.pods_file = os.path.join(self.logdir, "pods.yaml")
         with open(self.pods_file, "w") as f:

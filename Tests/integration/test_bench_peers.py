@@ -28,12 +28,13 @@ def test_bench_extproc_runs_the_peers_beside_envoy_and_switchboard(stream):
                        capture_output=True, text=True, timeout=300, env=dict(os.environ, SWITCHBOARD_BUILD=build_dir()))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     out = r.stdout
-    for row in ("Envoy alone", "Envoy + switchboard", "Envoy + sb in-band", "sglang-router rr", "vllm-router rr"):
+    for row in ("Envoy alone", "Envoy + switchboard", "Envoy + sb +usage", "Envoy + sb in-band", "sglang-router rr",
+                "vllm-router rr"):
         line = next((ln for ln in out.splitlines() if ln.startswith(row)), None)
         assert line, out
         assert line.split()[-3] == "0", line  # the non-2xx column: every request answered
     assert "total CPU per request: Envoy + switchboard" in out and "best peer" in out, out
-    assert "reduced path / in-band" in out, out
+    assert "default / before (in-band with usage)" in out and "with usage: observer / in-band" in out, out
 
 
 def test_bench_routing_runs_the_peers_prefix_policies_on_the_same_workload(tmp_path):

@@ -46,8 +46,9 @@ def test_two_messages_per_request_and_the_observer_only_on_responses():
         assert f'switchboard_gateway_observed_responses_total{{matched="true"}} {float(n)}' in page, page
 
 
-def test_without_usage_accounting_envoy_skips_the_observer():
-    with Stack(pods=2, max_tokens=3, response_phase="observer", switchboard_args=["--no-usage-accounting"]) as s:
+def test_by_default_two_messages_per_request_and_envoy_skips_the_observer():
+    # `serve` without --usage-accounting: nothing needs the response.
+    with Stack(pods=2, max_tokens=3, response_phase="observer", usage_accounting=None) as s:
         for i in range(10):
             status, h, _ = s.request(chat(content=f"n{i}", stream=bool(i % 2)))
             assert status == 200 and h["x-switchboard-pod"] == h["x-vllm-sim-pod"]
@@ -55,6 +56,8 @@ def test_without_usage_accounting_envoy_skips_the_observer():
                                  else None)(ext_proc_stats(s)), "every routing stream to close")
         assert st["http.openai.ext_proc.routing.stream_msgs_sent"] == 20, st
         assert st.get("http.openai.ext_proc.usage_observer.streams_started", 0) == 0, st
+        assert s.admin("/debug/stats")[1]["usage"] == {"reported": 0, "estimated": 0, "missing": 0}
+        wait_until(lambda: all(e["in_flight_requests"] == 0 for e in gateway_pods(s).values()), "in-flight back to 0")
 
 
 def test_spoofed_routing_headers_change_nothing():
