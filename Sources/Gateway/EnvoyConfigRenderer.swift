@@ -118,7 +118,7 @@ public struct EnvoyConfigRenderer: Sendable {
                       "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
                       mutations:
                         request_mutations:
-                        - remove: \(targetHeader)\(reduced ? "\n                - remove: x-switchboard-strategy" : "")\(observer ? "\n                - remove: \(ticket)\n                response_mutations:\n                - remove: \(ticket)" : "")
+                        - remove: \(targetHeader)\(reduced ? "\n                - remove: x-switchboard-strategy\n                - remove: x-switchboard-fallback" : "")\(observer ? "\n                - remove: \(ticket)\n                response_mutations:\n                - remove: \(ticket)" : "")
                   # 2. Switchboard decides the pod and sets \(targetHeader).
                   - name: envoy.filters.http.ext_proc
                     typed_config:
@@ -244,6 +244,8 @@ public struct EnvoyConfigRenderer: Sendable {
                         - header: { key: x-switchboard-pod, value: "%REQ(\(targetHeader))%" }
                           append_action: OVERWRITE_IF_EXISTS_OR_ADD
                         - header: { key: x-switchboard-strategy, value: "%REQ(x-switchboard-strategy)%" }
+                          append_action: OVERWRITE_IF_EXISTS_OR_ADD
+                        - header: { key: x-switchboard-fallback, value: "%REQ(x-switchboard-fallback)%" }
                           append_action: OVERWRITE_IF_EXISTS_OR_ADD
         """
         if ticket {

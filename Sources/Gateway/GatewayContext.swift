@@ -134,6 +134,28 @@ public final class GatewayStats: Sendable {
     /// Responses the observer saw without a routed request (gateway or
     /// Envoy errors, or the routing stream already ended).
     public let observedUnmatched = Counter()
+    /// Decisions whose strategy fell back, by strategy and reason.
+    private let fallbacks = Mutex<[FallbackKey: UInt64]>([:])
+    struct FallbackKey: Hashable, Sendable {
+        let strategy: String
+        let reason: String
+    }
+
+    func countFallback(strategy: String, reason: String) {
+        fallbacks.withLock { m in
+            // Bounded: blends are client-chosen text.
+            if m.count < 1024 || m[FallbackKey(strategy: strategy, reason: reason)] != nil {
+                m[FallbackKey(strategy: strategy, reason: reason), default: 0] += 1
+            }
+        }
+    }
+
+    /// (strategy, reason, count), sorted.
+    public var fallbackCounts: [(strategy: String, reason: String, count: UInt64)] {
+        fallbacks.withLock { m in m.map { ($0.key.strategy, $0.key.reason, $0.value) } }
+            .sorted { ($0.strategy, $0.reason) < ($1.strategy, $1.reason) }
+    }
+
     /// Upstream error responses without an OpenAI body, answered as OpenAI errors.
     public let upstreamErrorsNormalized = Counter()
 }

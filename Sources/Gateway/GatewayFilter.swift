@@ -23,6 +23,8 @@ final class GatewayFilter: ExtProcFilter {
     /// (Envoy normally generates it; this covers configs that do not).
     private var generatedRequestID = false
     private var chosen: PodEndpoint?
+    /// Why the strategy fell back, when it did (`x-switchboard-fallback`).
+    private var fallback: String?
     /// The load charged for this request, released exactly once in
     /// `streamEnded` of the stream that routed it (`ownsCharge`); an
     /// observer stream only settles its usage.
@@ -139,6 +141,7 @@ final class GatewayFilter: ExtProcFilter {
             var m = HeaderMutation()
             m.overwrite(context.targetHeader, pod.address)
             if generatedRequestID { m.overwrite("x-request-id", requestID) }
+            if let f = fallback { m.overwrite("x-switchboard-fallback", f) }
             if info.responseBodyOff {
                 // This stream will not see the response: Envoy names the pod
                 // and strategy in it (copied from these request headers),
@@ -218,10 +221,18 @@ final class GatewayFilter: ExtProcFilter {
         }
         guard let router else { throw Rejection(decision: reject(OpenAIError(status: 500, message: "no router resolved"))) }
         do {
-            let pod = try router.route(RoutingRequest(model: summary.model, stream: summary.stream,
-                                                      bodyBytes: summary.bodyBytes, requestID: requestID),
-                                       candidates: candidates, snapshot: snapshot)
-            return (pod, router)
+            let decision = try router.decide(RoutingRequest(model: summary.model, stream: summary.stream,
+                                                            bodyBytes: summary.bodyBytes, requestID: requestID),
+                                             candidates: candidates, snapshot: snapshot)
+            if let why = decision.fallback {
+                fallback = why
+                context.stats.countFallback(strategy: router.name, reason: why)
+                context.logger.debug("gateway.route.fallback", metadata: [
+                    "request.id": "\(requestID)", "router.name": "\(router.name)", "reason": "\(why)",
+                    "pod.address": "\(decision.pod.address)",
+                ])
+            }
+            return (decision.pod, router)
         } catch {
             context.logger.warning("gateway.route.failed", metadata: [
                 "request.id": "\(requestID)", "request.model": "\(summary.model)",
@@ -251,6 +262,7 @@ final class GatewayFilter: ExtProcFilter {
         var m = HeaderMutation()
         m.overwrite("x-switchboard-pod", pod.address)
         if let r = router { m.overwrite("x-switchboard-strategy", r.name) }
+        if let f = fallback { m.overwrite("x-switchboard-fallback", f) }
         m.overwrite("x-request-id", requestID)
         let status = headers.value(of: ":status")
         if !Self.isSuccess(status), let code = status.flatMap({ Int($0) }), code >= 400,

@@ -26,6 +26,12 @@ enum GatewayMetrics {
         for (source, c) in [("reported", s.usageReported), ("estimated", s.usageEstimated), ("missing", s.usageMissing)] {
             w.sample("switchboard_gateway_usage_total", labels: "source=\"\(source)\"", Double(c.value))
         }
+        w.family("switchboard_routing_fallbacks_total", .counter,
+                 help: "Decisions whose strategy could not use its own signal and fell back (x-switchboard-fallback), by strategy and reason.")
+        for f in s.fallbackCounts {
+            w.sample("switchboard_routing_fallbacks_total",
+                     labels: PrometheusWriter.labels(["strategy": f.strategy, "reason": f.reason]), Double(f.count))
+        }
         w.family("switchboard_gateway_observed_responses_total", .counter,
                  help: "Responses the usage observer (envoy-config --response-phase observer) saw, by whether they matched a routed request by ticket (false: gateway or Envoy errors, or the request had already ended).")
         w.sample("switchboard_gateway_observed_responses_total", labels: "matched=\"true\"", Double(s.observed.value))

@@ -1,7 +1,10 @@
 import PodSnapshot
 import Synchronization
 
-/// `random`: a uniformly random ready endpoint.
+/// `random`: a uniformly random endpoint among the fresh ones (scraped
+/// recently and successfully) when any candidate is fresh, else among all
+/// (before the first scrape, or when every pod's metrics are stale; its
+/// rule needs no metric, so this is not a fallback). Signal: scrape health.
 public struct RandomRouter: Router {
     public let name = "random"
     private let source: RandomSource
@@ -11,10 +14,19 @@ public struct RandomRouter: Router {
         source = RandomSource(seed: seed)
     }
 
+    public init(source: RandomSource) {
+        self.source = source
+    }
+
     public func route(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> PodEndpoint {
+        try decide(request, candidates: candidates, snapshot: snapshot).pod
+    }
+
+    public func decide(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> RoutingDecision {
         guard !candidates.isEmpty else { throw .noCandidates(model: request.model) }
-        if candidates.count == 1 { return candidates[0] }
-        return candidates[Int(source.next() % UInt64(candidates.count))]
+        if candidates.count == 1 { return RoutingDecision(pod: candidates[0]) }
+        let pool = FreshPool(candidates, snapshot: snapshot)
+        return RoutingDecision(pod: pool[Int(source.next() % UInt64(pool.count))])
     }
 }
 

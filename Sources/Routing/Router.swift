@@ -19,12 +19,16 @@ public struct RoutingRequest: Sendable {
 public enum RoutingError: Error, Sendable, Equatable, CustomStringConvertible {
     case noCandidates(model: String)
     case unknownStrategy(name: String, known: [String])
+    case invalidBlend(header: String, why: String)
 
     public var description: String {
         switch self {
         case .noCandidates(let m): return "no ready endpoint serves model '\(m)'"
         case .unknownStrategy(let n, let known):
-            return "unknown routing strategy '\(n)'; valid strategies: \(known.joined(separator: ", "))"
+            return "unknown routing strategy '\(n)'; valid strategies: \(known.joined(separator: ", ")), "
+                + "or a weighted blend such as 'least-request:1,least-kv-cache:2'"
+        case .invalidBlend(let h, let why):
+            return "invalid routing strategy blend '\(h)': \(why)"
         }
     }
 }
@@ -37,4 +41,25 @@ public protocol Router: Sendable {
     /// The name clients put in the `routing-strategy` header.
     var name: String { get }
     func route(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> PodEndpoint
+    /// The pod, and the reason when the strategy could not use its own
+    /// signals and fell back (reported to the client and on `/metrics`).
+    func decide(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> RoutingDecision
+}
+
+extension Router {
+    public func decide(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> RoutingDecision {
+        RoutingDecision(pod: try route(request, candidates: candidates, snapshot: snapshot))
+    }
+}
+
+/// A routing decision.
+public struct RoutingDecision: Sendable, Equatable {
+    public var pod: PodEndpoint
+    /// Why the strategy's own rule was not applied (`kv_cache_usage_unknown`,
+    /// `no_fresh_pods`, …); nil when it was.
+    public var fallback: String?
+    public init(pod: PodEndpoint, fallback: String? = nil) {
+        self.pod = pod
+        self.fallback = fallback
+    }
 }

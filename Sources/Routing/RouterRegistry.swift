@@ -1,20 +1,38 @@
-/// The strategies a gateway offers, by name.
+import Synchronization
+
+/// The strategies a gateway offers, by name, and weighted blends of the
+/// scoring ones (`least-request:1,least-kv-cache:2`), parsed once and kept.
 public struct RouterRegistry: Sendable {
     private let routers: [String: any Router]
+    private let scorers: [String: any Scorer]
+    private let source: RandomSource
+    private let blends: BlendCache
     public let defaultStrategy: String?
 
     /// `defaultStrategy` is used when a request names none; nil makes the
-    /// `routing-strategy` header mandatory.
-    public init(routers: [any Router], defaultStrategy: String?) {
+    /// `routing-strategy` header mandatory. `scorers` may be blended.
+    public init(routers: [any Router], scorers: [any Scorer] = [], defaultStrategy: String?, source: RandomSource = RandomSource(seed: nil)) {
         var m: [String: any Router] = [:]
         for r in routers { m[r.name] = r }
+        var s: [String: any Scorer] = [:]
+        for x in scorers { s[x.name] = x }
         self.routers = m
+        self.scorers = s
+        self.source = source
+        self.blends = BlendCache()
         self.defaultStrategy = defaultStrategy
     }
 
-    /// The registry this build ships (more strategies arrive with their issues).
+    /// The registry this build ships: `random`, `power-of-two`, and the
+    /// scoring strategies `least-request`, `least-kv-cache`,
+    /// `least-gpu-cache` (the same V1 signal) and `throughput`.
     public static func standard(defaultStrategy: String? = "random", seed: UInt64? = nil) -> RouterRegistry {
-        RouterRegistry(routers: [RandomRouter(seed: seed)], defaultStrategy: defaultStrategy)
+        let source = RandomSource(seed: seed)
+        let scorers: [any Scorer] = [LeastRequestScorer(), LeastKVCacheScorer(), LeastKVCacheScorer(name: "least-gpu-cache"),
+                                     ThroughputScorer()]
+        let routers: [any Router] = [RandomRouter(source: source), PowerOfTwoRouter(source: source)]
+            + scorers.map { ScoringRouter(name: $0.name, parts: [($0, 1)], source: source) }
+        return RouterRegistry(routers: routers, scorers: scorers, defaultStrategy: defaultStrategy, source: source)
     }
 
     public var names: [String] { routers.keys.sorted() }
@@ -24,8 +42,13 @@ public struct RouterRegistry: Sendable {
         if let h = header, let r = routers[h] { return r }  // the common, exact case
         let trimmed = header.map(Self.trimBlanks) ?? ""
         let name = trimmed.isEmpty ? (defaultStrategy ?? "") : trimmed
-        guard let r = routers[name] else { throw .unknownStrategy(name: name, known: names) }
-        return r
+        if let r = routers[name] { return r }
+        guard name.contains(",") || name.contains(":") else { throw .unknownStrategy(name: name, known: names) }
+        if let b = blends.get(name) { return b }
+        let parts = try BlendSpec.parse(name, scorers: scorers)
+        let b = ScoringRouter(name: name, parts: parts, source: source)
+        blends.put(name, b)
+        return b
     }
 
     private static func trimBlanks(_ s: String) -> String {
@@ -33,5 +56,20 @@ public struct RouterRegistry: Sendable {
         while let f = t.first, f == " " || f == "\t" { t = t.dropFirst() }
         while let l = t.last, l == " " || l == "\t" { t = t.dropLast() }
         return String(t)
+    }
+}
+
+/// Parsed blends by header text; bounded (clients choose the text).
+final class BlendCache: Sendable {
+    private let map = Mutex<[String: ScoringRouter]>([:])
+    static let capacity = 256
+
+    func get(_ key: String) -> ScoringRouter? { map.withLock { $0[key] } }
+
+    func put(_ key: String, _ r: ScoringRouter) {
+        map.withLock { m in
+            if m.count >= Self.capacity { m.removeAll(keepingCapacity: true) }
+            m[key] = r
+        }
     }
 }

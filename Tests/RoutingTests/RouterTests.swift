@@ -29,7 +29,8 @@ import Testing
         #expect(try reg.router(named: nil).name == "random")
         #expect(try reg.router(named: "  random ").name == "random")
         #expect(try reg.router(named: "").name == "random")
-        #expect(throws: RoutingError.unknownStrategy(name: "nope", known: ["random"])) { try reg.router(named: "nope") }
+        #expect(throws: RoutingError.unknownStrategy(name: "nope", known: reg.names)) { try reg.router(named: "nope") }
+        #expect(reg.names == ["least-gpu-cache", "least-kv-cache", "least-request", "power-of-two", "random", "throughput"])
         let strict = RouterRegistry.standard(defaultStrategy: nil)
         #expect(throws: RoutingError.self) { try strict.router(named: nil) }
     }

@@ -1,0 +1,193 @@
+import PodSnapshot
+import Routing
+import Testing
+
+/// Synthetic snapshots: `fresh` pods with the given KV usage and token
+/// rates, gateway in-flight counts, and stale pods.
+struct World {
+    var pods: [PodEndpoint] = []
+    var states: [String: PodState] = [:]
+    var loads: [String: PodLoad] = [:]
+
+    mutating func add(_ i: Int, fresh: Bool = true, kv: Double? = nil, rate: Double? = nil, inFlight: Int = 0) {
+        let p = PodEndpoint(host: "10.0.\(i / 250).\(i % 250 + 1)", port: 8000)
+        pods.append(p)
+        var m = ModelMetrics(scrapedAtNanos: 1)
+        m.kvCacheUsage = kv
+        m.promptTokensPerSecond = rate
+        m.generationTokensPerSecond = rate.map { _ in 0 }
+        states[p.address] = fresh ? PodState(health: .fresh, models: ["m": m]) : PodState(health: .stale("scrape failed"))
+        let load = PodLoad()
+        for _ in 0..<inFlight { load.start(tokens: 1) }
+        loads[p.address] = load
+    }
+
+    var snapshot: PodSnapshot { PodSnapshot(models: ["m": pods], pods: states, loads: loads) }
+}
+
+@Suite struct ScoringRouterTests {
+    let req = RoutingRequest(model: "m", stream: false, bodyBytes: 10, requestID: "r")
+
+    func reg(seed: UInt64 = 7) -> RouterRegistry { .standard(seed: seed) }
+
+    @Test func leastRequestPicksTheFewestInFlightAndBreaksTiesAtRandom() throws {
+        var w = World()
+        w.add(0, inFlight: 3); w.add(1, inFlight: 1); w.add(2, inFlight: 1); w.add(3, inFlight: 5)
+        let r = try reg().router(named: "least-request")
+        var seen = Set<String>()
+        for _ in 0..<200 {
+            let d = try r.decide(req, candidates: w.pods, snapshot: w.snapshot)
+            #expect(d.fallback == nil)
+            seen.insert(d.pod.address)
+        }
+        #expect(seen == [w.pods[1].address, w.pods[2].address])
+    }
+
+    @Test func leastKVCacheUsesTheScrapedUsageAndFallsBackVisiblyWhenNoneIsKnown() throws {
+        var w = World()
+        w.add(0, kv: 0.9); w.add(1, kv: 0.2); w.add(2, kv: nil)
+        let r = try reg().router(named: "least-kv-cache")
+        for _ in 0..<50 {
+            let d = try r.decide(req, candidates: w.pods, snapshot: w.snapshot)
+            #expect(d.pod == w.pods[1] && d.fallback == nil)  // the pod without a value is left out
+        }
+        var blind = World()
+        blind.add(0, kv: nil, inFlight: 4); blind.add(1, kv: nil, inFlight: 1)
+        let d = try r.decide(req, candidates: blind.pods, snapshot: blind.snapshot)
+        #expect(d.fallback == "kv_cache_usage_unknown")
+        #expect(d.pod == blind.pods[1])  // least-request decided
+        #expect(try reg().router(named: "least-gpu-cache").decide(req, candidates: w.pods, snapshot: w.snapshot).pod == w.pods[1])
+    }
+
+    @Test func neverAStalePodWhileAFreshOneExists() throws {
+        let names = ["random", "power-of-two", "least-request", "least-kv-cache", "throughput", "least-request:1,least-kv-cache:3"]
+        for seed in 0..<20 as Range<UInt64> {
+            var w = World()
+            var g = SplitMix(seed)
+            for i in 0..<12 {
+                w.add(i, fresh: g.next() % 3 != 0, kv: Double(g.next() % 100) / 100, rate: Double(g.next() % 500),
+                      inFlight: Int(g.next() % 4))
+            }
+            let fresh = Set(w.pods.filter { w.states[$0.address]!.health.isFresh }.map(\.address))
+            for n in names {
+                let r = try reg(seed: seed).router(named: n)
+                for _ in 0..<20 {
+                    let d = try r.decide(req, candidates: w.pods, snapshot: w.snapshot)
+                    #expect(fresh.isEmpty || fresh.contains(d.pod.address), "\(n) chose a stale pod")
+                }
+            }
+        }
+    }
+
+    @Test func allStaleStillRoutesAndSaysWhyForScrapedSignals() throws {
+        var w = World()
+        w.add(0, fresh: false, inFlight: 2); w.add(1, fresh: false, inFlight: 0)
+        let d = try reg().router(named: "least-kv-cache").decide(req, candidates: w.pods, snapshot: w.snapshot)
+        #expect(d.fallback == "kv_cache_usage_unknown" && d.pod == w.pods[1])
+        let lr = try reg().router(named: "least-request").decide(req, candidates: w.pods, snapshot: w.snapshot)
+        #expect(lr.fallback == nil && lr.pod == w.pods[1])
+        #expect(try reg().router(named: "random").decide(req, candidates: w.pods, snapshot: w.snapshot).fallback == nil)
+    }
+
+    @Test func onePodAndNoPod() throws {
+        var w = World()
+        w.add(0, kv: 0.5)
+        for n in ["random", "power-of-two", "least-request", "least-kv-cache", "throughput"] {
+            let r = try reg().router(named: n)
+            #expect(try r.route(req, candidates: w.pods, snapshot: w.snapshot) == w.pods[0])
+            #expect(throws: RoutingError.noCandidates(model: "m")) { try r.route(req, candidates: [], snapshot: w.snapshot) }
+        }
+    }
+
+    @Test func aPodLeavingMidDecisionIsStillAnAnswerNotACrash() throws {
+        // The candidate list names a pod the snapshot no longer knows.
+        var w = World()
+        w.add(0, kv: 0.7, inFlight: 1); w.add(1, kv: 0.1)
+        let gone = PodEndpoint(host: "10.9.9.9", port: 8000)
+        for n in ["random", "power-of-two", "least-request", "least-kv-cache", "throughput"] {
+            let d = try reg().router(named: n).decide(req, candidates: w.pods + [gone], snapshot: w.snapshot)
+            #expect(d.pod != gone, "\(n) chose a pod with no state while fresh ones exist")
+        }
+    }
+
+    @Test func aBlendPicksTheArgmaxOfItsWeightedParts() throws {
+        for seed in 0..<30 as Range<UInt64> {
+            var w = World()
+            var g = SplitMix(seed &+ 100)
+            for i in 0..<8 { w.add(i, kv: Double(g.next() % 1000) / 1000, inFlight: Int(g.next() % 6)) }
+            let snap = w.snapshot
+            let reqs = w.pods.map { Double(snap.loads[$0.address]!.requests) }
+            let kvs = w.pods.map { snap.pods[$0.address]!.models["m"]!.kvCacheUsage! }
+            func norm(_ xs: [Double], _ x: Double) -> Double {
+                let lo = xs.min()!, hi = xs.max()!
+                return hi == lo ? 1 : (hi - x) / (hi - lo)
+            }
+            let expected = w.pods.indices.map { 1 * norm(reqs, reqs[$0]) + 2 * norm(kvs, kvs[$0]) }
+            let best = expected.max()!
+            let winners = Set(w.pods.indices.filter { abs(expected[$0] - best) < 1e-9 }.map { w.pods[$0] })
+            let d = try reg(seed: seed).router(named: "least-request:1, least-kv-cache:2").decide(req, candidates: w.pods, snapshot: snap)
+            #expect(winners.contains(d.pod))
+            #expect(d.fallback == nil)
+        }
+    }
+
+    @Test func blendsAreValidatedWithClearErrors() throws {
+        let r = reg()
+        #expect(throws: RoutingError.self) { try r.router(named: "least-request:1,random:2") }
+        #expect(throws: RoutingError.self) { try r.router(named: "least-request:-1") }
+        #expect(throws: RoutingError.self) { try r.router(named: "least-request:0,least-kv-cache:0") }
+        #expect(throws: RoutingError.self) { try r.router(named: "least-request,least-request") }
+        do {
+            _ = try r.router(named: "least-request:x")
+        } catch {
+            #expect("\(error)".contains("weight 'x' of least-request is not a number"))
+        }
+        // A part no pod can score is dropped and named; the rest decides.
+        var w = World()
+        w.add(0, kv: nil, inFlight: 3); w.add(1, kv: nil, inFlight: 0)
+        let d = try r.router(named: "least-request:1,least-kv-cache:5").decide(req, candidates: w.pods, snapshot: w.snapshot)
+        #expect(d.pod == w.pods[1] && d.fallback == "least-kv-cache:kv_cache_usage_unknown")
+    }
+
+    @Test func seededRunsAreReproducible() throws {
+        var w = World()
+        for i in 0..<16 { w.add(i, kv: 0.5, inFlight: i % 2) }  // many ties
+        for n in ["random", "power-of-two", "least-request", "least-kv-cache", "least-request:1,least-kv-cache:1"] {
+            let a = try reg(seed: 99).router(named: n), b = try reg(seed: 99).router(named: n)
+            for _ in 0..<100 {
+                #expect(try a.route(req, candidates: w.pods, snapshot: w.snapshot) == (try b.route(req, candidates: w.pods, snapshot: w.snapshot)))
+            }
+        }
+    }
+
+    @Test func powerOfTwoPrefersTheLessLoadedOfItsPair() throws {
+        var w = World()
+        w.add(0, inFlight: 9); w.add(1, inFlight: 0)
+        for _ in 0..<50 {
+            #expect(try reg().router(named: "power-of-two").route(req, candidates: w.pods, snapshot: w.snapshot) == w.pods[1])
+        }
+    }
+
+    @Test func thousandPods() throws {
+        var w = World()
+        for i in 0..<1000 { w.add(i, kv: Double(i % 97) / 97, rate: Double(1000 - i), inFlight: i % 5) }
+        w.loads[w.pods[500].address] = PodLoad()  // 0 in flight, kv 15/97
+        let d = try reg().router(named: "throughput").decide(req, candidates: w.pods, snapshot: w.snapshot)
+        #expect(d.pod == w.pods[999])  // the lowest token rate
+        let kv = try reg().router(named: "least-kv-cache").decide(req, candidates: w.pods, snapshot: w.snapshot)
+        #expect(w.states[kv.pod.address]!.models["m"]!.kvCacheUsage == 0)
+    }
+}
+
+/// A tiny deterministic generator for building worlds.
+struct SplitMix {
+    var s: UInt64
+    init(_ seed: UInt64) { s = seed }
+    mutating func next() -> UInt64 {
+        s &+= 0x9E37_79B9_7F4A_7C15
+        var z = s
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,87 @@
+"""The load-aware strategies through the real Envoy and simulated pods:
+each steers as its rule says under a skewed load, a strategy whose signal
+is missing falls back visibly (x-switchboard-fallback and a metric), and
+blends resolve from the header."""
+import collections
+import os
+
+from harness import Proc, Stack, binary, chat, free_port, free_ports, run_all, wait_port, wait_until
+
+
+def sims(logdir, itl_ms_by_pod):
+    """One simulator process per pod speed; returns (processes, ports)."""
+    procs, ports = [], []
+    for i, itl in enumerate(itl_ms_by_pod):
+        p = free_port()
+        procs.append(Proc(f"vllm-sim-{i}", [binary("vllm-sim"), "--listen", f"127.0.0.1:{p}", "--itl-ms", str(itl),
+                                            "--max-tokens", "16"], logdir))
+        ports.append(p)
+    for p in ports:
+        wait_port(p)
+    return procs, ports
+
+
+def spread(s, strategy, n=48, workers=8):
+    def one(i):
+        status, h, p = s.request(chat(content=f"skew {i}", max_tokens=16), headers={"routing-strategy": strategy})
+        assert status == 200, p[:200]
+        return h["x-switchboard-pod"]
+    return collections.Counter(run_all(one, list(range(n)), workers=workers))
+
+
+def test_least_request_and_power_of_two_send_a_slow_pod_less(tmp_path):
+    procs, (fast, slow) = sims(str(tmp_path), [0, 40])  # 16 tokens: ~0 ms against ~640 ms a request
+    os.makedirs(tmp_path / "stack")
+    try:
+        with Stack(pod_ports=[fast, slow], logdir=str(tmp_path / "stack")) as s:
+            slow_addr = f"127.0.0.1:{slow}"
+            for strategy in ("least-request", "power-of-two"):
+                got = spread(s, strategy)
+                # Random would split about evenly; these see the slow pod's in-flight pile up.
+                assert got[slow_addr] * 3 < got[f"127.0.0.1:{fast}"], (strategy, got)
+            got = spread(s, "random")
+            assert len(got) == 2, got
+    finally:
+        for p in procs:
+            p.stop()
+
+
+def test_a_strategy_without_its_signal_falls_back_and_says_so():
+    dead_metrics = free_port()
+    with Stack(pods=2) as s:
+        # Re-point the pods' /metrics at a port nothing serves: every pod goes stale.
+        with open(s.pods_file, "w") as f:
+            f.write("models:\n  - name: tiny\n    endpoints:\n")
+            for p in s.pod_ports:
+                f.write(f"      - address: 127.0.0.1:{p}\n        metricsPort: {dead_metrics}\n")
+        wait_until(lambda: all(e["health"] != "fresh" for e in s.admin("/debug/pods")[1]["models"]["tiny"])
+                   and len(s.admin("/debug/pods")[1]["models"]["tiny"]) == 2, "both pods stale")
+        status, h, _ = s.request(chat(), headers={"routing-strategy": "least-kv-cache"})
+        assert status == 200
+        assert h["x-switchboard-fallback"] == "kv_cache_usage_unknown", h
+        assert h["x-switchboard-strategy"] == "least-kv-cache"
+        # least-request needs only the gateway's own accounting: no fallback.
+        status, h, _ = s.request(chat(), headers={"routing-strategy": "least-request"})
+        assert status == 200 and "x-switchboard-fallback" not in h, h
+        # A blend drops the part it cannot score and names it.
+        status, h, _ = s.request(chat(), headers={"routing-strategy": "least-request:1,throughput:2"})
+        assert status == 200 and h["x-switchboard-fallback"] == "throughput:token_rate_unknown", h
+        page = s.admin("/metrics")[1]
+        assert 'switchboard_routing_fallbacks_total{reason="kv_cache_usage_unknown",strategy="least-kv-cache"} 1.0' in page \
+            or 'switchboard_routing_fallbacks_total{strategy="least-kv-cache",reason="kv_cache_usage_unknown"} 1.0' in page, \
+            [ln for ln in page.splitlines() if "fallback" in ln]
+        # A client cannot fake the header.
+        status, h, _ = s.request(chat(), headers={"routing-strategy": "random", "x-switchboard-fallback": "fake"})
+        assert status == 200 and "x-switchboard-fallback" not in h, h
+
+
+def test_fresh_scraped_signals_need_no_fallback_and_blends_resolve():
+    with Stack(pods=2) as s:
+        wait_until(lambda: all(e["health"] == "fresh" for e in s.admin("/debug/pods")[1]["models"]["tiny"]),
+                   "both pods scraped")
+        for strategy in ("least-kv-cache", "least-gpu-cache", "throughput", "least-request:1,least-kv-cache:2"):
+            status, h, _ = s.request(chat(), headers={"routing-strategy": strategy})
+            assert status == 200 and "x-switchboard-fallback" not in h, (strategy, h)
+            assert h["x-switchboard-strategy"] == strategy
+        status, _, p = s.request(chat(), headers={"routing-strategy": "least-request:1,random:1"})
+        assert status == 400 and b"cannot be blended" in p, p
