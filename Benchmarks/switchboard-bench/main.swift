@@ -1,6 +1,7 @@
 // Micro-benchmarks that need the Swift code itself (the process-level
 // benchmarks are Python drivers in Benchmarks/). Prints figures; asserts nothing.
 //   switchboard-bench parse-metrics FILE [ITERATIONS]
+//   switchboard-bench route-decision [PODS,...]   (decision time per strategy)
 import EventLoop
 import Foundation
 import KVAgent
@@ -11,6 +12,7 @@ import KVProtocol
 import OpenAIAPI
 import PodMetrics
 import PodSnapshot
+import Routing
 
 func seconds(_ f: () throws -> Void) rethrows -> Double {
     let t0 = DispatchTime.now().uptimeNanoseconds
@@ -27,10 +29,65 @@ if args.count >= 2, args[1] == "parse-request" {
     parseRequest(sizes: args.count >= 3 ? args[2].split(separator: ",").compactMap { Int($0) } : [1024, 4096, 32768, 409600])
     exit(0)
 }
+if args.count >= 2, args[1] == "route-decision" {
+    routeDecision(podCounts: args.count >= 3 ? args[2].split(separator: ",").compactMap { Int($0) } : [16, 128, 1024])
+    exit(0)
+}
 if args.count >= 3, args[1] == "eviction-study" {
     evictionStudy(path: args[2])
     exit(0)
 }
+/// One routing decision per strategy over synthetic snapshots (every pod
+/// fresh with varied KV usage, token rates and in-flight counts), timed one
+/// by one: mean, p50, p99 in µs. Target (issue 10): p99 ≤ 20 µs at 128 pods.
+func routeDecision(podCounts: [Int]) {
+    let strategies = ["random", "power-of-two", "least-request", "least-kv-cache", "throughput",
+                      "least-request:1,least-kv-cache:2"]
+    print("routing decision time (µs), \(ProcessInfo.processInfo.activeProcessorCount) cores; target p99 <= 20 µs at 128 pods")
+    print("strategy".padding(toLength: 34, withPad: " ", startingAt: 0) + podCounts.map { "\($0) pods: mean / p50 / p99".padding(toLength: 30, withPad: " ", startingAt: 0) }.joined())
+    let req = RoutingRequest(model: "m", stream: false, bodyBytes: 4096, requestID: "r")
+    var worlds: [(pods: [PodEndpoint], snap: PodSnapshot)] = []
+    for n in podCounts {
+        var pods: [PodEndpoint] = []
+        var states: [String: PodState] = [:]
+        var loads: [String: PodLoad] = [:]
+        for i in 0..<n {
+            let p = PodEndpoint(host: "10.\(i / 65536).\((i / 256) % 256).\(i % 256)", port: 8000)
+            pods.append(p)
+            var m = ModelMetrics(scrapedAtNanos: 1)
+            m.kvCacheUsage = Double((i * 37) % 100) / 100
+            m.promptTokensPerSecond = Double((i * 53) % 1000)
+            m.generationTokensPerSecond = Double((i * 17) % 300)
+            states[p.address] = PodState(health: .fresh, models: ["m": m])
+            let l = PodLoad()
+            for _ in 0..<(i % 7) { l.start(tokens: 1) }
+            loads[p.address] = l
+        }
+        worlds.append((pods, PodSnapshot(models: ["m": pods], pods: states, loads: loads)))
+    }
+    let registry = RouterRegistry.standard(seed: 1)
+    for name in strategies {
+        guard let router = try? registry.router(named: name) else { continue }
+        var line = name.padding(toLength: 34, withPad: " ", startingAt: 0)
+        for w in worlds {
+            let iterations = max(2000, 200_000 / w.pods.count)
+            let view = w.snap.view(for: "m")!  // what the gateway passes: built once per published snapshot
+            var times = [Double](repeating: 0, count: iterations)
+            var sink = 0
+            for i in 0..<iterations {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                if let d = try? router.decide(req, view: view) { sink &+= d.pod.port }
+                times[i] = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1000
+            }
+            times.sort()
+            let mean = times.reduce(0, +) / Double(iterations)
+            line += String(format: "%7.2f / %6.2f / %7.2f%@", mean, times[iterations / 2], times[iterations * 99 / 100],
+                           sink == 42 ? "!" : " ").padding(toLength: 30, withPad: " ", startingAt: 0)
+        }
+        print(line)
+    }
+}
+
 /// The gateway's request-body step alone: validate and summarize a chat
 /// body of each size (the JSON scan, the prompt ranges), per call.
 func parseRequest(sizes: [Int]) {

@@ -194,8 +194,8 @@ final class GatewayFilter: ExtProcFilter {
 
     /// Step 2: may this request be served at all (a known model today;
     /// authentication and per-user limits join here).
-    private func admit(_ summary: OpenAIRequestSummary, snapshot: PodSnapshot) throws(Rejection) -> [PodEndpoint] {
-        guard let candidates = snapshot.endpoints(for: summary.model) else {
+    private func admit(_ summary: OpenAIRequestSummary, snapshot: PodSnapshot) throws(Rejection) -> ModelView {
+        guard let candidates = snapshot.view(for: summary.model) else {
             throw Rejection(decision: reject(OpenAIError(status: 404, message: "The model '\(summary.model)' does not exist",
                                                          param: "model", code: "model_not_found"),
                                              diagnostic: ("x-error-no-model-backends", summary.model)))
@@ -204,7 +204,7 @@ final class GatewayFilter: ExtProcFilter {
     }
 
     /// Step 3: the strategy the client named picks one candidate.
-    private func route(_ summary: OpenAIRequestSummary, candidates: [PodEndpoint],
+    private func route(_ summary: OpenAIRequestSummary, candidates: ModelView,
                        snapshot: PodSnapshot) throws(Rejection) -> (PodEndpoint, any Router) {
         if router == nil {
             if !snapshot.defaultStrategies.isEmpty, let name = snapshot.defaultStrategies[summary.model],
@@ -223,7 +223,7 @@ final class GatewayFilter: ExtProcFilter {
         do {
             let decision = try router.decide(RoutingRequest(model: summary.model, stream: summary.stream,
                                                             bodyBytes: summary.bodyBytes, requestID: requestID),
-                                             candidates: candidates, snapshot: snapshot)
+                                             view: candidates)
             if let why = decision.fallback {
                 fallback = why
                 context.stats.countFallback(strategy: router.name, reason: why)

@@ -10,6 +10,8 @@ public struct PodSnapshot: Sendable {
     /// Per-model default strategy (the pods file's `routingStrategy`).
     public let defaultStrategies: [String: String]
     public let version: UInt64
+    /// Per model, its endpoints' routing inputs aligned by index.
+    public let views: [String: ModelView]
 
     public init(models: [String: [PodEndpoint]], pods: [String: PodState] = [:], loads: [String: PodLoad] = [:],
                 defaultStrategies: [String: String] = [:], version: UInt64 = 0) {
@@ -19,6 +21,17 @@ public struct PodSnapshot: Sendable {
         self.pods = pods
         self.loads = loads
         self.version = version
+        var views: [String: ModelView] = [:]
+        for (m, eps) in models { views[m] = ModelView(model: m, candidates: eps, pods: pods, loads: loads) }
+        self.views = views
+    }
+
+    /// The routing view of `model`'s endpoints, nil for an unknown model.
+    public func view(for model: String) -> ModelView? { views[model] }
+
+    /// A routing view of an arbitrary candidate list (a subset of a model's endpoints).
+    public func view(for model: String, candidates: [PodEndpoint]) -> ModelView {
+        ModelView(model: model, candidates: candidates, pods: pods, loads: loads)
     }
 
     public static let empty = PodSnapshot(models: [:])

@@ -18,15 +18,10 @@ public struct RandomRouter: Router {
         self.source = source
     }
 
-    public func route(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> PodEndpoint {
-        try decide(request, candidates: candidates, snapshot: snapshot).pod
-    }
-
-    public func decide(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> RoutingDecision {
-        guard !candidates.isEmpty else { throw .noCandidates(model: request.model) }
-        if candidates.count == 1 { return RoutingDecision(pod: candidates[0]) }
-        let pool = FreshPool(candidates, snapshot: snapshot)
-        return RoutingDecision(pod: pool[Int(source.next() % UInt64(pool.count))])
+    public func decide(_ request: RoutingRequest, view: ModelView) throws(RoutingError) -> RoutingDecision {
+        guard view.count > 0 else { throw .noCandidates(model: request.model) }
+        if view.count == 1 { return RoutingDecision(pod: view.endpoints[0]) }
+        return RoutingDecision(pod: view.endpoints[view.usableIndex(Int(source.next() % UInt64(view.usableCount)))])
     }
 }
 

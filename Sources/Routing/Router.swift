@@ -33,22 +33,26 @@ public enum RoutingError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Picks one endpoint among ready candidates. Called synchronously on the
-/// event loop for every request: no blocking, no task hops. `snapshot` gives
-/// scraped metrics (`snapshot.metrics(for:model:)`, nil when unknown or
-/// stale) and gateway-side load (`snapshot.loads`) for routers that use them.
+/// Picks one endpoint among a model's candidates. Called synchronously on
+/// the event loop for every request: no blocking, no task hops. The view
+/// gives each candidate's scrape freshness, this model's scraped metrics
+/// (nil unless fresh) and the gateway's load, aligned by index.
 public protocol Router: Sendable {
     /// The name clients put in the `routing-strategy` header.
     var name: String { get }
-    func route(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> PodEndpoint
     /// The pod, and the reason when the strategy could not use its own
     /// signals and fell back (reported to the client and on `/metrics`).
-    func decide(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> RoutingDecision
+    func decide(_ request: RoutingRequest, view: ModelView) throws(RoutingError) -> RoutingDecision
 }
 
 extension Router {
+    /// A decision over any candidate list (builds its view: tests, tools).
     public func decide(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> RoutingDecision {
-        RoutingDecision(pod: try route(request, candidates: candidates, snapshot: snapshot))
+        try decide(request, view: snapshot.view(for: request.model, candidates: candidates))
+    }
+
+    public func route(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> PodEndpoint {
+        try decide(request, candidates: candidates, snapshot: snapshot).pod
     }
 }
 

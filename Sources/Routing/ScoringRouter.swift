@@ -2,14 +2,15 @@ import PodSnapshot
 
 /// One signal turned into a cost per endpoint (lower is better), or nil
 /// when the signal is unknown for that endpoint (not scraped, stale, no
-/// requests in the window). Scorers are pure lookups: no allocation.
+/// requests in the window). Scorers are pure array lookups: no allocation,
+/// no hashing.
 public protocol Scorer: Sendable {
     /// The strategy name it is offered under (`least-request`, …).
     var name: String { get }
     /// Why a decision fell back when no candidate has this signal
     /// (`kv_cache_usage_unknown`, …).
     var unknownReason: String { get }
-    func cost(of pod: PodEndpoint, model: String, snapshot: PodSnapshot) -> Double?
+    func cost(at i: Int, in view: ModelView) -> Double?
 }
 
 /// The router model every scoring strategy shares:
@@ -20,14 +21,18 @@ public protocol Scorer: Sendable {
 /// 2. **Score**: each part's costs normalized over the remaining pods to
 ///    [0, 1] (1 = the cheapest; all equal → 1), weighted, summed. A pod a
 ///    part cannot score is left out while another pod can be scored; a part
-///    no pod can score is dropped and reported (`<part>:<reason>`); when
-///    every part is dropped the decision is the fallback scorer's
-///    (`least-request`, gateway accounting, always known).
-/// 3. **Pick**: the highest score; ties broken at random (seeded source),
-///    one pass, no allocation per pod.
+///    no pod can score is dropped and reported (`<part>:<reason>`, or just
+///    the reason for a single-part strategy); when every part is dropped the
+///    decision is the fallback scorer's (`least-request`, gateway
+///    accounting, always known).
+/// 3. **Pick**: the highest score; ties broken at random (seeded source).
+///    Two passes over the candidates, no allocation per pod.
 public struct ScoringRouter: Router {
     public let name: String
     public let parts: [(scorer: any Scorer, weight: Double)]
+    /// The parts with a positive weight, flattened for the decision loops.
+    private let scorers: [any Scorer]
+    private let weights: [Double]
     private let fallback: any Scorer
     private let source: RandomSource
 
@@ -35,96 +40,96 @@ public struct ScoringRouter: Router {
                 source: RandomSource) {
         self.name = name
         self.parts = parts
+        self.scorers = parts.filter { $0.weight > 0 }.map(\.scorer)
+        self.weights = parts.filter { $0.weight > 0 }.map(\.weight)
         self.fallback = fallback
         self.source = source
     }
 
-    public func route(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> PodEndpoint {
-        try decide(request, candidates: candidates, snapshot: snapshot).pod
-    }
-
-    public func decide(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> RoutingDecision {
-        guard !candidates.isEmpty else { throw .noCandidates(model: request.model) }
-        let model = request.model
-        let freshOnly = candidates.contains { snapshot.pods[$0.address]?.health.isFresh == true }
+    public func decide(_ request: RoutingRequest, view: ModelView) throws(RoutingError) -> RoutingDecision {
+        guard view.count > 0 else { throw .noCandidates(model: request.model) }
         var reason: String?
-        @inline(__always) func eligible(_ p: PodEndpoint) -> Bool {
-            !freshOnly || snapshot.pods[p.address]?.health.isFresh == true
-        }
-        if candidates.count == 1 { return RoutingDecision(pod: candidates[0], fallback: reason) }
-
-        // Pass 1: each part's cost range over eligible pods (one small array per decision, never per pod).
-        var low = [Double](repeating: .infinity, count: parts.count)
-        var high = [Double](repeating: -.infinity, count: parts.count)
-        for p in candidates where eligible(p) {
-            for i in parts.indices {
-                if let c = parts[i].scorer.cost(of: p, model: model, snapshot: snapshot) {
-                    low[i] = min(low[i], c)
-                    high[i] = max(high[i], c)
-                }
+        if scorers.count == 1 {
+            // The common case without the per-decision range arrays.
+            let s = scorers[0]
+            var low = Double.infinity, high = -Double.infinity
+            for i in 0..<view.count where view.usable(i) {
+                if let c = s.cost(at: i, in: view) { low = min(low, c); high = max(high, c) }
             }
+            guard low <= high else {
+                return RoutingDecision(pod: view.endpoints[pickCheapest(fallback, view)], fallback: s.unknownReason)
+            }
+            return RoutingDecision(pod: view.endpoints[pickBest(view) { i in s.cost(at: i, in: view) }])
         }
-        var used = 0
-        for i in parts.indices where parts[i].weight > 0 {
-            if low[i] <= high[i] {
-                used += 1
-            } else {
-                let r = parts.count == 1 ? parts[i].scorer.unknownReason : "\(parts[i].scorer.name):\(parts[i].scorer.unknownReason)"
+        // Pass 1: each part's cost range over usable pods, part by part (one
+        // small array per decision, never per pod).
+        let k2 = scorers.count
+        var low = [Double](repeating: .infinity, count: k2)
+        var high = [Double](repeating: -.infinity, count: k2)
+        for p in 0..<k2 {
+            let s = scorers[p]
+            var lo = Double.infinity, hi = -Double.infinity
+            for i in 0..<view.count where view.usable(i) {
+                if let c = s.cost(at: i, in: view) { lo = min(lo, c); hi = max(hi, c) }
+            }
+            low[p] = lo
+            high[p] = hi
+            if lo > hi {
+                let r = "\(s.name):\(s.unknownReason)"
                 reason = reason.map { "\($0),\(r)" } ?? r
             }
         }
-        if used == 0 {
-            return RoutingDecision(pod: pickCheapest(fallback, candidates, model: model, snapshot: snapshot, eligible: eligible),
-                                   fallback: reason)
+        guard low.indices.contains(where: { low[$0] <= high[$0] }) else {
+            return RoutingDecision(pod: view.endpoints[pickCheapest(fallback, view)], fallback: reason)
         }
-        // Pass 2: weighted normalized score; argmax with reservoir tie-breaking.
-        var best: PodEndpoint?
-        var bestScore = -Double.infinity
-        var ties = 0
-        for p in candidates where eligible(p) {
+        // Pass 2: weighted normalized score; a pod missing a used part's signal is left out.
+        let best = pickBest(view) { i in
             var score = 0.0
-            var scored = true
-            for i in parts.indices where parts[i].weight > 0 && low[i] <= high[i] {
-                guard let c = parts[i].scorer.cost(of: p, model: model, snapshot: snapshot) else { scored = false; break }
-                score += parts[i].weight * (high[i] == low[i] ? 1 : (high[i] - c) / (high[i] - low[i]))
+            for p in 0..<k2 where low[p] <= high[p] {
+                guard let c = scorers[p].cost(at: i, in: view) else { return nil }
+                score += weights[p] * (high[p] == low[p] ? 1 : (high[p] - c) / (high[p] - low[p]))
             }
-            guard scored else { continue }
-            if score > bestScore + 1e-12 {
-                best = p
-                bestScore = score
-                ties = 1
-            } else if abs(score - bestScore) <= 1e-12 {
-                ties += 1
-                if source.next() % UInt64(ties) == 0 { best = p }
-            }
+            return -score  // pickBest takes the lowest
         }
-        // Every eligible pod lacked some part's signal: cannot happen when
-        // used > 0 (the pod that set the range is scorable for that part),
-        // but a pod may lack another part's; fall back rather than fail.
-        guard let pod = best else {
-            return RoutingDecision(pod: pickCheapest(fallback, candidates, model: model, snapshot: snapshot, eligible: eligible),
-                                   fallback: reason ?? "no_pod_has_every_signal")
-        }
-        return RoutingDecision(pod: pod, fallback: reason)
+        return RoutingDecision(pod: view.endpoints[best], fallback: reason)
     }
 
-    /// The eligible pod with the lowest fallback cost (ties at random).
-    private func pickCheapest(_ scorer: any Scorer, _ candidates: [PodEndpoint], model: String, snapshot: PodSnapshot,
-                              eligible: (PodEndpoint) -> Bool) -> PodEndpoint {
-        var best = candidates[0]
+    /// The usable index with the lowest `cost` (nil: left out); ties at
+    /// random. When no usable pod can be costed, the fallback scorer decides.
+    private func pickBest(_ view: ModelView, cost: (Int) -> Double?) -> Int {
+        var best = -1
         var bestCost = Double.infinity
         var ties = 0
-        for p in candidates where eligible(p) {
-            let c = scorer.cost(of: p, model: model, snapshot: snapshot) ?? .infinity
-            if c < bestCost {
-                best = p
+        for i in 0..<view.count where view.usable(i) {
+            guard let c = cost(i) else { continue }
+            if best < 0 || c < bestCost - 1e-12 {
+                best = i
+                bestCost = c
+                ties = 1
+            } else if abs(c - bestCost) <= 1e-12 {
+                ties += 1
+                if source.next() % UInt64(ties) == 0 { best = i }
+            }
+        }
+        return best >= 0 ? best : pickCheapest(fallback, view)
+    }
+
+    /// The usable index with the lowest fallback cost (ties at random).
+    private func pickCheapest(_ scorer: any Scorer, _ view: ModelView) -> Int {
+        var best = -1
+        var bestCost = Double.infinity
+        var ties = 0
+        for i in 0..<view.count where view.usable(i) {
+            let c = scorer.cost(at: i, in: view) ?? .infinity
+            if best < 0 || c < bestCost {
+                best = i
                 bestCost = c
                 ties = 1
             } else if c == bestCost {
                 ties += 1
-                if source.next() % UInt64(ties) == 0 { best = p }
+                if source.next() % UInt64(ties) == 0 { best = i }
             }
         }
-        return best
+        return max(best, 0)
     }
 }

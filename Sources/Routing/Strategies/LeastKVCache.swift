@@ -11,7 +11,7 @@ public struct LeastKVCacheScorer: Scorer {
     public let name: String
     public let unknownReason = "kv_cache_usage_unknown"
     public init(name: String = "least-kv-cache") { self.name = name }
-    public func cost(of pod: PodEndpoint, model: String, snapshot: PodSnapshot) -> Double? {
-        snapshot.metrics(for: pod, model: model)?.kvCacheUsage
+    public func cost(at i: Int, in view: ModelView) -> Double? {
+        view.metrics[i]?.kvCacheUsage
     }
 }

@@ -9,7 +9,7 @@ public struct LeastRequestScorer: Scorer {
     public let name = "least-request"
     public let unknownReason = "in_flight_unknown"
     public init() {}
-    public func cost(of pod: PodEndpoint, model: String, snapshot: PodSnapshot) -> Double? {
-        Double(snapshot.loads[pod.address]?.requests ?? 0)
+    public func cost(at i: Int, in view: ModelView) -> Double? {
+        Double(view.inFlight(i))
     }
 }

@@ -10,9 +10,8 @@ public struct ThroughputScorer: Scorer {
     public let name = "throughput"
     public let unknownReason = "token_rate_unknown"
     public init() {}
-    public func cost(of pod: PodEndpoint, model: String, snapshot: PodSnapshot) -> Double? {
-        guard let m = snapshot.metrics(for: pod, model: model),
-              let p = m.promptTokensPerSecond, let g = m.generationTokensPerSecond else { return nil }
+    public func cost(at i: Int, in view: ModelView) -> Double? {
+        guard let m = view.metrics[i], let p = m.promptTokensPerSecond, let g = m.generationTokensPerSecond else { return nil }
         return p + g
     }
 }
