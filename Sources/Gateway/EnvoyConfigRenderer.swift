@@ -247,6 +247,8 @@ public struct EnvoyConfigRenderer: Sendable {
                           append_action: OVERWRITE_IF_EXISTS_OR_ADD
                         - header: { key: x-switchboard-fallback, value: "%REQ(x-switchboard-fallback)%" }
                           append_action: OVERWRITE_IF_EXISTS_OR_ADD
+                        - header: { key: x-session-id, value: "%REQ(x-session-id)%" }
+                          append_action: OVERWRITE_IF_EXISTS_OR_ADD
         """
         if ticket {
             s += """

@@ -25,6 +25,10 @@ final class GatewayFilter: ExtProcFilter {
     private var chosen: PodEndpoint?
     /// Why the strategy fell back, when it did (`x-switchboard-fallback`).
     private var fallback: String?
+    /// The client's `x-session-id`, or the one the gateway made for a
+    /// session-affinity request without it (returned in the response).
+    private var sessionID: String?
+    private var sessionIDGenerated = false
     /// The load charged for this request, released exactly once in
     /// `streamEnded` of the stream that routed it (`ownsCharge`); an
     /// observer stream only settles its usage.
@@ -64,6 +68,7 @@ final class GatewayFilter: ExtProcFilter {
     func requestHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision {
         let path = headers.value(of: ":path") ?? ""
         let method = headers.value(of: ":method") ?? ""
+        if let s = headers.value(of: "x-session-id"), !s.isEmpty { sessionID = s }
         if let id = headers.value(of: "x-request-id"), !id.isEmpty {
             requestID = id
         } else {
@@ -142,6 +147,7 @@ final class GatewayFilter: ExtProcFilter {
             m.overwrite(context.targetHeader, pod.address)
             if generatedRequestID { m.overwrite("x-request-id", requestID) }
             if let f = fallback { m.overwrite("x-switchboard-fallback", f) }
+            if sessionIDGenerated, let s = sessionID { m.overwrite("x-session-id", s) }
             if info.responseBodyOff {
                 // This stream will not see the response: Envoy names the pod
                 // and strategy in it (copied from these request headers),
@@ -221,8 +227,13 @@ final class GatewayFilter: ExtProcFilter {
         }
         guard let router else { throw Rejection(decision: reject(OpenAIError(status: 500, message: "no router resolved"))) }
         do {
+            if router.usesSessions && sessionID == nil {
+                sessionID = Self.newRequestID()
+                sessionIDGenerated = true
+            }
             let decision = try router.decide(RoutingRequest(model: summary.model, stream: summary.stream,
-                                                            bodyBytes: summary.bodyBytes, requestID: requestID),
+                                                            bodyBytes: summary.bodyBytes, requestID: requestID,
+                                                            sessionID: sessionID),
                                              view: candidates)
             if let why = decision.fallback {
                 fallback = why
@@ -263,6 +274,7 @@ final class GatewayFilter: ExtProcFilter {
         m.overwrite("x-switchboard-pod", pod.address)
         if let r = router { m.overwrite("x-switchboard-strategy", r.name) }
         if let f = fallback { m.overwrite("x-switchboard-fallback", f) }
+        if let s = sessionID { m.overwrite("x-session-id", s) }
         m.overwrite("x-request-id", requestID)
         let status = headers.value(of: ":status")
         if !Self.isSuccess(status), let code = status.flatMap({ Int($0) }), code >= 400,

@@ -22,6 +22,8 @@ public struct GatewayConfiguration: Sendable {
     }
     public var loops: Int = 0
     public var defaultStrategy: String? = "random"
+    /// Places new sessions for `session-affinity`.
+    public var sessionInnerStrategy = "least-request"
     public var seed: UInt64?
     public var requestBodyMode: BodySendMode = .buffered
     public var skipResponseBody = true
@@ -72,7 +74,13 @@ public final class GatewayService {
         // the I/O loops only serve requests.
         let control = try EventLoop(index: -1)
         let scraper = PodMetricsScraper(configuration: configuration.scraper, loop: control, registry: registry, logger: logger)
-        let routers = RouterRegistry.standard(defaultStrategy: configuration.defaultStrategy, seed: configuration.seed)
+        let routers = RouterRegistry.standard(defaultStrategy: configuration.defaultStrategy, seed: configuration.seed,
+                                              sessionInner: configuration.sessionInnerStrategy)
+        if configuration.sessionInnerStrategy == "session-affinity"
+            || (try? routers.router(named: configuration.sessionInnerStrategy)) == nil {
+            throw GatewayStartError(description: "unknown --session-inner-strategy '\(configuration.sessionInnerStrategy)'; "
+                + "valid: \(routers.names.filter { $0 != "session-affinity" }.joined(separator: ", ")), or a blend")
+        }
         if let d = configuration.defaultStrategy, !routers.names.contains(d) {
             throw GatewayStartError(description: "unknown default strategy '\(d)'; valid strategies: \(routers.names.joined(separator: ", ")), or none")
         }

@@ -7,11 +7,14 @@ public struct RoutingRequest: Sendable {
     public var stream: Bool
     public var bodyBytes: Int
     public var requestID: String
-    public init(model: String, stream: Bool, bodyBytes: Int, requestID: String) {
+    /// The client's session (`x-session-id`), for session affinity.
+    public var sessionID: String?
+    public init(model: String, stream: Bool, bodyBytes: Int, requestID: String, sessionID: String? = nil) {
         self.model = model
         self.stream = stream
         self.bodyBytes = bodyBytes
         self.requestID = requestID
+        self.sessionID = sessionID
     }
 }
 
@@ -43,9 +46,14 @@ public protocol Router: Sendable {
     /// The pod, and the reason when the strategy could not use its own
     /// signals and fell back (reported to the client and on `/metrics`).
     func decide(_ request: RoutingRequest, view: ModelView) throws(RoutingError) -> RoutingDecision
+    /// True when the strategy keys on `x-session-id` (the gateway then
+    /// makes one for requests without it and returns it).
+    var usesSessions: Bool { get }
 }
 
 extension Router {
+    public var usesSessions: Bool { false }
+
     /// A decision over any candidate list (builds its view: tests, tools).
     public func decide(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> RoutingDecision {
         try decide(request, view: snapshot.view(for: request.model, candidates: candidates))

@@ -26,12 +26,17 @@ public struct RouterRegistry: Sendable {
     /// The registry this build ships: `random`, `power-of-two`, and the
     /// scoring strategies `least-request`, `least-kv-cache`,
     /// `least-gpu-cache` (the same V1 signal) and `throughput`.
-    public static func standard(defaultStrategy: String? = "random", seed: UInt64? = nil) -> RouterRegistry {
+    /// `sessionInner` places new sessions for `session-affinity`.
+    public static func standard(defaultStrategy: String? = "random", seed: UInt64? = nil,
+                                sessionInner: String = "least-request") -> RouterRegistry {
         let source = RandomSource(seed: seed)
         let scorers: [any Scorer] = [LeastRequestScorer(), LeastKVCacheScorer(), LeastKVCacheScorer(name: "least-gpu-cache"),
                                      ThroughputScorer()]
-        let routers: [any Router] = [RandomRouter(source: source), PowerOfTwoRouter(source: source)]
+        var routers: [any Router] = [RandomRouter(source: source), PowerOfTwoRouter(source: source)]
             + scorers.map { ScoringRouter(name: $0.name, parts: [($0, 1)], source: source) }
+        let base = RouterRegistry(routers: routers, scorers: scorers, defaultStrategy: nil, source: source)
+        let inner = (try? base.router(named: sessionInner)) ?? routers[2]
+        routers.append(SessionAffinityRouter(inner: inner))
         return RouterRegistry(routers: routers, scorers: scorers, defaultStrategy: defaultStrategy, source: source)
     }
 

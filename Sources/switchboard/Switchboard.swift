@@ -55,6 +55,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Strategy when a request has no routing-strategy header and its model has no routingStrategy in the pods file; 'none' makes the header mandatory. Default: $ROUTING_ALGORITHM when set (the reference gateway's variable), else random.")
     var defaultStrategy: String?
 
+    @Option(help: "Strategy that places a new session for 'session-affinity' (any strategy or blend but session-affinity).")
+    var sessionInnerStrategy: String = "least-request"
+
     @Option(help: "Event loops (threads); 0 = one per core.")
     var loops: Int = 0
 
@@ -137,6 +140,7 @@ struct Serve: ParsableCommand {
         c.loops = loops
         let strategy = defaultStrategy ?? ProcessInfo.processInfo.environment["ROUTING_ALGORITHM"].flatMap { $0.isEmpty ? nil : $0 } ?? "random"
         c.defaultStrategy = strategy == "none" ? nil : strategy
+        c.sessionInnerStrategy = sessionInnerStrategy
         guard let mode = EnvoyConfigRenderer.parseMode(requestBodyMode), mode == .buffered || mode == .fullDuplexStreamed else {
             throw ValidationError("--request-body-mode must be buffered or full-duplex-streamed")
         }

@@ -191,3 +191,50 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
 }
+
+@Suite struct SessionAffinityTests {
+    let reg = RouterRegistry.standard(seed: 3)
+
+    func req(_ s: String?) -> RoutingRequest {
+        RoutingRequest(model: "m", stream: false, bodyBytes: 10, requestID: "r", sessionID: s)
+    }
+
+    @Test func aSessionStaysOnItsPodAndIsReHomedWhenThePodLeaves() throws {
+        var w = World()
+        for i in 0..<4 { w.add(i, inFlight: i == 2 ? 0 : 5) }
+        let r = try reg.router(named: "session-affinity")
+        #expect(r.usesSessions)
+        let first = try r.decide(req("s1"), view: w.snapshot.view(for: "m")!).pod
+        #expect(first == w.pods[2])  // placed by least-request
+        // Load moves elsewhere; the session stays.
+        w.loads[w.pods[2].address] = { let l = PodLoad(); for _ in 0..<9 { l.start(tokens: 1) }; return l }()
+        for _ in 0..<50 { #expect(try r.decide(req("s1"), view: w.snapshot.view(for: "m")!).pod == first) }
+        // Another session is placed on its own.
+        #expect(try r.decide(req("s2"), view: w.snapshot.view(for: "m")!).pod != first)
+        // The pod leaves the model: the session is re-homed, then stays there.
+        let remaining = w.pods.filter { $0 != first }
+        let moved = try r.decide(req("s1"), candidates: remaining, snapshot: w.snapshot).pod
+        #expect(moved != first)
+        for _ in 0..<10 { #expect(try r.decide(req("s1"), candidates: w.pods, snapshot: w.snapshot).pod == moved) }
+    }
+
+    @Test func aStalePodLosesItsSessionsWhileFreshOnesExist() throws {
+        var w = World()
+        w.add(0); w.add(1)
+        let r = SessionAffinityRouter(inner: try reg.router(named: "least-request"))
+        let p = try r.decide(req("s"), view: w.snapshot.view(for: "m")!).pod
+        w.states[p.address] = PodState(health: .stale("scrape failed"))
+        #expect(try r.decide(req("s"), view: w.snapshot.view(for: "m")!).pod != p)
+        #expect(r.sessionCount == 1)
+    }
+
+    @Test func theTableIsBoundedAndExpires() throws {
+        var w = World()
+        w.add(0); w.add(1)
+        let r = SessionAffinityRouter(inner: try reg.router(named: "random"), ttl: .zero, capacity: 10)
+        for i in 0..<25 { _ = try r.decide(req("s\(i)"), view: w.snapshot.view(for: "m")!) }
+        #expect(r.sessionCount <= 10)
+        // Without a session id it is the inner strategy.
+        _ = try r.decide(req(nil), view: w.snapshot.view(for: "m")!)
+    }
+}

@@ -85,3 +85,31 @@ def test_fresh_scraped_signals_need_no_fallback_and_blends_resolve():
             assert h["x-switchboard-strategy"] == strategy
         status, _, p = s.request(chat(), headers={"routing-strategy": "least-request:1,random:1"})
         assert status == 400 and b"cannot be blended" in p, p
+
+
+def test_session_affinity_keeps_a_session_for_50_turns_and_rehomes_it_when_its_pod_leaves():
+    with Stack(pods=3) as s:
+        def turn(session=None, extra=None):
+            h = {"routing-strategy": "session-affinity"}
+            if session:
+                h["x-session-id"] = session
+            status, headers, p = s.request(chat(content="turn"), headers=h)
+            assert status == 200, p[:200]
+            return headers
+        first = turn()
+        sid = first["x-session-id"]  # the gateway made one and returned it
+        assert len(sid) == 36, first
+        pod = first["x-switchboard-pod"]
+        for _ in range(50):
+            h = turn(sid)
+            assert h["x-switchboard-pod"] == pod and h["x-session-id"] == sid
+        # Remove the session's pod from the pods file: the session moves, once, and stays.
+        others = [p for p in s.pod_ports if f"127.0.0.1:{p}" != pod]
+        with open(s.pods_file, "w") as f:
+            f.write("models:\n  - name: tiny\n    endpoints: [" + ", ".join(f"127.0.0.1:{p}" for p in others) + "]\n")
+        wait_until(lambda: pod not in {e["address"] for e in s.admin("/debug/pods")[1]["models"]["tiny"]},
+                   "the pod to leave the model")
+        moved = turn(sid)["x-switchboard-pod"]
+        assert moved != pod
+        for _ in range(10):
+            assert turn(sid)["x-switchboard-pod"] == moved
