@@ -233,7 +233,7 @@ final class GatewayFilter: ExtProcFilter {
             }
             let decision = try router.decide(RoutingRequest(model: summary.model, stream: summary.stream,
                                                             bodyBytes: summary.bodyBytes, requestID: requestID,
-                                                            sessionID: sessionID),
+                                                            sessionID: sessionID, maxTokens: summary.maxTokens),
                                              view: candidates)
             if let why = decision.fallback {
                 fallback = why

@@ -11,6 +11,9 @@ public struct ModelView: Sendable {
     /// Whether any endpoint is fresh (then routers use only fresh ones).
     public let anyFresh: Bool
     public let freshCount: Int
+    /// The deciding request's expected output tokens (its `max_tokens`, or
+    /// a default), for scorers that estimate time to completion.
+    public var outputTokens = 128
 
     /// A view of any candidate list (a subset, or endpoints the snapshot no
     /// longer knows: those are neither fresh nor loaded).

@@ -9,12 +9,15 @@ public struct RoutingRequest: Sendable {
     public var requestID: String
     /// The client's session (`x-session-id`), for session affinity.
     public var sessionID: String?
-    public init(model: String, stream: Bool, bodyBytes: Int, requestID: String, sessionID: String? = nil) {
+    /// The request's `max_tokens`, when it set one.
+    public var maxTokens: Int?
+    public init(model: String, stream: Bool, bodyBytes: Int, requestID: String, sessionID: String? = nil, maxTokens: Int? = nil) {
         self.model = model
         self.stream = stream
         self.bodyBytes = bodyBytes
         self.requestID = requestID
         self.sessionID = sessionID
+        self.maxTokens = maxTokens
     }
 }
 
@@ -23,6 +26,7 @@ public enum RoutingError: Error, Sendable, Equatable, CustomStringConvertible {
     case noCandidates(model: String)
     case unknownStrategy(name: String, known: [String])
     case invalidBlend(header: String, why: String)
+    case refused(name: String, why: String)
 
     public var description: String {
         switch self {
@@ -32,6 +36,8 @@ public enum RoutingError: Error, Sendable, Equatable, CustomStringConvertible {
                 + "or a weighted blend such as 'least-request:1,least-kv-cache:2'"
         case .invalidBlend(let h, let why):
             return "invalid routing strategy blend '\(h)': \(why)"
+        case .refused(let n, let why):
+            return "routing strategy '\(n)' is not offered: \(why)"
         }
     }
 }

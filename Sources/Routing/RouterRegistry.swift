@@ -31,7 +31,7 @@ public struct RouterRegistry: Sendable {
                                 sessionInner: String = "least-request") -> RouterRegistry {
         let source = RandomSource(seed: seed)
         let scorers: [any Scorer] = [LeastRequestScorer(), LeastKVCacheScorer(), LeastKVCacheScorer(name: "least-gpu-cache"),
-                                     ThroughputScorer()]
+                                     ThroughputScorer(), LeastLatencyScorer()]
         var routers: [any Router] = [RandomRouter(source: source), PowerOfTwoRouter(source: source)]
             + scorers.map { ScoringRouter(name: $0.name, parts: [($0, 1)], source: source) }
         let base = RouterRegistry(routers: routers, scorers: scorers, defaultStrategy: nil, source: source)
@@ -48,6 +48,7 @@ public struct RouterRegistry: Sendable {
         let trimmed = header.map(Self.trimBlanks) ?? ""
         let name = trimmed.isEmpty ? (defaultStrategy ?? "") : trimmed
         if let r = routers[name] { return r }
+        if let why = Self.refused[name] { throw .refused(name: name, why: why) }
         guard name.contains(",") || name.contains(":") else { throw .unknownStrategy(name: name, known: names) }
         if let b = blends.get(name) { return b }
         let parts = try BlendSpec.parse(name, scorers: scorers)
@@ -55,6 +56,12 @@ public struct RouterRegistry: Sendable {
         blends.put(name, b)
         return b
     }
+
+    /// Reference names this gateway declines, and why (never silently random).
+    static let refused: [String: String] = [
+        "least-busy-time": "the reference reads a busy-time metric no engine exports (it routed at random); "
+            + "use least-request (the gateway's exact in-flight count) or least-latency (windowed queue, TTFT and TPOT)",
+    ]
 
     private static func trimBlanks(_ s: String) -> String {
         var t = Substring(s)

@@ -46,8 +46,10 @@ public struct ScoringRouter: Router {
         self.source = source
     }
 
-    public func decide(_ request: RoutingRequest, view: ModelView) throws(RoutingError) -> RoutingDecision {
-        guard view.count > 0 else { throw .noCandidates(model: request.model) }
+    public func decide(_ request: RoutingRequest, view base: ModelView) throws(RoutingError) -> RoutingDecision {
+        guard base.count > 0 else { throw .noCandidates(model: request.model) }
+        var view = base  // copy-on-write arrays: only the scalar below changes
+        if let t = request.maxTokens, t > 0 { view.outputTokens = t }
         var reason: String?
         if scorers.count == 1 {
             // The common case without the per-decision range arrays.

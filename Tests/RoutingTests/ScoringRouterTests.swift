@@ -160,6 +160,42 @@ struct World {
         }
     }
 
+    @Test func leastLatencyEstimatesFromTheWindowAndTreatsIdlePodsAsFree() throws {
+        func world(_ specs: [(ttft: Double?, tpot: Double?, queue: Double?, running: Double, waiting: Double)]) -> World {
+            var w = World()
+            for (i, s) in specs.enumerated() {
+                w.add(i)
+                var m = ModelMetrics(scrapedAtNanos: 1)
+                (m.ttftMean, m.tpotMean, m.queueTimeMean, m.running, m.waiting) = (s.ttft, s.tpot, s.queue, s.running, s.waiting)
+                w.states[w.pods[i].address] = PodState(health: .fresh, models: ["m": m])
+            }
+            return w
+        }
+        let r = try reg().router(named: "least-latency")
+        // 0.1 + 0.02×100 = 2.1 s against 0.5 + 0.01×100 = 1.5 s: the second, for a 100-token request.
+        var w = world([(0.1, 0.02, 0, 3, 0), (0.5, 0.01, 0, 3, 0), (nil, nil, nil, 4, 2)])
+        let long = RoutingRequest(model: "m", stream: false, bodyBytes: 1, requestID: "r", maxTokens: 100)
+        #expect(try r.decide(long, candidates: w.pods, snapshot: w.snapshot) == RoutingDecision(pod: w.pods[1]))
+        // For a 1-token request the first is quicker (0.12 against 0.51).
+        let short = RoutingRequest(model: "m", stream: false, bodyBytes: 1, requestID: "r", maxTokens: 1)
+        #expect(try r.decide(short, candidates: w.pods, snapshot: w.snapshot).pod == w.pods[0])
+        // An idle pod with no recent request costs nothing.
+        w = world([(0.1, 0.02, 0, 3, 0), (nil, nil, nil, 0, 0)])
+        #expect(try r.decide(long, candidates: w.pods, snapshot: w.snapshot).pod == w.pods[1])
+        // Busy pods without estimates: the fallback, said.
+        w = world([(nil, nil, nil, 2, 1), (nil, nil, nil, 1, 0)])
+        #expect(try r.decide(long, candidates: w.pods, snapshot: w.snapshot).fallback == "latency_unknown")
+    }
+
+    @Test func leastBusyTimeIsRefusedWithTheReason() {
+        do {
+            _ = try reg().router(named: "least-busy-time")
+            Issue.record("accepted")
+        } catch {
+            #expect("\(error)".contains("routing strategy 'least-busy-time' is not offered: the reference reads a busy-time metric"))
+        }
+    }
+
     @Test func powerOfTwoPrefersTheLessLoadedOfItsPair() throws {
         var w = World()
         w.add(0, inFlight: 9); w.add(1, inFlight: 0)

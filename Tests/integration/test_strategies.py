@@ -29,13 +29,13 @@ def spread(s, strategy, n=48, workers=8):
     return collections.Counter(run_all(one, list(range(n)), workers=workers))
 
 
-def test_least_request_and_power_of_two_send_a_slow_pod_less(tmp_path):
+def test_load_and_latency_strategies_send_a_slow_pod_less(tmp_path):
     procs, (fast, slow) = sims(str(tmp_path), [0, 40])  # 16 tokens: ~0 ms against ~640 ms a request
     os.makedirs(tmp_path / "stack")
     try:
         with Stack(pod_ports=[fast, slow], logdir=str(tmp_path / "stack")) as s:
             slow_addr = f"127.0.0.1:{slow}"
-            for strategy in ("least-request", "power-of-two"):
+            for strategy in ("least-request", "power-of-two", "least-latency"):
                 got = spread(s, strategy)
                 # Random would split about evenly; these see the slow pod's in-flight pile up.
                 assert got[slow_addr] * 3 < got[f"127.0.0.1:{fast}"], (strategy, got)
@@ -85,6 +85,8 @@ def test_fresh_scraped_signals_need_no_fallback_and_blends_resolve():
             assert h["x-switchboard-strategy"] == strategy
         status, _, p = s.request(chat(), headers={"routing-strategy": "least-request:1,random:1"})
         assert status == 400 and b"cannot be blended" in p, p
+        status, _, p = s.request(chat(), headers={"routing-strategy": "least-busy-time"})
+        assert status == 400 and b"no engine exports" in p, p
 
 
 def test_session_affinity_keeps_a_session_for_50_turns_and_rehomes_it_when_its_pod_leaves():
