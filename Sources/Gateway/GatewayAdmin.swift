@@ -6,12 +6,17 @@ import HTTP1
 import PodDiscovery
 import PodMetrics
 import PodSnapshot
+import Routing
 
 /// The gateway's plain-HTTP side door for operators and probes:
 ///   GET /healthz       200 while serving, 503 while draining
 ///   GET /v1/models     the registry's models, OpenAI list shape
 ///   GET /debug/pods    every endpoint: health, scrape errors, metrics, in-flight load
 ///   GET /debug/stats   request outcomes and scrape counters
+///   GET /debug/route?model=M[&strategy=S][&max_tokens=N][&session=ID]
+///                      one decision explained: each pod's inputs, its cost
+///                      per scoring part and score, and the pick (a real
+///                      decision: it draws randomness and places sessions)
 ///   GET /metrics       the gateway's own metrics, Prometheus text format
 /// Served by `AdminHTTP.AdminServer`; bind it to loopback or a pod-internal
 /// address: it is not authenticated.
@@ -22,6 +27,7 @@ enum GatewayAdmin {
             AdminRoute("/healthz") { grpc.isServing ? .text("ok\n") : .text("draining\n", status: 503) },
             AdminRoute("/v1/models") { .json(GatewayAdmin.models(context.registry.snapshot)) },
             AdminRoute("/debug/pods") { .json(GatewayAdmin.pods(context.registry.snapshot)) },
+            AdminRoute("/debug/route", query: { q in GatewayAdmin.route(context: context, query: q) }),
             AdminRoute("/metrics") { .prometheus(GatewayMetrics.render(context: context, grpc: grpc, scraper: scraper)) },
             AdminRoute("/debug/stats") {
                 let s = context.stats
@@ -39,6 +45,47 @@ enum GatewayAdmin {
                 return .json(GatewayAdmin.encode(obj))
             },
         ]
+    }
+
+    static func route(context: GatewayContext, query: [String: String]) -> AdminResponse {
+        guard let model = query["model"], !model.isEmpty else {
+            return .json(encode(["error": "name a model: /debug/route?model=M[&strategy=S][&max_tokens=N][&session=ID]"]), status: 400)
+        }
+        let snap = context.registry.snapshot
+        guard let view = snap.view(for: model) else {
+            return .json(encode(["error": "unknown model '\(model)'", "models": snap.modelNames]), status: 404)
+        }
+        let router: any Router
+        do {
+            router = try context.routers.router(named: query["strategy"] ?? snap.defaultStrategies[model])
+        } catch {
+            return .json(encode(["error": "\(error)"]), status: 400)
+        }
+        let req = RoutingRequest(model: model, stream: false, bodyBytes: 0, requestID: "debug",
+                                 sessionID: query["session"], maxTokens: query["max_tokens"].flatMap { Int($0) })
+        let x = router.explain(req, view: view)
+        func v(_ d: Double?) -> Any { if let d, d.isFinite { return d } else { return NSNull() } }
+        let rows: [[String: Any]] = x.rows.map { r in
+            var o: [String: Any] = ["address": r.address, "fresh": r.fresh, "usable": r.usable, "in_flight": r.inFlight,
+                                    "score": v(r.score)]
+            if let m = r.metrics {
+                o["inputs"] = ["running": v(m.running), "waiting": v(m.waiting), "kv_cache_usage": v(m.kvCacheUsage),
+                               "prompt_tokens_per_s": v(m.promptTokensPerSecond),
+                               "generation_tokens_per_s": v(m.generationTokensPerSecond), "ttft_mean_s": v(m.ttftMean),
+                               "tpot_mean_s": v(m.tpotMean), "queue_time_mean_s": v(m.queueTimeMean)]
+            }
+            if !r.costs.isEmpty {
+                o["costs"] = Dictionary(r.costs.map { ($0.part, v($0.cost)) }, uniquingKeysWith: { a, _ in a })
+            }
+            return o
+        }
+        var out: [String: Any] = ["model": model, "strategy": x.strategy, "pods": rows]
+        if let d = x.decision {
+            out["pick"] = d.pod.address
+            out["fallback"] = d.fallback ?? NSNull()
+        }
+        if let e = x.error { out["error"] = e }
+        return .json(encode(out))
     }
 
     static func models(_ snap: PodSnapshot) -> [UInt8] {

@@ -18,6 +18,8 @@ public final class GatewayContext: Sendable {
     public let stats = GatewayStats()
     /// Routed requests the usage observer may read the response of.
     public let observed = ObservedRequests()
+    /// Decision time per strategy (blends share "blend"), fixed at start.
+    public let decisionDurations: [String: Histogram]
     /// Header the ORIGINAL_DST cluster reads.
     public let targetHeader: String
     /// Sent with the answer to request headers in BUFFERED mode: the full
@@ -56,6 +58,12 @@ public final class GatewayContext: Sendable {
                 maxUsageBodyBytes: Int = 4 << 20, apiKeys: APIKeyStore? = nil, injectStreamUsage: Bool = false,
                 passThroughUnknownPaths: Bool = false, targetHeader: String = "target-pod") {
         self.passThroughUnknownPaths = passThroughUnknownPaths
+        var durations: [String: Histogram] = [:]
+        for n in routers.names + ["blend"] {
+            durations[n] = Histogram(bounds: [0.000_000_5, 0.000_001, 0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05,
+                                              0.000_1, 0.000_5, 0.001])
+        }
+        self.decisionDurations = durations
         self.apiKeys = apiKeys
         self.injectStreamUsage = injectStreamUsage && usageAccounting
             && (extProc.requestBodyMode == .buffered || extProc.requestBodyMode == .bufferedPartial)

@@ -231,10 +231,12 @@ final class GatewayFilter: ExtProcFilter {
                 sessionID = Self.newRequestID()
                 sessionIDGenerated = true
             }
+            let t0 = monotonicNanos()
             let decision = try router.decide(RoutingRequest(model: summary.model, stream: summary.stream,
                                                             bodyBytes: summary.bodyBytes, requestID: requestID,
                                                             sessionID: sessionID, maxTokens: summary.maxTokens),
                                              view: candidates)
+            (context.decisionDurations[router.name] ?? context.decisionDurations["blend"])?.observe(nanos: monotonicNanos() &- t0)
             if let why = decision.fallback {
                 fallback = why
                 context.stats.countFallback(strategy: router.name, reason: why)

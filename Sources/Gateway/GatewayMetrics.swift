@@ -26,6 +26,12 @@ enum GatewayMetrics {
         for (source, c) in [("reported", s.usageReported), ("estimated", s.usageEstimated), ("missing", s.usageMissing)] {
             w.sample("switchboard_gateway_usage_total", labels: "source=\"\(source)\"", Double(c.value))
         }
+        w.family("switchboard_routing_decision_duration_seconds", .histogram,
+                 help: "Time a strategy took to pick a pod (the router alone; blends share strategy=\"blend\").")
+        for (name, h) in context.decisionDurations.sorted(by: { $0.key < $1.key }) where h.snapshot.count > 0 {
+            w.histogram("switchboard_routing_decision_duration_seconds", h.snapshot,
+                        before: PrometheusWriter.labels(["strategy": name]))
+        }
         w.family("switchboard_routing_fallbacks_total", .counter,
                  help: "Decisions whose strategy could not use its own signal and fell back (x-switchboard-fallback), by strategy and reason.")
         for f in s.fallbackCounts {

@@ -55,10 +55,17 @@ public protocol Router: Sendable {
     /// True when the strategy keys on `x-session-id` (the gateway then
     /// makes one for requests without it and returns it).
     var usesSessions: Bool { get }
+    /// Each candidate's inputs (and, for scoring strategies, costs and
+    /// scores) and the decision, for `/debug/route`.
+    func explain(_ request: RoutingRequest, view: ModelView) -> RoutingExplanation
 }
 
 extension Router {
     public var usesSessions: Bool { false }
+
+    public func explain(_ request: RoutingRequest, view: ModelView) -> RoutingExplanation {
+        explainBasics(request, view: view)
+    }
 
     /// A decision over any candidate list (builds its view: tests, tools).
     public func decide(_ request: RoutingRequest, candidates: [PodEndpoint], snapshot: PodSnapshot) throws(RoutingError) -> RoutingDecision {

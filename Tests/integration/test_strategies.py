@@ -87,6 +87,19 @@ def test_fresh_scraped_signals_need_no_fallback_and_blends_resolve():
         assert status == 400 and b"cannot be blended" in p, p
         status, _, p = s.request(chat(), headers={"routing-strategy": "least-busy-time"})
         assert status == 400 and b"no engine exports" in p, p
+        # Decisions are timed per strategy and explained on the admin port.
+        page = s.admin("/metrics")[1]
+        assert 'switchboard_routing_decision_duration_seconds_count{strategy="least-kv-cache"} 1.0' in page, page
+        assert 'switchboard_routing_decision_duration_seconds_count{strategy="blend"} 1.0' in page
+        st, x = s.admin("/debug/route?model=tiny&strategy=least-request%3A1%2Cleast-kv-cache%3A2")
+        assert st == 200 and x["strategy"] == "least-request:1,least-kv-cache:2", x
+        pods = {r["address"]: r for r in x["pods"]}
+        assert x["pick"] in pods and x["fallback"] is None
+        assert all(set(r["costs"]) == {"least-request", "least-kv-cache"} and r["fresh"] for r in pods.values()), pods
+        assert pods[x["pick"]]["score"] == max(r["score"] for r in pods.values())
+        assert s.admin("/debug/route?model=nope")[0] == 404
+        assert s.admin("/debug/route")[0] == 400
+        assert s.admin("/debug/route?model=tiny&strategy=bogus")[0] == 400
 
 
 def test_session_affinity_keeps_a_session_for_50_turns_and_rehomes_it_when_its_pod_leaves():

@@ -1,0 +1,73 @@
+import PodSnapshot
+
+/// Why a router chose what it chose, for `/debug/route`: each candidate's
+/// inputs, its cost per scoring part and its score, and the decision.
+public struct RoutingExplanation: Sendable {
+    public struct Row: Sendable {
+        public var address: String
+        /// Fresh scrape (routers use only fresh pods while any is fresh).
+        public var fresh: Bool
+        public var usable: Bool
+        public var inFlight: Int
+        public var metrics: ModelMetrics?
+        /// Each scoring part's raw cost (nil: unknown for this pod).
+        public var costs: [(part: String, cost: Double?)] = []
+        /// The weighted normalized score (higher wins); nil when not scored.
+        public var score: Double?
+    }
+    public var strategy: String
+    public var rows: [Row]
+    public var decision: RoutingDecision?
+    public var error: String?
+}
+
+extension Router {
+    /// The inputs every router sees, and its decision.
+    public func explainBasics(_ request: RoutingRequest, view: ModelView) -> RoutingExplanation {
+        var rows: [RoutingExplanation.Row] = []
+        for i in 0..<view.count {
+            rows.append(.init(address: view.endpoints[i].address, fresh: view.fresh[i], usable: view.usable(i),
+                              inFlight: view.inFlight(i), metrics: view.metrics[i]))
+        }
+        var out = RoutingExplanation(strategy: name, rows: rows)
+        do {
+            out.decision = try decide(request, view: view)
+        } catch {
+            out.error = "\(error)"
+        }
+        return out
+    }
+}
+
+extension ScoringRouter {
+    /// Adds each part's cost and the score the decision compares.
+    public func explain(_ request: RoutingRequest, view: ModelView) -> RoutingExplanation {
+        var out = explainBasics(request, view: view)
+        var v = view
+        if let t = request.maxTokens, t > 0 { v.outputTokens = t }
+        var low: [Double] = [], high: [Double] = []
+        for part in parts {
+            var lo = Double.infinity, hi = -Double.infinity
+            for i in 0..<v.count where v.usable(i) {
+                if let c = part.scorer.cost(at: i, in: v) { lo = min(lo, c); hi = max(hi, c) }
+            }
+            low.append(lo)
+            high.append(hi)
+        }
+        for i in 0..<v.count {
+            var score: Double? = v.usable(i) ? 0 : nil
+            for (p, part) in parts.enumerated() {
+                let c = part.scorer.cost(at: i, in: v)
+                out.rows[i].costs.append((part.scorer.name, c))
+                guard part.weight > 0, low[p] <= high[p] else { continue }
+                if let c, let s = score {
+                    score = s + part.weight * (high[p] == low[p] ? 1 : (high[p] - c) / (high[p] - low[p]))
+                } else {
+                    score = nil
+                }
+            }
+            out.rows[i].score = score
+        }
+        return out
+    }
+}
