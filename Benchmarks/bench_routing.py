@@ -10,6 +10,7 @@ run the same workload on the same fresh pods, in the same invocation.
 Nothing is asserted: read the ratios."""
 import argparse
 import asyncio
+import collections
 import http.client
 import json
 import os
@@ -92,19 +93,41 @@ def build_workload(args):
     return rows, params
 
 
+class Sims:
+    """The simulator processes of one run (one per distinct pod speed)."""
+
+    def __init__(self, procs):
+        self.procs = procs
+
+    def stop(self):
+        for p in self.procs:
+            p.stop()
+
+
+def pod_speeds(args):
+    """Each pod's speed: --speed times its --speeds factor (heterogeneous pods), repeated to --pods."""
+    factors = [float(x) for x in args.speeds.split(",")] if args.speeds else [1.0]
+    return [args.speed * factors[i % len(factors)] for i in range(args.pods)]
+
+
 def start_pods(args, rows, name, logdir):
-    """Fresh simulated pods (cold prefix caches) for one run; returns (process, ports)."""
+    """Fresh simulated pods (cold prefix caches) for one run; returns (processes, ports)."""
     ports = free_ports(args.pods)
     longest = max(r["prompt_tokens"] + r["max_tokens"] for r in rows) + 64
-    sim_args = [binary("vllm-sim"), "--profile", args.profile, "--speed", str(args.speed),
-                "--kv-blocks", str(args.kv_blocks), "--max-model-len", str(max(8192, longest)),
-                "--max-num-seqs", str(args.max_num_seqs), "--seed", str(args.seed)]
-    for p in ports:
-        sim_args += ["--listen", f"127.0.0.1:{p}"]
-    sim = Proc(f"vllm-sim-{name.replace(' ', '-')}", sim_args, logdir)
+    groups = collections.defaultdict(list)
+    for port, speed in zip(ports, pod_speeds(args)):
+        groups[speed].append(port)
+    procs = []
+    for k, (speed, group) in enumerate(sorted(groups.items())):
+        sim_args = [binary("vllm-sim"), "--profile", args.profile, "--speed", str(speed),
+                    "--kv-blocks", str(args.kv_blocks), "--max-model-len", str(max(8192, longest)),
+                    "--max-num-seqs", str(args.max_num_seqs), "--seed", str(args.seed + k)]
+        for p in group:
+            sim_args += ["--listen", f"127.0.0.1:{p}"]
+        procs.append(Proc(f"vllm-sim-{name.replace(' ', '-').replace(':', '-')}-{k}", sim_args, logdir))
     for p in ports:
         wait_port(p)
-    return sim, ports
+    return Sims(procs), ports
 
 
 def measure(args, rows, ports, port, strategy):
@@ -117,7 +140,7 @@ def measure(args, rows, ports, port, strategy):
     q = sum(a[0] - b[0] for a, b in zip(after, before))
     h = sum(a[1] - b[1] for a, b in zip(after, before))
     pre = sum(a[2] - b[2] for a, b in zip(after, before))
-    return {"records": records, "hit_rate": h / q if q else 0.0, "preemptions": pre}
+    return {"records": records, "hit_rate": h / q if q else 0.0, "preemptions": pre, "ports": ports}
 
 
 def run_strategy(args, strategy, rows, logdir):
@@ -166,9 +189,16 @@ def ratio(v, base):
     return f"{v / base:.2f}x"
 
 
+def balance(r):
+    """Each pod's share of the run's requests, in pod order."""
+    counts = collections.Counter(rec.get("pod") for rec in r["records"])
+    total = max(1, sum(counts.values()))
+    return "/".join(f"{100 * counts.get(f'127.0.0.1:{p}', 0) / total:.0f}" for p in r.get("ports", []))
+
+
 def table(results, unavailable):
     head = (f"{'strategy':30}{'ok':>6}{'TTFT mean':>11}{'TTFT p99':>10}{'TPOT mean':>11}{'tok/s':>9}{'hit %':>7}"
-            f"{'preempt':>9}{'TTFT/rnd':>10}{'p99/rnd':>9}{'tok/s/rnd':>10}")
+            f"{'preempt':>9}{'TTFT/rnd':>10}{'p99/rnd':>9}{'tok/s/rnd':>10}  requests per pod, %")
     lines = [head, "-" * len(head)]
     base = results.get("random")
     for name, r in results.items():
@@ -180,16 +210,19 @@ def table(results, unavailable):
             f"{s['output_tokens_per_s']:>9.0f}{r['hit_rate'] * 100:>7.1f}{r['preemptions']:>9.0f}"
             f"{ratio(t.get('mean'), bs and (bs['ttft_ms'] or {}).get('mean')):>10}"
             f"{ratio(t.get('p99'), bs and (bs['ttft_ms'] or {}).get('p99')):>9}"
-            f"{ratio(s['output_tokens_per_s'], bs and bs['output_tokens_per_s']):>10}")
+            f"{ratio(s['output_tokens_per_s'], bs and bs['output_tokens_per_s']):>10}  {balance(r)}")
     for name, why in unavailable.items():
         lines.append(f"{name:30} unavailable in this build: {why}")
-    lines.append("TTFT/TPOT in ms (wall clock; the simulated card runs --speed times faster than the profile).")
+    lines.append("TTFT/TPOT in ms (wall clock; the simulated card runs --speed times faster than the profile); "
+                 "requests per pod in pod order (see pod_speeds in the workload line).")
     return "\n".join(lines)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--strategies", default="random,least-request,prefix-cache,prefix-cache-preble")
+    ap.add_argument("--strategies", default="random;least-request;power-of-two;least-kv-cache;least-latency;throughput;"
+                                            "least-request:1,least-kv-cache:1;prefix-cache;prefix-cache-preble",
+                    help="strategies to compare, separated by ';' (or ',' when no blend is among them)")
     ap.add_argument("--pods", type=int, default=4)
     ap.add_argument("--trace", choices=["synthetic", "mooncake"], default="synthetic")
     ap.add_argument("--traces", default=SHARED_TRACES,
@@ -207,6 +240,9 @@ def main():
     ap.add_argument("--start-ms", type=float, default=0.0, help="mooncake: slice start")
     ap.add_argument("--profile", default="a100-llama3-8b")
     ap.add_argument("--speed", type=float, default=1.0)
+    ap.add_argument("--speeds", default=None, metavar="F,F,...",
+                    help="heterogeneous pods: per-pod speed factors (times --speed), repeated over --pods, "
+                         "e.g. 1,1,0.5,0.25")
     ap.add_argument("--kv-blocks", type=int, default=4096, help="per pod")
     ap.add_argument("--max-num-seqs", type=int, default=64)
     ap.add_argument("--timeout", type=float, default=120.0)
@@ -221,12 +257,14 @@ def main():
     out_dir = args.out_dir or tempfile.mkdtemp(prefix="bench-routing-")
     os.makedirs(out_dir, exist_ok=True)
     rows, params = build_workload(args)
-    params.update({"pods": args.pods, "profile": args.profile, "speed": args.speed, "kv_blocks_per_pod": args.kv_blocks,
+    params.update({"pods": args.pods, "profile": args.profile, "speed": args.speed, "pod_speeds": pod_speeds(args),
+                   "kv_blocks_per_pod": args.kv_blocks,
                    "max_num_seqs": args.max_num_seqs})
     print("workload: " + json.dumps(params), flush=True)
     results, unavailable = {}, {}
+    sep = ";" if ";" in args.strategies else ","
     runs = [(s.strip(), lambda s=s.strip(): run_strategy(args, s, rows, out_dir))
-            for s in args.strategies.split(",") if s.strip()]
+            for s in args.strategies.split(sep) if s.strip()]
     if args.peers:
         runs += [(f"peer: {label}", lambda p=(label, exe, pre, pol): run_peer(args, *p, rows, out_dir))
                  for label, exe, pre, pol in PEERS]
