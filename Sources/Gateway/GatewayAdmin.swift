@@ -13,6 +13,7 @@ import Routing
 ///   GET /v1/models     the registry's models, OpenAI list shape
 ///   GET /debug/pods    every endpoint: health, scrape errors, metrics, in-flight load
 ///   GET /debug/stats   request outcomes and scrape counters
+///   GET /debug/vtc     vtc-basic's weighted tokens (in + 2 × out) per user in its window
 ///   GET /debug/route?model=M[&strategy=S][&max_tokens=N][&session=ID]
 ///                      one decision explained: each pod's inputs, its cost
 ///                      per scoring part and score, and the pick (a real
@@ -28,6 +29,11 @@ enum GatewayAdmin {
             AdminRoute("/v1/models") { .json(GatewayAdmin.models(context.registry.snapshot)) },
             AdminRoute("/debug/pods") { .json(GatewayAdmin.pods(context.registry.snapshot)) },
             AdminRoute("/debug/route", query: { q in GatewayAdmin.route(context: context, query: q) }),
+            AdminRoute("/debug/vtc") {
+                let vtc = (try? context.routers.router(named: "vtc-basic")) as? VTCBasicRouter
+                return .json(GatewayAdmin.encode(["window_seconds": 300,
+                                                  "users": vtc?.userTokens ?? [:]] as [String: Any]))
+            },
             AdminRoute("/metrics") { .prometheus(GatewayMetrics.render(context: context, grpc: grpc, scraper: scraper)) },
             AdminRoute("/debug/stats") {
                 let s = context.stats

@@ -81,8 +81,9 @@ public final class GatewayContext: Sendable {
                                        requestTrailerMode: .skip, responseTrailerMode: .skip)
             }
             modeOverrideAfterRequestHeaders = mode(.none)
-            modeOverrideToReadResponse = usageAccounting ? mode(.streamed) : nil
-            modeOverrideToReadJSON = usageAccounting ? mode(.bufferedPartial) : nil
+            // Built whatever the accounting setting: a fairness strategy asks for usage per request.
+            modeOverrideToReadResponse = mode(.streamed)
+            modeOverrideToReadJSON = mode(.bufferedPartial)
             modeOverrideToReadError = mode(.buffered)
         } else {
             modeOverrideAfterRequestHeaders = nil

@@ -29,6 +29,10 @@ final class GatewayFilter: ExtProcFilter {
     /// session-affinity request without it (returned in the response).
     private var sessionID: String?
     private var sessionIDGenerated = false
+    /// The `user` header (the reference's way to name the user; the body's `user` and an API key's user win).
+    private var userHeader: String?
+    /// The strategy's estimate to settle with real usage (vtc-basic).
+    private var usageSink: (any UsageSink)?
     /// The load charged for this request, released exactly once in
     /// `streamEnded` of the stream that routed it (`ownsCharge`); an
     /// observer stream only settles its usage.
@@ -69,6 +73,7 @@ final class GatewayFilter: ExtProcFilter {
         let path = headers.value(of: ":path") ?? ""
         let method = headers.value(of: ":method") ?? ""
         if let s = headers.value(of: "x-session-id"), !s.isEmpty { sessionID = s }
+        if let u = headers.value(of: "user"), !u.isEmpty { userHeader = u }
         if let id = headers.value(of: "x-request-id"), !id.isEmpty {
             requestID = id
         } else {
@@ -155,7 +160,8 @@ final class GatewayFilter: ExtProcFilter {
                 m.overwrite("x-switchboard-strategy", router.name)
                 if context.injectStreamUsage { context.warnInjectionNeedsInBand() }
                 if needsUsage {
-                    let t = context.observed.register(.init(requestID: requestID, charge: charge, routedAt: routedAt))
+                    let t = context.observed.register(.init(requestID: requestID, charge: charge, routedAt: routedAt,
+                                                            usage: usageSink))
                     ticket = t
                     m.overwrite(ObservedRequests.header, String(t))
                 }
@@ -181,7 +187,7 @@ final class GatewayFilter: ExtProcFilter {
     /// usage accounting (pod token counters, TTFT); per-user limits and
     /// fair admission add their own reasons here. Without it, the reduced
     /// path costs two ext_proc messages and Envoy skips the observer.
-    private var needsUsage: Bool { context.usageAccounting && !passThrough }
+    private var needsUsage: Bool { (context.usageAccounting || usageSink != nil) && !passThrough }
 
     /// A request stopped by one of the steps, with the answer Envoy sends.
     struct Rejection: Error {
@@ -234,9 +240,11 @@ final class GatewayFilter: ExtProcFilter {
             let t0 = monotonicNanos()
             let decision = try router.decide(RoutingRequest(model: summary.model, stream: summary.stream,
                                                             bodyBytes: summary.bodyBytes, requestID: requestID,
-                                                            sessionID: sessionID, maxTokens: summary.maxTokens),
+                                                            sessionID: sessionID, maxTokens: summary.maxTokens,
+                                                            user: summary.user ?? userHeader),
                                              view: candidates)
             (context.decisionDurations[router.name] ?? context.decisionDurations["blend"])?.observe(nanos: monotonicNanos() &- t0)
+            usageSink = decision.usage
             if let why = decision.fallback {
                 fallback = why
                 context.stats.countFallback(strategy: router.name, reason: why)
@@ -301,7 +309,7 @@ final class GatewayFilter: ExtProcFilter {
             errorStatus = code
             return .proceed(m, modeOverride: o)
         }
-        guard context.usageAccounting, !passThrough, !headers.endOfStream, Self.isSuccess(status) else {
+        guard needsUsage, !headers.endOfStream, Self.isSuccess(status) else {
             return .proceed(m, modeOverride: nil)
         }
         // Read the body for its usage: every byte still passes unchanged.
@@ -361,6 +369,7 @@ final class GatewayFilter: ExtProcFilter {
         }
         requestID = e.requestID
         charge = e.charge
+        usageSink = e.usage
         ownsCharge = false
         routedAt = e.routedAt
         context.stats.observed.add()
@@ -410,6 +419,7 @@ final class GatewayFilter: ExtProcFilter {
         }
         if u.estimated { context.stats.usageEstimated.add() } else { context.stats.usageReported.add() }
         charge?.settle(promptTokens: u.promptTokens, completionTokens: u.completionTokens)
+        usageSink?.settle(promptTokens: u.promptTokens, completionTokens: u.completionTokens)
     }
 
     /// A random version-4 UUID in its usual text form.

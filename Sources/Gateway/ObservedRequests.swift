@@ -1,4 +1,5 @@
 import PodSnapshot
+import Routing
 import Synchronization
 
 /// Routed requests whose response is read by the usage observer (a second
@@ -14,6 +15,8 @@ public final class ObservedRequests: Sendable {
         public let charge: RequestCharge?
         /// When the pod was chosen (TTFT is measured from here).
         public let routedAt: UInt64
+        /// The routing strategy's own charge to settle (fairness), if any.
+        public let usage: (any UsageSink)?
     }
 
     public static let header = "x-switchboard-ticket"

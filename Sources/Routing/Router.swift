@@ -11,7 +11,11 @@ public struct RoutingRequest: Sendable {
     public var sessionID: String?
     /// The request's `max_tokens`, when it set one.
     public var maxTokens: Int?
-    public init(model: String, stream: Bool, bodyBytes: Int, requestID: String, sessionID: String? = nil, maxTokens: Int? = nil) {
+    /// Who is asking (the API key's user, else the body's or header's `user`), for fairness.
+    public var user: String?
+    public init(model: String, stream: Bool, bodyBytes: Int, requestID: String, sessionID: String? = nil, maxTokens: Int? = nil,
+                user: String? = nil) {
+        self.user = user
         self.model = model
         self.stream = stream
         self.bodyBytes = bodyBytes
@@ -81,10 +85,18 @@ extension Router {
 public struct RoutingDecision: Sendable, Equatable {
     public var pod: PodEndpoint
     /// Why the strategy's own rule was not applied (`kv_cache_usage_unknown`,
-    /// `no_fresh_pods`, …); nil when it was.
+    /// `no_user`, …); nil when it was.
     public var fallback: String?
-    public init(pod: PodEndpoint, fallback: String? = nil) {
+    /// Where the response's real usage goes when the strategy charged an
+    /// estimate (fairness); the gateway then reads the response's usage.
+    public var usage: (any UsageSink)?
+    public init(pod: PodEndpoint, fallback: String? = nil, usage: (any UsageSink)? = nil) {
         self.pod = pod
         self.fallback = fallback
+        self.usage = usage
+    }
+
+    public static func == (a: RoutingDecision, b: RoutingDecision) -> Bool {
+        a.pod == b.pod && a.fallback == b.fallback && (a.usage == nil) == (b.usage == nil)
     }
 }

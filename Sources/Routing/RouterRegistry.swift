@@ -35,8 +35,10 @@ public struct RouterRegistry: Sendable {
         var routers: [any Router] = [RandomRouter(source: source), PowerOfTwoRouter(source: source)]
             + scorers.map { ScoringRouter(name: $0.name, parts: [($0, 1)], source: source) }
         let base = RouterRegistry(routers: routers, scorers: scorers, defaultStrategy: nil, source: source)
-        let inner = (try? base.router(named: sessionInner)) ?? routers[2]
+        let leastRequest = routers[2]  // ScoringRouter "least-request": every fallback's
+        let inner = (try? base.router(named: sessionInner)) ?? leastRequest
         routers.append(SessionAffinityRouter(inner: inner))
+        routers.append(VTCBasicRouter(fallback: leastRequest, source: source))
         return RouterRegistry(routers: routers, scorers: scorers, defaultStrategy: defaultStrategy, source: source)
     }
 

@@ -274,3 +274,56 @@ struct SplitMix {
         _ = try r.decide(req(nil), view: w.snapshot.view(for: "m")!)
     }
 }
+
+@Suite struct VTCBasicTests {
+    func req(_ user: String?, bytes: Int = 400, maxTokens: Int? = 50) -> RoutingRequest {
+        RoutingRequest(model: "m", stream: false, bodyBytes: bytes, requestID: "r", maxTokens: maxTokens, user: user)
+    }
+
+    @Test func aHeavyUserIsPushedAlongThePodListAndALightOneStaysAtItsHead() throws {
+        var w = World()
+        for i in 0..<4 { w.add(i) }
+        let view = w.snapshot.view(for: "m")!
+        let vtc = VTCBasicRouter(fallback: try RouterRegistry.standard(seed: 1).router(named: "least-request"),
+                                 source: RandomSource(seed: 5))
+        // heavy sends 10x the tokens of light.
+        var heavyPods: [Int] = [], lightPods: [Int] = []
+        for round in 0..<40 {
+            for _ in 0..<10 {
+                let d = try vtc.decide(req("heavy", bytes: 4000, maxTokens: 500), view: view)
+                if round > 5 { heavyPods.append(w.pods.firstIndex(of: d.pod)!) }
+            }
+            let d = try vtc.decide(req("light", bytes: 4000, maxTokens: 500), view: view)
+            if round > 5 { lightPods.append(w.pods.firstIndex(of: d.pod)!) }
+        }
+        let heavyMean = Double(heavyPods.reduce(0, +)) / Double(heavyPods.count)
+        let lightMean = Double(lightPods.reduce(0, +)) / Double(lightPods.count)
+        #expect(heavyMean > lightMean + 1, "heavy \(heavyMean) light \(lightMean)")
+        #expect(vtc.tokens(of: "heavy") > 9 * vtc.tokens(of: "light"))
+    }
+
+    @Test func realUsageReplacesTheEstimateOnce() throws {
+        var w = World()
+        w.add(0); w.add(1)
+        let vtc = VTCBasicRouter(fallback: try RouterRegistry.standard(seed: 1).router(named: "least-request"),
+                                 source: RandomSource(seed: 5))
+        let d = try vtc.decide(req("u", bytes: 400, maxTokens: 50), view: w.snapshot.view(for: "m")!)
+        #expect(vtc.tokens(of: "u") == 100 + 2 * 50)  // estimate: 400/4 prompt + 2 × max_tokens
+        let sink = try #require(d.usage)
+        sink.settle(promptTokens: 30, completionTokens: 7)
+        #expect(vtc.tokens(of: "u") == 30 + 2 * 7)
+        sink.settle(promptTokens: 999, completionTokens: 999)  // once
+        #expect(vtc.tokens(of: "u") == 44)
+        // Only completion tokens known: the prompt estimate stays.
+        let d2 = try vtc.decide(req("v", bytes: 400, maxTokens: 50), view: w.snapshot.view(for: "m")!)
+        d2.usage?.settle(promptTokens: nil, completionTokens: 10)
+        #expect(vtc.tokens(of: "v") == 100 + 2 * 10)
+    }
+
+    @Test func withoutAUserItIsLeastRequestAndSaysSo() throws {
+        var w = World()
+        w.add(0, inFlight: 3); w.add(1, inFlight: 0)
+        let d = try RouterRegistry.standard(seed: 1).router(named: "vtc-basic").decide(req(nil), view: w.snapshot.view(for: "m")!)
+        #expect(d.pod == w.pods[1] && d.fallback == "no_user" && d.usage == nil)
+    }
+}

@@ -128,3 +128,30 @@ def test_session_affinity_keeps_a_session_for_50_turns_and_rehomes_it_when_its_p
         assert moved != pod
         for _ in range(10):
             assert turn(sid)["x-switchboard-pod"] == moved
+
+
+def test_vtc_basic_charges_each_user_the_pods_real_usage_and_pushes_the_heavy_user_along():
+    import json
+    # Usage accounting is off (serve's default): vtc-basic still asks for each response's usage.
+    with Stack(pods=4, max_tokens=8, usage_accounting=None) as s:
+        expected = {"heavy": 0, "light": 0}
+        pods = {"heavy": [], "light": []}
+        for i in range(60):
+            user = "light" if i % 11 == 0 else "heavy"  # ~10x the requests, and the tokens
+            body = chat(content=f"{user} asks {i} " + "word " * 20, max_tokens=8, user=user, stream=bool(i % 2),
+                        **({"stream_options": {"include_usage": True}} if i % 2 else {}))
+            status, h, p = s.request(body, headers={"routing-strategy": "vtc-basic"})
+            assert status == 200, p[:200]
+            if i % 2:
+                u = json.loads([e for e in p.decode().split("\n\n") if e.startswith("data: {")][-1][6:])["usage"]
+            else:
+                u = json.loads(p)["usage"]
+            expected[user] += u["prompt_tokens"] + 2 * u["completion_tokens"]
+            pods[user].append(h["x-switchboard-pod"])
+        got = wait_until(lambda: (lambda u: u if u == expected else None)(s.admin("/debug/vtc")[1]["users"]),
+                         f"vtc-basic's charges to equal the pods' usage {expected}")
+        assert got["heavy"] > 8 * got["light"], got
+        order = {f"127.0.0.1:{p}": i for i, p in enumerate(s.pod_ports)}
+        light_mean = sum(order[p] for p in pods["light"]) / len(pods["light"])
+        heavy_mean = sum(order[p] for p in pods["heavy"][20:]) / len(pods["heavy"][20:])
+        assert heavy_mean > light_mean, (heavy_mean, light_mean)
