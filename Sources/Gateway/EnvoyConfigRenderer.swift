@@ -1,5 +1,6 @@
 import EventLoop
 import ExtProcProto
+import PodSnapshot
 
 /// Renders the Envoy bootstrap Switchboard expects: one HTTP listener, the
 /// anti-spoof `header_mutation` filter that strips client `target-pod`, the
@@ -28,6 +29,11 @@ public struct EnvoyConfigRenderer: Sendable {
     public var failureModeAllow = false
     public var targetHeader = "target-pod"
     public var responsePhase: ResponsePhase = .observer
+    /// Endpoint-picker mode: the upstream cluster lists these endpoints and
+    /// Envoy's override_host policy sends each request to the first
+    /// reachable address of `x-gateway-destination-endpoint` (retrying the
+    /// next on connect failure); nil: ORIGINAL_DST on `target-pod`.
+    public var endpointPicker: [PodEndpoint]?
 
     /// Who sees the response.
     public enum ResponsePhase: String, Sendable, CaseIterable {
@@ -109,7 +115,7 @@ public struct EnvoyConfigRenderer: Sendable {
                       - match: { prefix: "/" }
                         route:
                           cluster: vllm_pods
-                          timeout: \(routeTimeoutSeconds)s\(reduced ? namingHeaders(ticket: observer) : "")
+                          timeout: \(routeTimeoutSeconds)s\(endpointPicker == nil ? "" : Self.pickerRetry)\(reduced ? namingHeaders(ticket: observer) : "")
                   http_filters:
                   # 1. Never let a client choose the upstream: drop any
                   #    client-sent \(targetHeader) before ext_proc runs.
@@ -118,7 +124,7 @@ public struct EnvoyConfigRenderer: Sendable {
                       "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
                       mutations:
                         request_mutations:
-                        - remove: \(targetHeader)\(reduced ? "\n                - remove: x-switchboard-strategy\n                - remove: x-switchboard-fallback" : "")\(observer ? "\n                - remove: \(ticket)\n                response_mutations:\n                - remove: \(ticket)" : "")
+                        - remove: \(targetHeader)\(endpointPicker == nil ? "" : "\n                - remove: x-gateway-destination-endpoint")\(reduced ? "\n                - remove: x-switchboard-strategy\n                - remove: x-switchboard-fallback" : "")\(observer ? "\n                - remove: \(ticket)\n                response_mutations:\n                - remove: \(ticket)" : "")
                   # 2. Switchboard decides the pod and sets \(targetHeader).
                   - name: envoy.filters.http.ext_proc
                     typed_config:
@@ -163,6 +169,13 @@ public struct EnvoyConfigRenderer: Sendable {
                 - endpoint:
                     address:
                       \(processorAddress)
+        \(endpointPicker.map(pickerCluster) ?? originalDestinationCluster)
+        """
+    }
+
+    /// Whatever pod the gateway named in `target-pod`.
+    var originalDestinationCluster: String {
+        """
           # Whatever pod the gateway named in \(targetHeader).
           - name: vllm_pods
             type: ORIGINAL_DST
@@ -171,6 +184,44 @@ public struct EnvoyConfigRenderer: Sendable {
             original_dst_lb_config:
               use_http_header: true
               http_header_name: \(targetHeader)
+            circuit_breakers:
+              thresholds:
+              - { max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 }
+
+        """
+    }
+
+    /// Endpoint-picker mode: the known pods, and override_host choosing among
+    /// them by the gateway's `x-gateway-destination-endpoint` list.
+    func pickerCluster(_ endpoints: [PodEndpoint]) -> String {
+        var eps = ""
+        for e in endpoints {
+            eps += "\n        - endpoint: { address: { socket_address: { address: \"\(e.host)\", port_value: \(e.port) } } }"
+        }
+        return """
+          # The pods, chosen per request by the endpoint picker's
+          # x-gateway-destination-endpoint (first reachable of its list).
+          - name: vllm_pods
+            type: STATIC
+            connect_timeout: \(connectTimeoutSeconds)s
+            load_assignment:
+              cluster_name: vllm_pods
+              endpoints:
+              - lb_endpoints:\(eps)
+            load_balancing_policy:
+              policies:
+              - typed_extension_config:
+                  name: envoy.load_balancing_policies.override_host
+                  typed_config:
+                    "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost
+                    override_host_sources:
+                    - header: x-gateway-destination-endpoint
+                    fallback_policy:
+                      policies:
+                      - typed_extension_config:
+                          name: envoy.load_balancing_policies.least_request
+                          typed_config:
+                            "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest
             circuit_breakers:
               thresholds:
               - { max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 }
@@ -234,6 +285,13 @@ public struct EnvoyConfigRenderer: Sendable {
         }
         return s
     }
+
+    /// Endpoint-picker mode: a pod that refuses the connection or resets
+    /// before answering is retried on the list's next address.
+    static let pickerRetry = """
+
+                      retry_policy: { retry_on: "connect-failure,reset", num_retries: 2 }
+    """
 
     /// Reduced paths: Envoy copies the gateway's decision into the
     /// response (the routing stream never sees it), and the observer's ticket.

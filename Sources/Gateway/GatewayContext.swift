@@ -49,6 +49,9 @@ public final class GatewayContext: Sendable {
     /// Route POSTs to other `/v1/*` paths on their body's `model` instead of
     /// answering 404 (engines' extra endpoints: tokenize, score, rerank…).
     public let passThroughUnknownPaths: Bool
+    /// Endpoint-picker mode: fallbacks after the chosen pod in
+    /// `x-gateway-destination-endpoint`; nil when off.
+    public let endpointPickerFallbacks: Int?
     /// Largest non-streamed response body kept to read its usage; a larger
     /// one passes through and its request keeps the estimate.
     public let maxUsageBodyBytes: Int
@@ -56,8 +59,9 @@ public final class GatewayContext: Sendable {
     public init(registry: PodRegistry, routers: RouterRegistry, logger: Logger,
                 extProc: ExtProcConfiguration, skipResponseBody: Bool, usageAccounting: Bool = true,
                 maxUsageBodyBytes: Int = 4 << 20, apiKeys: APIKeyStore? = nil, injectStreamUsage: Bool = false,
-                passThroughUnknownPaths: Bool = false, targetHeader: String = "target-pod") {
+                passThroughUnknownPaths: Bool = false, endpointPickerFallbacks: Int? = nil, targetHeader: String = "target-pod") {
         self.passThroughUnknownPaths = passThroughUnknownPaths
+        self.endpointPickerFallbacks = endpointPickerFallbacks
         var durations: [String: Histogram] = [:]
         for n in routers.names + ["blend"] {
             durations[n] = Histogram(bounds: [0.000_000_5, 0.000_001, 0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05,

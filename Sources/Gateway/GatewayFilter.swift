@@ -29,6 +29,8 @@ final class GatewayFilter: ExtProcFilter {
     /// session-affinity request without it (returned in the response).
     private var sessionID: String?
     private var sessionIDGenerated = false
+    /// Endpoint-picker mode: the endpoints the gateway in front allows.
+    private var subsetHint: String?
     /// The `user` header (the reference's way to name the user; the body's `user` and an API key's user win).
     private var userHeader: String?
     /// The strategy's estimate to settle with real usage (vtc-basic).
@@ -74,6 +76,7 @@ final class GatewayFilter: ExtProcFilter {
         let method = headers.value(of: ":method") ?? ""
         if let s = headers.value(of: "x-session-id"), !s.isEmpty { sessionID = s }
         if let u = headers.value(of: "user"), !u.isEmpty { userHeader = u }
+        if context.endpointPickerFallbacks != nil { subsetHint = headers.value(of: "x-gateway-destination-endpoint-subset") }
         if let id = headers.value(of: "x-request-id"), !id.isEmpty {
             requestID = id
         } else {
@@ -145,11 +148,20 @@ final class GatewayFilter: ExtProcFilter {
             // A key bound to a user decides who the request is, whatever the body says.
             if let u = authenticatedUser { summary.user = u }
             let snapshot = pods.current
-            let candidates = try admit(summary, snapshot: snapshot)
+            var candidates = try admit(summary, snapshot: snapshot)
+            if context.endpointPickerFallbacks != nil, let hint = subsetHint {
+                // The gateway in front narrowed the endpoints it may use.
+                let allowed = Set(hint.split(separator: ",").map { String($0.filter { $0 != " " }) })
+                candidates = snapshot.view(for: summary.model,
+                                           candidates: candidates.endpoints.filter { allowed.contains($0.address) })
+            }
             let (pod, router) = try route(summary, candidates: candidates, snapshot: snapshot)
             account(summary, pod: pod, snapshot: snapshot, started: started)
             var m = HeaderMutation()
             m.overwrite(context.targetHeader, pod.address)
+            if let n = context.endpointPickerFallbacks {
+                m.overwrite("x-gateway-destination-endpoint", Self.destinations(pod, fallbacks: n, view: candidates))
+            }
             if generatedRequestID { m.overwrite("x-request-id", requestID) }
             if let f = fallback { m.overwrite("x-switchboard-fallback", f) }
             if sessionIDGenerated, let s = sessionID { m.overwrite("x-session-id", s) }
@@ -420,6 +432,19 @@ final class GatewayFilter: ExtProcFilter {
         if u.estimated { context.stats.usageEstimated.add() } else { context.stats.usageReported.add() }
         charge?.settle(promptTokens: u.promptTokens, completionTokens: u.completionTokens)
         usageSink?.settle(promptTokens: u.promptTokens, completionTokens: u.completionTokens)
+    }
+
+    /// `x-gateway-destination-endpoint`: the chosen pod, then up to `fallbacks`
+    /// other usable pods, fewest in-flight first (Envoy's override_host
+    /// tries them in order when the first cannot be reached).
+    static func destinations(_ pod: PodEndpoint, fallbacks: Int, view: ModelView) -> String {
+        var out = pod.address
+        guard fallbacks > 0 else { return out }
+        var others: [(Int, Int)] = []  // (in-flight, index)
+        for i in 0..<view.count where view.usable(i) && view.endpoints[i] != pod { others.append((view.inFlight(i), i)) }
+        others.sort { $0 < $1 }
+        for (_, i) in others.prefix(fallbacks) { out += "," + view.endpoints[i].address }
+        return out
     }
 
     /// A random version-4 UUID in its usual text form.

@@ -37,6 +37,10 @@ public struct GatewayConfiguration: Sendable {
     public var injectStreamUsage = false
     /// Route POSTs to other /v1/* paths on their body's model (else 404).
     public var passThroughUnknownPaths = false
+    /// Also answer in the Gateway API Inference Extension's endpoint-picker
+    /// form (`x-gateway-destination-endpoint`, with this many fallbacks);
+    /// nil: `target-pod` only.
+    public var endpointPickerFallbacks: Int?
     public var maxMessageBytes = 16 << 20
     public var maxBodyBytes = 8 << 20
     public var drainTimeoutSeconds: Double = 15
@@ -131,7 +135,8 @@ public final class GatewayService {
                                      extProc: extProc, skipResponseBody: configuration.skipResponseBody,
                                      usageAccounting: configuration.usageAccounting, apiKeys: apiKeys,
                                      injectStreamUsage: configuration.injectStreamUsage,
-                                     passThroughUnknownPaths: configuration.passThroughUnknownPaths)
+                                     passThroughUnknownPaths: configuration.passThroughUnknownPaths,
+                                     endpointPickerFallbacks: configuration.endpointPickerFallbacks)
         let extStats = ExtProcStats()
         var grpc = GRPCServerConfiguration(listen: configuration.listen)
         grpc.maxMessageSize = configuration.maxMessageBytes

@@ -94,6 +94,11 @@ struct Serve: ParsableCommand {
     @Flag(help: "Route POSTs to /v1/* paths the gateway does not know (an engine's tokenize, score, rerank…) on their body's 'model', instead of answering 404.")
     var passThroughUnknownPaths = false
 
+    @Option(help: ArgumentHelp(
+        "Endpoint-picker mode: also answer with x-gateway-destination-endpoint 'POD[,FALLBACK…]' (this many fallbacks, the least loaded other usable pods) and honour x-gateway-destination-endpoint-subset hints.",
+        discussion: "For Envoy's override_host load-balancing policy (envoy-config --endpoint-picker) or any gateway that speaks the Gateway API Inference Extension's protocol. The envoy.lb dynamic-metadata form is not emitted yet (header form only)."))
+    var endpointPickerFallbacks: Int?
+
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Read every routed response's usage (real prompt and completion tokens per pod, TTFT).",
         discussion: "Off by default: the gateway's work then ends at the routing decision (two ext_proc messages per request) and pods are charged an estimate of prompt tokens from the body size until the request ends. On, Envoy's usage observer (envoy-config --response-phase observer) sends each response to the gateway without waiting on it, which costs Envoy about a third more CPU per request (docs/decisions/0005)."))
@@ -155,6 +160,8 @@ struct Serve: ParsableCommand {
         c.usageAccounting = usageAccounting
         c.injectStreamUsage = injectStreamUsage
         c.passThroughUnknownPaths = passThroughUnknownPaths
+        if let n = endpointPickerFallbacks, n < 0 { throw ValidationError("--endpoint-picker-fallbacks must be 0 or more") }
+        c.endpointPickerFallbacks = endpointPickerFallbacks
         c.apiKeysFile = apiKeys
         c.podsFilePollSeconds = podsFilePoll
         guard scrapeIntervalMs > 0, scrapeTimeoutMs > 0, staleAfterMs > 0, metricsWindow > 0, staleAfterFailures > 0,
@@ -219,6 +226,9 @@ struct EnvoyConfig: ParsableCommand {
     @Flag(help: "Let requests through when the gateway is unreachable (not recommended: no routing then).")
     var failureModeAllow = false
 
+    @Option(help: "Endpoint-picker mode: list this pods file's endpoints in the upstream cluster and let Envoy's override_host policy follow the gateway's x-gateway-destination-endpoint (run serve with --endpoint-picker-fallbacks).")
+    var endpointPickerPodsFile: String?
+
     func run() throws {
         var r = EnvoyConfigRenderer()
         r.listen = try SocketAddress(parsing: listen)
@@ -232,6 +242,16 @@ struct EnvoyConfig: ParsableCommand {
             throw ValidationError("bad --response-phase '\(responsePhase)': use observer, none or in-band")
         }
         r.responsePhase = phase
+        if let path = endpointPickerPodsFile {
+            let table: ModelTable
+            do {
+                table = try StaticPodsFile.load(path: path)
+            } catch {
+                throw ValidationError("\(error)")
+            }
+            var seen = Set<String>()
+            r.endpointPicker = table.endpoints.keys.sorted().flatMap { table.endpoints[$0]! }.filter { seen.insert($0.address).inserted }
+        }
         r.messageTimeoutMillis = messageTimeoutMs
         r.routeTimeoutSeconds = routeTimeout
         r.bufferLimitBytes = bufferLimit

@@ -140,7 +140,7 @@ class Stack:
     def __init__(self, pods=3, ttft_ms=0, itl_ms=0, max_tokens=8, processor="tcp",
                  request_body_mode="buffered", response_body_mode="streamed", extra_models=None,
                  switchboard_args=(), logdir=None, sim_loops=1, envoy_concurrency=1, pod_ports=None, sim_args=(),
-                 model_strategies=None, response_phase="observer", usage_accounting=True):
+                 model_strategies=None, response_phase="observer", usage_accounting=True, endpoint_picker=None):
         self.logdir = logdir or tempfile.mkdtemp(prefix="switchboard-it-")
         self.procs = []
         # pod_ports: endpoints already running (real vLLM servers); no simulator then.
@@ -165,6 +165,11 @@ class Stack:
         # Most tests check usage; `serve` leaves it off unless asked (None: the default).
         if usage_accounting and "--no-usage-accounting" not in self.switchboard_args:
             self.switchboard_args.append("--usage-accounting")
+        # Endpoint-picker mode: N fallbacks in x-gateway-destination-endpoint,
+        # Envoy's override_host cluster listing the pods file's endpoints.
+        self.endpoint_picker = endpoint_picker
+        if endpoint_picker is not None:
+            self.switchboard_args += ["--endpoint-picker-fallbacks", str(endpoint_picker)]
         self.envoy_concurrency = envoy_concurrency
         self.pods_file = os.path.join(self.logdir, "pods.yaml")
         with open(self.pods_file, "w") as f:
@@ -198,7 +203,8 @@ class Stack:
                               "--processor", self.processor_address,
                               "--request-body-mode", self.request_body_mode,
                               "--response-body-mode", self.response_body_mode,
-                              "--response-phase", self.response_phase],
+                              "--response-phase", self.response_phase]
+                             + (["--endpoint-picker-pods-file", self.pods_file] if self.endpoint_picker is not None else []),
                              check=True, capture_output=True, text=True).stdout
         self.envoy_config = os.path.join(self.logdir, "envoy.yaml")
         with open(self.envoy_config, "w") as f:

@@ -56,3 +56,17 @@ def test_the_suite_runs_envoy_1_40():
     m = re.search(r"version: [0-9a-f]+/(\d+)\.(\d+)\.(\d+)/", out)
     assert m, out
     assert (int(m.group(1)), int(m.group(2))) == (1, 40), f"Envoy {'.'.join(m.groups())} is not 1.40: {out.strip()}"
+
+
+def test_endpoint_picker_config_validates(tmp_path):
+    pods = tmp_path / "pods.yaml"
+    pods.write_text("models:\n  - name: a\n    endpoints: [10.0.0.1:8000, '[fd00::7]:8000']\n"
+                    "  - name: b\n    endpoints: [10.0.0.1:8000]\n")
+    text = subprocess.run([binary("switchboard"), "envoy-config", "--endpoint-picker-pods-file", str(pods)],
+                          capture_output=True, text=True, check=True).stdout
+    assert "envoy.load_balancing_policies.override_host" in text and text.count("- endpoint: {") == 2
+    rc, out = validate(text)
+    assert rc == 0, out
+    r = subprocess.run([binary("switchboard"), "envoy-config", "--endpoint-picker-pods-file", "/nonexistent.yaml"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "/nonexistent.yaml" in r.stderr

@@ -155,3 +155,28 @@ def test_vtc_basic_charges_each_user_the_pods_real_usage_and_pushes_the_heavy_us
         light_mean = sum(order[p] for p in pods["light"]) / len(pods["light"])
         heavy_mean = sum(order[p] for p in pods["heavy"][20:]) / len(pods["heavy"][20:])
         assert heavy_mean > light_mean, (heavy_mean, light_mean)
+
+
+def test_endpoint_picker_mode_envoy_follows_the_list_past_a_dead_first_entry():
+    s = Stack(pods=1, endpoint_picker=2)
+    live = f"127.0.0.1:{s.pod_ports[0]}"
+    dead = free_port()
+    # The dead endpoint looks healthy (its metrics come from the live pod), so
+    # the gateway will choose it as often as the live one.
+    with open(s.pods_file, "w") as f:
+        f.write(f"models:\n  - name: tiny\n    endpoints:\n      - address: 127.0.0.1:{dead}\n"
+                f"        metricsPort: {s.pod_ports[0]}\n      - {live}\n")
+    with s:
+        wait_until(lambda: all(e["health"] == "fresh" for e in s.admin("/debug/pods")[1]["models"]["tiny"]),
+                   "both endpoints scraped fresh")
+        chosen = collections.Counter()
+        for i in range(30):
+            status, h, p = s.request(chat(content=f"epp {i}"), headers={"x-gateway-destination-endpoint": "1.2.3.4:5"})
+            assert status == 200, p[:300]
+            assert h["x-vllm-sim-pod"] == live  # whatever was first, the reachable one answered
+            chosen[h["x-switchboard-pod"]] += 1
+        assert chosen[f"127.0.0.1:{dead}"] > 0, chosen  # the dead first entry was tried and passed over
+        # A subset hint narrows the choice.
+        for _ in range(10):
+            status, h, _ = s.request(chat(), headers={"x-gateway-destination-endpoint-subset": live})
+            assert status == 200 and h["x-switchboard-pod"] == live
