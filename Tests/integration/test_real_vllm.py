@@ -171,6 +171,39 @@ def test_the_openai_sdk_against_real_engines_and_their_token_counts(engines):
         assert 1 <= total() - gen_before <= 5
 
 
+def test_least_request_and_least_kv_cache_read_the_real_engines(engines):
+    # Load engine A directly (the gateway never sees these requests), then
+    # route through the gateway: least-request sees A's real running/waiting
+    # counts and least-kv-cache its real KV usage, and both choose B.
+    from harness import wait_until
+    ports, _ = engines
+    a, b = (f"127.0.0.1:{p}" for p in ports)
+    with Stack(pod_ports=ports) as s:
+        wait_until(lambda: all(pods(s).get(x, {}).get("health") == "fresh" for x in (a, b)), "both engines scraped")
+        body = json.dumps({"model": "tiny", "prompt": "the quick brown fox " * 20, "max_tokens": 256,
+                           "ignore_eos": True}).encode()
+
+        def direct(_):
+            req = urllib.request.Request(f"http://{a}/v1/completions", data=body, method="POST",
+                                         headers={"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=300) as r:
+                return r.status
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futs = [pool.submit(direct, i) for i in range(8)]
+            seen = wait_until(lambda: (lambda m: m if (m.get("running") or 0) >= 4 and (m.get("kv_cache_usage") or 0) > 0
+                                       else None)(pods(s)[a]["metrics"].get("tiny") or {}),
+                              "engine A's real running count and KV usage to rise", timeout=120)
+            for strategy in ("least-request", "least-kv-cache"):
+                st, x = s.admin(f"/debug/route?model=tiny&strategy={strategy}")
+                assert x["pick"] == b and x["fallback"] is None, (strategy, seen, x)
+                status, h, _ = s.request({"model": "tiny", "prompt": "hi", "max_tokens": 2}, path="/v1/completions",
+                                         headers={"routing-strategy": strategy}, timeout=300)
+                assert status == 200 and h["x-switchboard-pod"] == b, (strategy, h)
+            assert [f.result() for f in futs] == [200] * 8
+        print(f"\nengine A under direct load as the gateway saw it: {seen}")
+
+
 def test_real_engines_metrics_prefix_cache_and_staleness(engines):
     ports, procs = engines
     with Stack(pod_ports=ports, switchboard_args=["--stale-after-failures", "3"]) as s:
