@@ -18,6 +18,9 @@ public protocol ExtProcFilter: AnyObject {
     func responseBody(_ chunk: HTTPBodyMessage) -> FilterDecision
     /// The stream ended; called exactly once, whatever the ending.
     func streamEnded(_ outcome: ExtProcOutcome)
+    /// Dynamic metadata to send with the request-phase answer that carries
+    /// the decision (namespace → key → string), taken once.
+    func takeDynamicMetadata() -> [String: [String: String]]?
 }
 
 /// What Envoy's first message said about a stream.
@@ -40,6 +43,7 @@ public struct ExtProcStreamInfo: Sendable, Equatable {
 
 extension ExtProcFilter {
     public func streamStarted(_ info: ExtProcStreamInfo) {}
+    public func takeDynamicMetadata() -> [String: [String: String]]? { nil }
 }
 
 /// What a filter decided for one phase.

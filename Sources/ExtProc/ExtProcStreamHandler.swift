@@ -46,6 +46,14 @@ public final class ExtProcStreamHandler: GRPCStreamHandler {
             while let follow = machine.pendingCall {
                 responses += machine.decide(invoke(follow))
             }
+            if case .requestBody = call, let md = filter.takeDynamicMetadata(),
+               let i = responses.firstIndex(where: {
+                   if case .requestBody = $0.reply { return true }
+                   if case .requestHeaders = $0.reply { return true }
+                   return false
+               }) {
+                responses[i].dynamicMetadata = md
+            }
             send(responses, on: stream)
         case .reply(let responses):
             send(responses, on: stream)

@@ -112,6 +112,11 @@ public enum ExtProcCodec {
             pm.pointee.response_trailer_mode = .init(UInt32(o.responseTrailerMode.rawValue))
             m.pointee.mode_override = pm
         }
+        if let md = r.dynamicMetadata, !md.isEmpty {
+            m.pointee.dynamic_metadata = makeStruct(a, md.sorted { $0.key < $1.key }.map { ns, kv in
+                (ns, .nested(kv.sorted { $0.key < $1.key }.map { ($0.key, .text($0.value)) }))
+            })
+        }
         switch r.reply {
         case .requestHeaders(let c):
             m.pointee.response_case = ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE_REQUEST_HEADERS
@@ -190,7 +195,59 @@ public enum ExtProcCodec {
         default:
             throw ExtProcCodecError(message: "ProcessingResponse without a response")
         }
-        return ProcessingResponse(reply, modeOverride: override)
+        var metadata: [String: [String: String]]?
+        if let st = m.pointee.dynamic_metadata {
+            var md: [String: [String: String]] = [:]
+            for (ns, value) in entries(st) {
+                guard let v = value, v.pointee.kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE,
+                      let inner = v.pointee.struct_value else { continue }
+                var kv: [String: String] = [:]
+                for (k, iv) in entries(inner) where iv?.pointee.kind_case == GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE {
+                    kv[k] = string(iv!.pointee.string_value)
+                }
+                md[ns] = kv
+            }
+            metadata = md
+        }
+        return ProcessingResponse(reply, modeOverride: override, dynamicMetadata: metadata)
+    }
+
+    /// A Struct's (key, value) entries.
+    private static func entries(_ st: UnsafeMutablePointer<Google__Protobuf__Struct>)
+        -> [(String, UnsafeMutablePointer<Google__Protobuf__Value>?)] {
+        (0..<st.pointee.n_fields).compactMap { i in
+            st.pointee.fields[i].map { (string($0.pointee.key), $0.pointee.value) }
+        }
+    }
+
+    /// What a Struct field holds when the gateway writes one.
+    private indirect enum StructValue {
+        case text(String)
+        case nested([(String, StructValue)])
+    }
+
+    private static func makeStruct(_ a: CArena, _ fields: [(String, StructValue)])
+        -> UnsafeMutablePointer<Google__Protobuf__Struct> {
+        let st = a.make(Google__Protobuf__Struct.self, google__protobuf__struct__init)
+        let arr = a.array(UnsafeMutablePointer<Google__Protobuf__Struct__FieldsEntry>.self, count: fields.count)
+        for (i, (key, value)) in fields.enumerated() {
+            let e = a.make(Google__Protobuf__Struct__FieldsEntry.self, google__protobuf__struct__fields_entry__init)
+            e.pointee.key = a.cString(key)
+            let v = a.make(Google__Protobuf__Value.self, google__protobuf__value__init)
+            switch value {
+            case .text(let s):
+                v.pointee.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE
+                v.pointee.string_value = a.cString(s)
+            case .nested(let inner):
+                v.pointee.kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE
+                v.pointee.struct_value = makeStruct(a, inner)
+            }
+            e.pointee.value = v
+            arr[i] = e
+        }
+        st.pointee.n_fields = fields.count
+        st.pointee.fields = arr
+        return st
     }
 
     // MARK: C -> Swift

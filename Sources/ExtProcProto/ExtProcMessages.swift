@@ -174,8 +174,13 @@ public enum ProcessingReply: Sendable, Equatable {
 public struct ProcessingResponse: Sendable, Equatable {
     public var reply: ProcessingReply
     public var modeOverride: ProcessingModeOverride?
-    public init(_ reply: ProcessingReply, modeOverride: ProcessingModeOverride? = nil) {
+    /// Dynamic metadata for Envoy's filters: namespace → key → string
+    /// (e.g. `envoy.lb` → `x-gateway-destination-endpoint`).
+    public var dynamicMetadata: [String: [String: String]]?
+    public init(_ reply: ProcessingReply, modeOverride: ProcessingModeOverride? = nil,
+                dynamicMetadata: [String: [String: String]]? = nil) {
         self.reply = reply
         self.modeOverride = modeOverride
+        self.dynamicMetadata = dynamicMetadata
     }
 }

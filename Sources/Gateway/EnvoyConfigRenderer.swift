@@ -132,7 +132,7 @@ public struct EnvoyConfigRenderer: Sendable {
                       grpc_service:
                         envoy_grpc: { cluster_name: switchboard }
                       stat_prefix: routing
-                      failure_mode_allow: \(failureModeAllow)
+                      failure_mode_allow: \(failureModeAllow)\(endpointPicker == nil ? "" : Self.pickerNamespaces)
                       message_timeout: \(Double(messageTimeoutMillis) / 1000)s
                       allow_mode_override: true
                       processing_mode:
@@ -215,7 +215,7 @@ public struct EnvoyConfigRenderer: Sendable {
                   typed_config:
                     "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost
                     override_host_sources:
-                    - header: x-gateway-destination-endpoint
+                    - metadata: { key: envoy.lb, path: [{ key: x-gateway-destination-endpoint }] }
                     fallback_policy:
                       policies:
                       - typed_extension_config:
@@ -285,6 +285,13 @@ public struct EnvoyConfigRenderer: Sendable {
         }
         return s
     }
+
+    /// Endpoint-picker mode: the gateway may write its decision into the
+    /// `envoy.lb` dynamic-metadata namespace that override_host reads.
+    static let pickerNamespaces = """
+
+                  metadata_options: { receiving_namespaces: { untyped: [envoy.lb] } }
+    """
 
     /// Endpoint-picker mode: a pod that refuses the connection or resets
     /// before answering is retried on the list's next address.

@@ -31,6 +31,13 @@ final class GatewayFilter: ExtProcFilter {
     private var sessionIDGenerated = false
     /// Endpoint-picker mode: the endpoints the gateway in front allows.
     private var subsetHint: String?
+    /// Endpoint-picker mode: the decision in the `envoy.lb` namespace.
+    private var pickerMetadata: [String: [String: String]]?
+
+    func takeDynamicMetadata() -> [String: [String: String]]? {
+        defer { pickerMetadata = nil }
+        return pickerMetadata
+    }
     /// The `user` header (the reference's way to name the user; the body's `user` and an API key's user win).
     private var userHeader: String?
     /// The strategy's estimate to settle with real usage (vtc-basic).
@@ -160,7 +167,9 @@ final class GatewayFilter: ExtProcFilter {
             var m = HeaderMutation()
             m.overwrite(context.targetHeader, pod.address)
             if let n = context.endpointPickerFallbacks {
-                m.overwrite("x-gateway-destination-endpoint", Self.destinations(pod, fallbacks: n, view: candidates))
+                let list = Self.destinations(pod, fallbacks: n, view: candidates)
+                m.overwrite("x-gateway-destination-endpoint", list)
+                pickerMetadata = ["envoy.lb": ["x-gateway-destination-endpoint": list]]
             }
             if generatedRequestID { m.overwrite("x-request-id", requestID) }
             if let f = fallback { m.overwrite("x-switchboard-fallback", f) }

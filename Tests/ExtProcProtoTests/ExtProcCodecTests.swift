@@ -80,3 +80,20 @@ import Testing
         #expect(try ExtProcCodec.decodeRequest([]).phase == nil)
     }
 }
+
+@Suite struct DynamicMetadataCodecTests {
+    @Test func dynamicMetadataRoundTripsAsNestedStructs() throws {
+        var m = HeaderMutation()
+        m.overwrite("target-pod", "10.0.0.1:8000")
+        let r = ProcessingResponse(.requestBody(CommonResponse(headerMutation: m)),
+                                   dynamicMetadata: ["envoy.lb": ["x-gateway-destination-endpoint": "10.0.0.1:8000,10.0.0.2:8000"]])
+        let back = try ExtProcCodec.decodeResponse(ExtProcCodec.encodeResponse(r))
+        #expect(back == r)
+        // Field 8, a Struct whose "envoy.lb" value is a Struct (Value.struct_value = 5)
+        // holding a string (Value.string_value = 3): the bytes google.protobuf.Struct has.
+        let bytes = ExtProcCodec.encodeResponse(ProcessingResponse(.requestBody(CommonResponse()),
+                                                                   dynamicMetadata: ["a": ["b": "c"]]))
+        #expect(bytes.contains(0x42))  // tag (8 << 3) | 2
+        #expect(ExtProcCodec.encodeResponse(ProcessingResponse(.requestBody(CommonResponse()))).contains(0x42) == false)
+    }
+}

@@ -23,4 +23,4 @@ def test_generated_code_matches_proto():
             if not filecmp.cmp(os.path.join(a, rel), os.path.join(b, rel), shallow=False):
                 mismatches.append(rel)
     assert mismatches == [], f"stale generated code, run scripts/gen-proto: {mismatches}"
-    assert len([f for _, _, fs in os.walk(b) for f in fs if f.endswith(".c")]) == 4
+    assert len([f for _, _, fs in os.walk(b) for f in fs if f.endswith(".c")]) == 5

@@ -77,8 +77,11 @@ def test_a_strategy_without_its_signal_falls_back_and_says_so():
 
 def test_fresh_scraped_signals_need_no_fallback_and_blends_resolve():
     with Stack(pods=2) as s:
-        wait_until(lambda: all(e["health"] == "fresh" for e in s.admin("/debug/pods")[1]["models"]["tiny"]),
-                   "both pods scraped")
+        # Token rates come from counter deltas: they need two scrapes of each pod.
+        wait_until(lambda: all(e["health"] == "fresh" and (e["metrics"].get("tiny") or {}).get("prompt_tokens_per_s") is not None
+                               and e["metrics"]["tiny"].get("kv_cache_usage") is not None
+                               for e in s.admin("/debug/pods")[1]["models"]["tiny"]),
+                   "both pods scraped with token rates and KV usage")
         for strategy in ("least-kv-cache", "least-gpu-cache", "throughput", "least-request:1,least-kv-cache:2"):
             status, h, _ = s.request(chat(), headers={"routing-strategy": strategy})
             assert status == 200 and "x-switchboard-fallback" not in h, (strategy, h)
@@ -176,6 +179,10 @@ def test_endpoint_picker_mode_envoy_follows_the_list_past_a_dead_first_entry():
             assert h["x-vllm-sim-pod"] == live  # whatever was first, the reachable one answered
             chosen[h["x-switchboard-pod"]] += 1
         assert chosen[f"127.0.0.1:{dead}"] > 0, chosen  # the dead first entry was tried and passed over
+        # Envoy followed the gateway's list (the envoy.lb metadata override_host reads): it retried
+        # exactly the requests whose first entry was the dead pod, never one whose first was live.
+        retries = s.stats().get("cluster.vllm_pods.upstream_rq_retry", 0)
+        assert retries == chosen[f"127.0.0.1:{dead}"], (retries, chosen)
         # A subset hint narrows the choice.
         for _ in range(10):
             status, h, _ = s.request(chat(), headers={"x-gateway-destination-endpoint-subset": live})

@@ -876,7 +876,7 @@ const ProtobufCMessageDescriptor envoy__service__ext_proc__v3__processing_reques
   (ProtobufCMessageInit) envoy__service__ext_proc__v3__processing_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor envoy__service__ext_proc__v3__processing_response__field_descriptors[9] =
+static const ProtobufCFieldDescriptor envoy__service__ext_proc__v3__processing_response__field_descriptors[10] =
 {
   {
     "request_headers",
@@ -963,6 +963,18 @@ static const ProtobufCFieldDescriptor envoy__service__ext_proc__v3__processing_r
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
+    "dynamic_metadata",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Envoy__Service__ExtProc__V3__ProcessingResponse, dynamic_metadata),
+    &google__protobuf__struct__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
     "mode_override",
     9,
     PROTOBUF_C_LABEL_NONE,
@@ -988,22 +1000,22 @@ static const ProtobufCFieldDescriptor envoy__service__ext_proc__v3__processing_r
   },
 };
 static const unsigned envoy__service__ext_proc__v3__processing_response__field_indices_by_name[] = {
+  7,   /* field[7] = dynamic_metadata */
   6,   /* field[6] = immediate_response */
-  7,   /* field[7] = mode_override */
+  8,   /* field[8] = mode_override */
   2,   /* field[2] = request_body */
-  8,   /* field[8] = request_drain */
+  9,   /* field[9] = request_drain */
   0,   /* field[0] = request_headers */
   4,   /* field[4] = request_trailers */
   3,   /* field[3] = response_body */
   1,   /* field[1] = response_headers */
   5,   /* field[5] = response_trailers */
 };
-static const ProtobufCIntRange envoy__service__ext_proc__v3__processing_response__number_ranges[3 + 1] =
+static const ProtobufCIntRange envoy__service__ext_proc__v3__processing_response__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 9, 7 },
-  { 11, 8 },
-  { 0, 9 }
+  { 11, 9 },
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor envoy__service__ext_proc__v3__processing_response__descriptor =
 {
@@ -1013,10 +1025,10 @@ const ProtobufCMessageDescriptor envoy__service__ext_proc__v3__processing_respon
   "Envoy__Service__ExtProc__V3__ProcessingResponse",
   "envoy.service.ext_proc.v3",
   sizeof(Envoy__Service__ExtProc__V3__ProcessingResponse),
-  9,
+  10,
   envoy__service__ext_proc__v3__processing_response__field_descriptors,
   envoy__service__ext_proc__v3__processing_response__field_indices_by_name,
-  3,  envoy__service__ext_proc__v3__processing_response__number_ranges,
+  2,  envoy__service__ext_proc__v3__processing_response__number_ranges,
   (ProtobufCMessageInit) envoy__service__ext_proc__v3__processing_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

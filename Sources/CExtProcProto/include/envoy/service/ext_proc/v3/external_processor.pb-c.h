@@ -17,6 +17,7 @@ PROTOBUF_C__BEGIN_DECLS
 #include "envoy/config/core/v3/base.pb-c.h"
 #include "envoy/extensions/filters/http/ext_proc/v3/processing_mode.pb-c.h"
 #include "envoy/type/v3/http_status.pb-c.h"
+#include "google/protobuf/struct.pb-c.h"
 
 typedef struct Envoy__Service__ExtProc__V3__ProtocolConfiguration Envoy__Service__ExtProc__V3__ProtocolConfiguration;
 typedef struct Envoy__Service__ExtProc__V3__ProcessingRequest Envoy__Service__ExtProc__V3__ProcessingRequest;
@@ -103,6 +104,7 @@ typedef enum {
 struct  Envoy__Service__ExtProc__V3__ProcessingResponse
 {
   ProtobufCMessage base;
+  Google__Protobuf__Struct *dynamic_metadata;
   Envoy__Extensions__Filters__Http__ExtProc__V3__ProcessingMode *mode_override;
   protobuf_c_boolean request_drain;
   Envoy__Service__ExtProc__V3__ProcessingResponse__ResponseCase response_case;
@@ -118,7 +120,7 @@ struct  Envoy__Service__ExtProc__V3__ProcessingResponse
 };
 #define ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&envoy__service__ext_proc__v3__processing_response__descriptor) \
-    , NULL, 0, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE__NOT_SET, {0} }
+    , NULL, NULL, 0, ENVOY__SERVICE__EXT_PROC__V3__PROCESSING_RESPONSE__RESPONSE__NOT_SET, {0} }
 
 
 struct  Envoy__Service__ExtProc__V3__HttpHeaders
