@@ -50,24 +50,37 @@ def rss_kib(pid):
     return 0
 
 
-def free_port():
+# Listening ports come from below the kernel's ephemeral range (32768+ on
+# Linux): a port handed out by bind(0) is an ephemeral one, and between
+# choosing it and a server binding it any outgoing connection (a scrape, a
+# client) may take it ("Address already in use"). Below the range only
+# another listener can, and each choice is checked free and never reused.
+_PORT_LOW, _PORT_HIGH = 20000, 32000
+_given = set()
+_rng = __import__("random").Random(os.getpid())
+
+
+def _bindable(port):
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port():
+    for _ in range(1000):
+        p = _rng.randrange(_PORT_LOW, _PORT_HIGH)
+        if p not in _given and _bindable(p):
+            _given.add(p)
+            return p
+    raise RuntimeError(f"no free port in {_PORT_LOW}-{_PORT_HIGH}")
 
 
 def free_ports(n):
-    """n distinct free ports (all held open while choosing, so none repeats)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """n distinct free ports."""
+    return [free_port() for _ in range(n)]
 
 
 def wait_port(port, timeout=20.0, host="127.0.0.1"):
