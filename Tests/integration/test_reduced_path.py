@@ -103,43 +103,49 @@ def test_envoy_errors_reach_clients_as_openai_errors():
         assert status == 404 and json.loads(p)["error"]["code"] == "model_not_found"
 
 
+def open_stream(s, i, max_tokens):
+    """A streamed chat request on a raw socket, returned once its first event arrived."""
+    c = socket.create_connection(("127.0.0.1", s.envoy_port), timeout=30)
+    body = json.dumps(chat(content=f"a{i}", stream=True, max_tokens=max_tokens)).encode()
+    c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+              + f"content-length: {len(body)}\r\n\r\n".encode() + body)
+    got = b""
+    while b"data: " not in got:
+        chunk = c.recv(4096)
+        assert chunk, got
+        got += chunk
+    return c, got
+
+
 def test_in_flight_held_for_the_whole_stream_and_released_once_even_when_clients_abort():
-    with Stack(pods=2, max_tokens=40, itl_ms=40, response_phase="observer") as s:
-        k = 8
-
-        def open_stream(i):
-            c = socket.create_connection(("127.0.0.1", s.envoy_port), timeout=30)
-            body = json.dumps(chat(content=f"a{i}", stream=True, max_tokens=40)).encode()
-            c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                      + f"content-length: {len(body)}\r\n\r\n".encode() + body)
-            got = b""
-            while b"data: " not in got:
-                chunk = c.recv(4096)
-                assert chunk, got
-                got += chunk
-            return c
-
-        conns = run_all(open_stream, list(range(k)))
-        # Every stream has started and none has ended: each is counted once.
-        wait_until(lambda: sum(e["in_flight_requests"] for e in gateway_pods(s).values()) == k,
-                   f"{k} requests in flight while their streams run")
-        for c in conns[: k // 2]:
-            c.close()  # clients walk away mid-stream
-        for c in conns[k // 2:]:
-            data = b""
-            while not data.endswith(b"data: [DONE]\r\n\r\n") and not data.endswith(b"0\r\n\r\n"):
+    # 20 ms between tokens: a 4-token stream ends by itself, a 5,000-token
+    # one outlives the test (its client walks away).
+    with Stack(pods=2, itl_ms=20, response_phase="observer") as s:
+        in_flight = lambda: sum(e["in_flight_requests"] for e in gateway_pods(s).values())  # noqa: E731
+        # Streams read to their end.
+        for i in range(4):
+            c, data = open_stream(s, i, max_tokens=4)
+            while not data.endswith(b"0\r\n\r\n"):
                 chunk = c.recv(65536)
                 assert chunk, data[-200:]
                 data += chunk
+            assert b"data: [DONE]" in data
             c.close()
+        wait_until(lambda: in_flight() == 0, "the finished streams released")
+        # Streams still running: each counted once while it runs…
+        held = run_all(lambda i: open_stream(s, 10 + i, max_tokens=5000)[0], list(range(4)))
+        wait_until(lambda: in_flight() == 4, "4 requests in flight while their streams run")
+        for c in held:
+            c.close()  # …and released once when its client walks away mid-stream
         # Released exactly once: zero, not below (a double release would go negative).
         pods = wait_until(lambda: (lambda g: g if all(e["in_flight_requests"] == 0 and e["in_flight_tokens"] == 0
                                                       for e in g.values()) else None)(gateway_pods(s)),
                           "in-flight counts back to zero")
         assert all(e["in_flight_requests"] == 0 for e in pods.values()), pods
         st = s.admin("/debug/stats")[1]["requests"]
-        assert st["routed"] == k, st
-        assert st["completed"] + st["reset"] + st["aborted"] == k, st
+        assert st["routed"] == 8, st
+        wait_until(lambda: (lambda r: r if r["completed"] + r["reset"] + r["aborted"] == 8 else None)(
+            s.admin("/debug/stats")[1]["requests"]), "every routing stream ended once")
 
 
 def test_streamed_bytes_never_wait_on_the_gateway_after_routing():

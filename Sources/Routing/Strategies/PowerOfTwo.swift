@@ -1,12 +1,14 @@
 import PodSnapshot
 
 /// `power-of-two`: two distinct pods drawn at random (fresh ones when any
-/// candidate is fresh), the one with fewer gateway in-flight requests wins
-/// (ties: the first drawn). Constant work per decision whatever the pod
-/// count. Signal: gateway accounting.
+/// candidate is fresh), the one with fewer requests in flight wins, counted
+/// as `least-request` counts them (ties: the first drawn). Constant work per
+/// decision whatever the pod count. Signal: gateway accounting, plus the
+/// scrape when fresh.
 public struct PowerOfTwoRouter: Router {
     public let name = "power-of-two"
     private let source: RandomSource
+    private let load = LeastRequestScorer()
 
     public init(source: RandomSource) { self.source = source }
 
@@ -18,7 +20,8 @@ public struct PowerOfTwoRouter: Router {
         var j = Int(source.next() % UInt64(n - 1))
         if j >= i { j += 1 }
         let a = view.usableIndex(i), b = view.usableIndex(j)
-        return RoutingDecision(pod: view.endpoints[view.inFlight(b) < view.inFlight(a) ? b : a])
+        let la = load.cost(at: a, in: view) ?? 0, lb = load.cost(at: b, in: view) ?? 0
+        return RoutingDecision(pod: view.endpoints[lb < la ? b : a])
     }
 }
 
