@@ -18,34 +18,6 @@ public struct AdminRoute: Sendable {
         self.path = path
         self.handler = handler
     }
-
-    /// `a=1&b=x%20y` → ["a": "1", "b": "x y"] (`+` is a space; the last of a repeated name wins).
-    public static func parseQuery(_ target: String) -> [String: String] {
-        guard let q = target.split(separator: "?", maxSplits: 1).dropFirst().first else { return [:] }
-        var out: [String: String] = [:]
-        for pair in q.split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            out[decode(kv[0])] = kv.count > 1 ? decode(kv[1]) : ""
-        }
-        return out
-    }
-
-    private static func decode(_ s: Substring) -> String {
-        var bytes: [UInt8] = []
-        var it = Array(s.utf8)[...]
-        while let c = it.popFirst() {
-            if c == UInt8(ascii: "+") {
-                bytes.append(UInt8(ascii: " "))
-            } else if c == UInt8(ascii: "%"), it.count >= 2,
-                      let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16) {
-                bytes.append(v)
-                it = it.dropFirst(2)
-            } else {
-                bytes.append(c)
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
 }
 
 /// What an admin page answers.

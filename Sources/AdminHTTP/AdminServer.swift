@@ -19,7 +19,7 @@ public final class AdminServer: Sendable {
         server = try HTTP1Server(address: address, group: group) { req, w in
             let r: AdminResponse
             if let route = table["\(req.method) \(req.path)"] {
-                r = route.handler(AdminRoute.parseQuery(req.target))
+                r = route.handler(req.query)
             } else if let allowed = methods[req.path] {
                 r = .json(#"{"error":"method not allowed here; use \#(allowed)"}"#, status: 405)
             } else {

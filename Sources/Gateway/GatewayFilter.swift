@@ -33,11 +33,6 @@ final class GatewayFilter: ExtProcFilter {
     private var subsetHint: String?
     /// Endpoint-picker mode: the decision in the `envoy.lb` namespace.
     private var pickerMetadata: [String: [String: String]]?
-
-    func takeDynamicMetadata() -> [String: [String: String]]? {
-        defer { pickerMetadata = nil }
-        return pickerMetadata
-    }
     /// The `user` header (the reference's way to name the user; the body's `user` and an API key's user win).
     private var userHeader: String?
     /// The strategy's estimate to settle with real usage (vtc-basic).
@@ -76,6 +71,11 @@ final class GatewayFilter: ExtProcFilter {
 
     func streamStarted(_ info: ExtProcStreamInfo) {
         self.info = info
+    }
+
+    func takeDynamicMetadata() -> [String: [String: String]]? {
+        defer { pickerMetadata = nil }
+        return pickerMetadata
     }
 
     func requestHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision {

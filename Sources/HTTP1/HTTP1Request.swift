@@ -14,6 +14,34 @@ public struct HTTP1Request: Sendable {
         for (n, v) in headers where n == name { return v }
         return nil
     }
+
+    /// `a=1&b=x%20y` → ["a": "1", "b": "x y"] (`+` is a space; the last of a repeated name wins).
+    public var query: [String: String] {
+        guard let q = target.split(separator: "?", maxSplits: 1).dropFirst().first else { return [:] }
+        var out: [String: String] = [:]
+        for pair in q.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            out[Self.decode(kv[0])] = kv.count > 1 ? Self.decode(kv[1]) : ""
+        }
+        return out
+    }
+
+    private static func decode(_ s: Substring) -> String {
+        var bytes: [UInt8] = []
+        var it = Array(s.utf8)[...]
+        while let c = it.popFirst() {
+            if c == UInt8(ascii: "+") {
+                bytes.append(UInt8(ascii: " "))
+            } else if c == UInt8(ascii: "%"), it.count >= 2,
+                      let v = UInt8(String(decoding: it.prefix(2), as: UTF8.self), radix: 16) {
+                bytes.append(v)
+                it = it.dropFirst(2)
+            } else {
+                bytes.append(c)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 }
 
 /// Incremental HTTP/1.1 request parser: request line, headers, and a body

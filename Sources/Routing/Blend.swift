@@ -6,7 +6,7 @@ enum BlendSpec {
         var parts: [(scorer: any Scorer, weight: Double)] = []
         for raw in header.split(separator: ",", omittingEmptySubsequences: false) {
             let piece = raw.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-            let name = trim(piece[0])
+            let name = piece[0].trimmingBlanks()
             guard let scorer = scorers[name] else {
                 throw .invalidBlend(header: header, why: name.isEmpty
                     ? "an empty part"
@@ -14,8 +14,9 @@ enum BlendSpec {
             }
             var weight = 1.0
             if piece.count == 2 {
-                guard let w = Double(trim(piece[1])), w.isFinite, w >= 0 else {
-                    throw .invalidBlend(header: header, why: "weight '\(trim(piece[1]))' of \(name) is not a number ≥ 0")
+                let text = piece[1].trimmingBlanks()
+                guard let w = Double(text), w.isFinite, w >= 0 else {
+                    throw .invalidBlend(header: header, why: "weight '\(text)' of \(name) is not a number ≥ 0")
                 }
                 weight = w
             }
@@ -27,9 +28,12 @@ enum BlendSpec {
         guard parts.contains(where: { $0.weight > 0 }) else { throw .invalidBlend(header: header, why: "every weight is 0") }
         return parts
     }
+}
 
-    private static func trim(_ s: Substring) -> String {
-        var t = s
+extension StringProtocol {
+    /// Without leading and trailing spaces and tabs (header values).
+    func trimmingBlanks() -> String {
+        var t = self[...]
         while let f = t.first, f == " " || f == "\t" { t = t.dropFirst() }
         while let l = t.last, l == " " || l == "\t" { t = t.dropLast() }
         return String(t)

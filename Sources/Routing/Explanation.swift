@@ -45,23 +45,15 @@ extension ScoringRouter {
         var out = explainBasics(request, view: view)
         var v = view
         if let t = request.maxTokens, t > 0 { v.outputTokens = t }
-        var low: [Double] = [], high: [Double] = []
-        for part in parts {
-            var lo = Double.infinity, hi = -Double.infinity
-            for i in 0..<v.count where v.usable(i) {
-                if let c = part.scorer.cost(at: i, in: v) { lo = min(lo, c); hi = max(hi, c) }
-            }
-            low.append(lo)
-            high.append(hi)
-        }
+        let ranges = parts.map { Self.range(of: $0.scorer, in: v) }
         for i in 0..<v.count {
             var score: Double? = v.usable(i) ? 0 : nil
             for (p, part) in parts.enumerated() {
                 let c = part.scorer.cost(at: i, in: v)
                 out.rows[i].costs.append((part.scorer.name, c))
-                guard part.weight > 0, low[p] <= high[p] else { continue }
+                guard part.weight > 0, let r = ranges[p] else { continue }
                 if let c, let s = score {
-                    score = s + part.weight * (high[p] == low[p] ? 1 : (high[p] - c) / (high[p] - low[p]))
+                    score = s + part.weight * Self.normalized(c, r)
                 } else {
                     score = nil
                 }

@@ -35,7 +35,7 @@ public struct RouterRegistry: Sendable {
         var routers: [any Router] = [RandomRouter(source: source), PowerOfTwoRouter(source: source)]
             + scorers.map { ScoringRouter(name: $0.name, parts: [($0, 1)], source: source) }
         let base = RouterRegistry(routers: routers, scorers: scorers, defaultStrategy: nil, source: source)
-        let leastRequest = routers[2]  // ScoringRouter "least-request": every fallback's
+        let leastRequest = routers.first { $0.name == "least-request" }!  // every fallback's
         let inner = (try? base.router(named: sessionInner)) ?? leastRequest
         routers.append(SessionAffinityRouter(inner: inner))
         routers.append(VTCBasicRouter(fallback: leastRequest, source: source))
@@ -47,7 +47,7 @@ public struct RouterRegistry: Sendable {
     /// Resolves a header value (trimmed; nil or empty means the default).
     public func router(named header: String?) throws(RoutingError) -> any Router {
         if let h = header, let r = routers[h] { return r }  // the common, exact case
-        let trimmed = header.map(Self.trimBlanks) ?? ""
+        let trimmed = header?.trimmingBlanks() ?? ""
         let name = trimmed.isEmpty ? (defaultStrategy ?? "") : trimmed
         if let r = routers[name] { return r }
         if let why = Self.refused[name] { throw .refused(name: name, why: why) }
@@ -65,12 +65,6 @@ public struct RouterRegistry: Sendable {
             + "use least-request (the gateway's exact in-flight count) or least-latency (windowed queue, TTFT and TPOT)",
     ]
 
-    private static func trimBlanks(_ s: String) -> String {
-        var t = Substring(s)
-        while let f = t.first, f == " " || f == "\t" { t = t.dropFirst() }
-        while let l = t.last, l == " " || l == "\t" { t = t.dropLast() }
-        return String(t)
-    }
 }
 
 /// Parsed blends by header text; bounded (clients choose the text).

@@ -50,61 +50,63 @@ public struct ScoringRouter: Router {
         guard base.count > 0 else { throw .noCandidates(model: request.model) }
         var view = base  // copy-on-write arrays: only the scalar below changes
         if let t = request.maxTokens, t > 0 { view.outputTokens = t }
-        var reason: String?
         if scorers.count == 1 {
-            // The common case without the per-decision range arrays.
+            // One part: the cheapest pod is the best-scored one, no normalization needed.
             let s = scorers[0]
-            var low = Double.infinity, high = -Double.infinity
-            for i in 0..<view.count where view.usable(i) {
-                if let c = s.cost(at: i, in: view) { low = min(low, c); high = max(high, c) }
+            guard let i = cheapest(view, cost: { s.cost(at: $0, in: view) }) else {
+                return RoutingDecision(pod: view.endpoints[byFallback(view)], fallback: s.unknownReason)
             }
-            guard low <= high else {
-                return RoutingDecision(pod: view.endpoints[pickCheapest(fallback, view)], fallback: s.unknownReason)
-            }
-            return RoutingDecision(pod: view.endpoints[pickBest(view) { i in s.cost(at: i, in: view) }])
+            return RoutingDecision(pod: view.endpoints[i])
         }
-        // Pass 1: each part's cost range over usable pods, part by part (one
-        // small array per decision, never per pod).
-        let k2 = scorers.count
-        var low = [Double](repeating: .infinity, count: k2)
-        var high = [Double](repeating: -.infinity, count: k2)
-        for p in 0..<k2 {
-            let s = scorers[p]
-            var lo = Double.infinity, hi = -Double.infinity
-            for i in 0..<view.count where view.usable(i) {
-                if let c = s.cost(at: i, in: view) { lo = min(lo, c); hi = max(hi, c) }
+        // Pass 1: each part's cost range over usable pods (one small array per decision, never per pod).
+        var reason: String?
+        let ranges = scorers.map { s in
+            let r = Self.range(of: s, in: view)
+            if r == nil {
+                let why = "\(s.name):\(s.unknownReason)"
+                reason = reason.map { "\($0),\(why)" } ?? why
             }
-            low[p] = lo
-            high[p] = hi
-            if lo > hi {
-                let r = "\(s.name):\(s.unknownReason)"
-                reason = reason.map { "\($0),\(r)" } ?? r
-            }
+            return r
         }
-        guard low.indices.contains(where: { low[$0] <= high[$0] }) else {
-            return RoutingDecision(pod: view.endpoints[pickCheapest(fallback, view)], fallback: reason)
+        guard ranges.contains(where: { $0 != nil }) else {
+            return RoutingDecision(pod: view.endpoints[byFallback(view)], fallback: reason)
         }
         // Pass 2: weighted normalized score; a pod missing a used part's signal is left out.
-        let best = pickBest(view) { i in
+        let best = cheapest(view) { i in
             var score = 0.0
-            for p in 0..<k2 where low[p] <= high[p] {
+            for p in ranges.indices {
+                guard let r = ranges[p] else { continue }
                 guard let c = scorers[p].cost(at: i, in: view) else { return nil }
-                score += weights[p] * (high[p] == low[p] ? 1 : (high[p] - c) / (high[p] - low[p]))
+                score += weights[p] * Self.normalized(c, r)
             }
-            return -score  // pickBest takes the lowest
+            return -score  // the highest score is the lowest cost
         }
-        return RoutingDecision(pod: view.endpoints[best], fallback: reason)
+        return RoutingDecision(pod: view.endpoints[best ?? byFallback(view)], fallback: reason)
     }
 
-    /// The usable index with the lowest `cost` (nil: left out); ties at
-    /// random. When no usable pod can be costed, the fallback scorer decides.
-    private func pickBest(_ view: ModelView, cost: (Int) -> Double?) -> Int {
-        var best = -1
+    /// A part's lowest and highest cost over the usable pods; nil when no usable pod has it.
+    static func range(of s: any Scorer, in view: ModelView) -> (low: Double, high: Double)? {
+        var low = Double.infinity, high = -Double.infinity
+        for i in 0..<view.count where view.usable(i) {
+            if let c = s.cost(at: i, in: view) { low = min(low, c); high = max(high, c) }
+        }
+        return low <= high ? (low, high) : nil
+    }
+
+    /// A cost mapped to [0, 1] over its range: 1 for the cheapest (and for all when equal).
+    static func normalized(_ c: Double, _ r: (low: Double, high: Double)) -> Double {
+        r.high == r.low ? 1 : (r.high - c) / (r.high - r.low)
+    }
+
+    /// The usable index with the lowest `cost` (nil: left out), ties at
+    /// random; nil when no usable pod could be costed.
+    private func cheapest(_ view: ModelView, cost: (Int) -> Double?) -> Int? {
+        var best: Int?
         var bestCost = Double.infinity
         var ties = 0
         for i in 0..<view.count where view.usable(i) {
             guard let c = cost(i) else { continue }
-            if best < 0 || c < bestCost - 1e-12 {
+            if best == nil || c < bestCost - 1e-12 {
                 best = i
                 bestCost = c
                 ties = 1
@@ -113,25 +115,11 @@ public struct ScoringRouter: Router {
                 if source.next() % UInt64(ties) == 0 { best = i }
             }
         }
-        return best >= 0 ? best : pickCheapest(fallback, view)
+        return best
     }
 
-    /// The usable index with the lowest fallback cost (ties at random).
-    private func pickCheapest(_ scorer: any Scorer, _ view: ModelView) -> Int {
-        var best = -1
-        var bestCost = Double.infinity
-        var ties = 0
-        for i in 0..<view.count where view.usable(i) {
-            let c = scorer.cost(at: i, in: view) ?? .infinity
-            if best < 0 || c < bestCost {
-                best = i
-                bestCost = c
-                ties = 1
-            } else if c == bestCost {
-                ties += 1
-                if source.next() % UInt64(ties) == 0 { best = i }
-            }
-        }
-        return max(best, 0)
+    /// The fallback scorer's pick (`least-request`: always known).
+    private func byFallback(_ view: ModelView) -> Int {
+        cheapest(view) { fallback.cost(at: $0, in: view) ?? .infinity } ?? 0
     }
 }

@@ -30,17 +30,20 @@ public final class VTCBasicRouter: Router {
     private let source: RandomSource
     private let clock = ContinuousClock()
     private let origin: ContinuousClock.Instant
-    private let users = Mutex<[String: Window]>([:])
+    private let state: Mutex<Tracker>
 
     /// One user's weighted tokens per second over the window (a ring).
     struct Window {
         var buckets: [Double]
         var seconds: [Int]
         var total: Double = 0
+        /// Every second up to this one has been checked for expiry.
+        var swept: Int
 
-        init(size: Int) {
+        init(size: Int, now: Int) {
             buckets = Array(repeating: 0, count: size)
             seconds = Array(repeating: -1, count: size)
+            swept = now
         }
 
         mutating func add(_ tokens: Double, at second: Int) {
@@ -55,13 +58,53 @@ public final class VTCBasicRouter: Router {
             total += tokens
         }
 
+        /// Drops the buckets that left the window since the last sweep: a
+        /// bucket of second t leaves once t <= now - size, so only the
+        /// seconds elapsed since then are looked at (the whole ring at most).
         mutating func expire(now: Int) {
-            for i in buckets.indices where seconds[i] >= 0 && seconds[i] <= now - buckets.count {
-                total -= buckets[i]
-                buckets[i] = 0
-                seconds[i] = -1
+            guard now > swept else { return }
+            let size = buckets.count
+            if now - swept >= size {
+                for i in buckets.indices where seconds[i] >= 0 && seconds[i] <= now - size { clear(i) }
+            } else {
+                for t in max(0, swept - size + 1)...max(0, now - size) where t <= now - size && seconds[t % size] == t {
+                    clear(t % size)
+                }
             }
+            swept = now
             if total < 0 { total = 0 }
+        }
+
+        private mutating func clear(_ i: Int) {
+            total -= buckets[i]
+            buckets[i] = 0
+            seconds[i] = -1
+        }
+    }
+
+    /// Every user's window, and the smallest and largest user totals: swept
+    /// (expired, emptied users dropped, min and max recomputed) at most once
+    /// a second, kept up to date by each charge in between.
+    struct Tracker {
+        var users: [String: Window] = [:]
+        var swept = -1
+        var lo = Double.infinity, hi = -Double.infinity
+
+        mutating func sweep(now: Int) {
+            guard now > swept else { return }
+            swept = now
+            lo = .infinity
+            hi = -.infinity
+            for name in Array(users.keys) {
+                users[name]!.expire(now: now)
+                let total = users[name]!.total
+                if total <= 0 {
+                    users.removeValue(forKey: name)
+                } else {
+                    lo = min(lo, total)
+                    hi = max(hi, total)
+                }
+            }
         }
     }
 
@@ -70,6 +113,7 @@ public final class VTCBasicRouter: Router {
         self.source = source
         self.windowSeconds = max(1, windowSeconds)
         origin = clock.now
+        state = Mutex(Tracker())
     }
 
     private var second: Int { Int((clock.now - origin).components.seconds) }
@@ -77,25 +121,18 @@ public final class VTCBasicRouter: Router {
     /// Every user's weighted tokens in the window (for /debug/vtc).
     public var userTokens: [String: Double] {
         let now = second
-        return users.withLock { u in
-            var out: [String: Double] = [:]
-            for (name, var w) in u {
-                w.expire(now: now)
-                u[name] = w
-                if w.total > 0 { out[name] = w.total }
-            }
-            return out
+        return state.withLock { st in
+            st.sweep(now: now)
+            return st.users.mapValues(\.total)
         }
     }
 
     /// The user's weighted tokens in the window (tests, /debug).
     public func tokens(of user: String) -> Double {
         let now = second
-        return users.withLock { u in
-            guard var w = u[user] else { return 0 }
-            w.expire(now: now)
-            u[user] = w
-            return w.total
+        return state.withLock { st in
+            st.sweep(now: now)
+            return st.users[user]?.total ?? 0
         }
     }
 
@@ -107,18 +144,9 @@ public final class VTCBasicRouter: Router {
         }
         guard view.count > 0 else { throw .noCandidates(model: request.model) }
         let now = second
-        let (mine, lo, hi) = users.withLock { u -> (Double, Double, Double) in
-            var lo = Double.infinity, hi = -Double.infinity
-            var mine = 0.0
-            for (name, var w) in u {
-                w.expire(now: now)
-                if w.total <= 0 { u.removeValue(forKey: name); continue }
-                u[name] = w
-                lo = min(lo, w.total)
-                hi = max(hi, w.total)
-                if name == user { mine = w.total }
-            }
-            return (mine, lo, hi)
+        let (mine, lo, hi) = state.withLock { st -> (Double, Double, Double) in
+            st.sweep(now: now)
+            return (st.users[user]?.total ?? 0, st.lo, st.hi)
         }
         let bucket = lo <= hi ? max(Self.minBucket, (lo + hi) / 2) : Self.minBucket
         let norm = min(mine / bucket, Double(view.count - 1))
@@ -144,10 +172,12 @@ public final class VTCBasicRouter: Router {
 
     fileprivate func charge(_ user: String, _ tokens: Double, at second: Int) {
         let size = windowSeconds
-        users.withLock { u in
-            var w = u[user] ?? Window(size: size)
-            w.add(tokens, at: second)
-            u[user] = w
+        state.withLock { st in
+            if st.users[user] == nil { st.users[user] = Window(size: size, now: second) }
+            st.users[user]!.add(tokens, at: second)
+            let total = st.users[user]!.total
+            st.lo = min(st.lo, total)
+            st.hi = max(st.hi, total)
         }
     }
 
