@@ -90,8 +90,10 @@ let package = Package(
         .target(name: "PodMetrics", dependencies: [
             "PodSnapshot", "EventLoop", "HTTP1", "Metrics", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        // Chained prefix-block keys and the bounded index of which pod holds which block.
+        .target(name: "PrefixIndex", dependencies: ["PodSnapshot"], swiftSettings: strict),
         // Router protocol and strategies: a request summary and a pod snapshot in, a pod out.
-        .target(name: "Routing", dependencies: ["PodSnapshot"], swiftSettings: strict),
+        .target(name: "Routing", dependencies: ["PodSnapshot", "PrefixIndex"], swiftSettings: strict),
 
         // MARK: domain: the KV-cache node agent
         // The agent's wire protocol and block keys: what an engine client or
@@ -143,7 +145,8 @@ let package = Package(
         .testTarget(name: "ExtProcTests", dependencies: ["ExtProc", "ExtProcProto"], swiftSettings: strict),
         .testTarget(name: "GRPCServerTests", dependencies: ["GRPCServer", "HTTP2", "EventLoop"], swiftSettings: strict),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: strict),
-        .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodSnapshot"], swiftSettings: strict),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodSnapshot", "PrefixIndex"], swiftSettings: strict),
+        .testTarget(name: "PrefixIndexTests", dependencies: ["PrefixIndex", "PodSnapshot"], swiftSettings: strict),
         .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics", "PodSnapshot", "EventLoop", "HTTP1"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "PodMetrics"], swiftSettings: strict),
         .testTarget(name: "PodDiscoveryTests", dependencies: ["PodDiscovery", "PodSnapshot"], swiftSettings: strict),

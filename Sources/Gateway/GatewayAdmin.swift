@@ -55,7 +55,7 @@ enum GatewayAdmin {
 
     static func route(context: GatewayContext, query: [String: String]) -> AdminResponse {
         guard let model = query["model"], !model.isEmpty else {
-            return .json(encode(["error": "name a model: /debug/route?model=M[&strategy=S][&max_tokens=N][&session=ID]"]), status: 400)
+            return .json(encode(["error": "name a model: /debug/route?model=M[&strategy=S][&max_tokens=N][&session=ID][&prompt=TEXT]"]), status: 400)
         }
         let snap = context.registry.snapshot
         guard let view = snap.view(for: model) else {
@@ -68,7 +68,8 @@ enum GatewayAdmin {
             return .json(encode(["error": "\(error)"]), status: 400)
         }
         let req = RoutingRequest(model: model, stream: false, bodyBytes: 0, requestID: "debug",
-                                 sessionID: query["session"], maxTokens: query["max_tokens"].flatMap { Int($0) })
+                                 sessionID: query["session"], maxTokens: query["max_tokens"].flatMap { Int($0) },
+                                 prompt: router.needsPrompt ? query["prompt"].map { Array($0.utf8) } : nil)
         let x = router.explain(req, view: view)
         func v(_ d: Double?) -> Any { if let d, d.isFinite { return d } else { return NSNull() } }
         let rows: [[String: Any]] = x.rows.map { r in
@@ -80,6 +81,7 @@ enum GatewayAdmin {
                                "generation_tokens_per_s": v(m.generationTokensPerSecond), "ttft_mean_s": v(m.ttftMean),
                                "tpot_mean_s": v(m.tpotMean), "queue_time_mean_s": v(m.queueTimeMean)]
             }
+            if let c = r.cachedBlocks { o["cached_blocks"] = c }
             if !r.costs.isEmpty {
                 o["costs"] = Dictionary(r.costs.map { ($0.part, v($0.cost)) }, uniquingKeysWith: { a, _ in a })
             }

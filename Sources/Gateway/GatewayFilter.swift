@@ -162,7 +162,7 @@ final class GatewayFilter: ExtProcFilter {
                 candidates = snapshot.view(for: summary.model,
                                            candidates: candidates.endpoints.filter { allowed.contains($0.address) })
             }
-            let (pod, router) = try route(summary, candidates: candidates, snapshot: snapshot)
+            let (pod, router) = try route(summary, body: body, candidates: candidates, snapshot: snapshot)
             account(summary, pod: pod, snapshot: snapshot, started: started)
             var m = HeaderMutation()
             m.overwrite(context.targetHeader, pod.address)
@@ -237,7 +237,7 @@ final class GatewayFilter: ExtProcFilter {
     }
 
     /// Step 3: the strategy the client named picks one candidate.
-    private func route(_ summary: OpenAIRequestSummary, candidates: ModelView,
+    private func route(_ summary: OpenAIRequestSummary, body: [UInt8], candidates: ModelView,
                        snapshot: PodSnapshot) throws(Rejection) -> (PodEndpoint, any Router) {
         if router == nil {
             if !snapshot.defaultStrategies.isEmpty, let name = snapshot.defaultStrategies[summary.model],
@@ -262,7 +262,8 @@ final class GatewayFilter: ExtProcFilter {
             let decision = try router.decide(RoutingRequest(model: summary.model, stream: summary.stream,
                                                             bodyBytes: summary.bodyBytes, requestID: requestID,
                                                             sessionID: sessionID, maxTokens: summary.maxTokens,
-                                                            user: summary.user ?? userHeader),
+                                                            user: summary.user ?? userHeader,
+                                                            prompt: router.needsPrompt ? Array(summary.promptText(in: body).utf8) : nil),
                                              view: candidates)
             (context.decisionDurations[router.name] ?? context.decisionDurations["blend"])?.observe(nanos: monotonicNanos() &- t0)
             usageSink = decision.usage

@@ -2,6 +2,7 @@ import GRPCServer
 import Metrics
 import PodMetrics
 import PodSnapshot
+import Routing
 
 /// The gateway's own Prometheus page (text format 0.0.4), served on the
 /// admin endpoint at `/metrics`. Names follow `switchboard_<subsystem>_<name>_<unit>`.
@@ -37,6 +38,19 @@ enum GatewayMetrics {
         for f in s.fallbackCounts {
             w.sample("switchboard_routing_fallbacks_total",
                      labels: PrometheusWriter.labels(["strategy": f.strategy, "reason": f.reason]), Double(f.count))
+        }
+        if let p = context.routers.prefixCache {
+            w.family("switchboard_prefix_cache_decisions_total", .counter,
+                     help: "prefix-cache decisions by how the pod was chosen: the longest cached prefix (prefix_match), the least loaded pods because the in-flight imbalance gate tripped (imbalance), or the least loaded because no pod within the load guard held the prompt's first block (no_match).")
+            for (sel, c) in p.decisionCounts {
+                w.sample("switchboard_prefix_cache_decisions_total", labels: "selection=\"\(sel)\"", Double(c))
+            }
+            w.family("switchboard_prefix_cache_blocks_total", .counter,
+                     help: "Prompt blocks routed by the prefix strategies (kind=prompt) and those the chosen pod held by the gateway's index (kind=cached).")
+            w.sample("switchboard_prefix_cache_blocks_total", labels: "kind=\"prompt\"", Double(p.promptBlocks.load(ordering: .relaxed)))
+            w.sample("switchboard_prefix_cache_blocks_total", labels: "kind=\"cached\"", Double(p.hitBlocks.load(ordering: .relaxed)))
+            w.family("switchboard_prefix_cache_index_entries", .gauge, help: "Block-pod entries in the gateway's prefix index.")
+            w.sample("switchboard_prefix_cache_index_entries", Double(p.index.count))
         }
         w.family("switchboard_gateway_observed_responses_total", .counter,
                  help: "Responses the usage observer (envoy-config --response-phase observer) saw, by whether they matched a routed request by ticket (false: gateway or Envoy errors, or the request had already ended).")

@@ -24,6 +24,8 @@ public struct GatewayConfiguration: Sendable {
     public var defaultStrategy: String? = "random"
     /// Places new sessions for `session-affinity`.
     public var sessionInnerStrategy = "least-request"
+    /// The prefix-cache strategies' index and guards.
+    public var prefix = PrefixCacheOptions()
     public var seed: UInt64?
     public var requestBodyMode: BodySendMode = .buffered
     public var skipResponseBody = true
@@ -79,7 +81,8 @@ public final class GatewayService {
         let control = try EventLoop(index: -1)
         let scraper = PodMetricsScraper(configuration: configuration.scraper, loop: control, registry: registry, logger: logger)
         let routers = RouterRegistry.standard(defaultStrategy: configuration.defaultStrategy, seed: configuration.seed,
-                                              sessionInner: configuration.sessionInnerStrategy)
+                                              sessionInner: configuration.sessionInnerStrategy,
+                                              prefix: PrefixCache(options: configuration.prefix))
         if configuration.sessionInnerStrategy == "session-affinity"
             || (try? routers.router(named: configuration.sessionInnerStrategy)) == nil {
             throw GatewayStartError(description: "unknown --session-inner-strategy '\(configuration.sessionInnerStrategy)'; "

@@ -14,6 +14,13 @@ public struct ModelView: Sendable {
     /// The deciding request's expected output tokens (its `max_tokens`, or
     /// a default), for scorers that estimate time to completion.
     public var outputTokens = 128
+    /// Request-scoped prefix signals, filled by a prefix scorer's `prepare`:
+    /// the prompt's block keys and, per candidate, how many of them the
+    /// pod holds (empty until prepared).
+    public var promptKeys: [UInt64] = []
+    public var cachedBlocks: [Int] = []
+    /// The prompt's length in bytes (-1: no prompt given).
+    public var promptBytes = -1
 
     /// A view of any candidate list (a subset, or endpoints the snapshot no
     /// longer knows: those are neither fresh nor loaded).

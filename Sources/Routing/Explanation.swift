@@ -12,6 +12,8 @@ public struct RoutingExplanation: Sendable {
         public var metrics: ModelMetrics?
         /// Each scoring part's raw cost (nil: unknown for this pod).
         public var costs: [(part: String, cost: Double?)] = []
+        /// Prompt blocks the prefix index says the pod holds (prefix strategies).
+        public var cachedBlocks: Int?
         /// The weighted normalized score (higher wins); nil when not scored.
         public var score: Double?
     }
@@ -30,8 +32,10 @@ extension Router {
                               inFlight: view.inFlight(i), metrics: view.metrics[i]))
         }
         var out = RoutingExplanation(strategy: name, rows: rows)
+        var dry = request
+        dry.records = false
         do {
-            out.decision = try decide(request, view: view)
+            out.decision = try decide(dry, view: view)
         } catch {
             out.error = "\(error)"
         }
@@ -45,6 +49,7 @@ extension ScoringRouter {
         var out = explainBasics(request, view: view)
         var v = view
         if let t = request.maxTokens, t > 0 { v.outputTokens = t }
+        for part in parts where part.scorer.needsPrompt { part.scorer.prepare(request, view: &v) }
         let ranges = parts.map { Self.range(of: $0.scorer, in: v) }
         for i in 0..<v.count {
             var score: Double? = v.usable(i) ? 0 : nil

@@ -13,9 +13,16 @@ public struct RoutingRequest: Sendable {
     public var maxTokens: Int?
     /// Who is asking (the API key's user, else the body's or header's `user`), for fairness.
     public var user: String?
+    /// The prompt's text as UTF-8 (message contents in order, one per
+    /// line), given only to routers that say they need it (`needsPrompt`).
+    public var prompt: [UInt8]?
+    /// False for explanations (`/debug/route`): stateful strategies decide
+    /// without remembering the decision.
+    public var records = true
     public init(model: String, stream: Bool, bodyBytes: Int, requestID: String, sessionID: String? = nil, maxTokens: Int? = nil,
-                user: String? = nil) {
+                user: String? = nil, prompt: [UInt8]? = nil) {
         self.user = user
+        self.prompt = prompt
         self.model = model
         self.stream = stream
         self.bodyBytes = bodyBytes
@@ -59,6 +66,9 @@ public protocol Router: Sendable {
     /// True when the strategy keys on `x-session-id` (the gateway then
     /// makes one for requests without it and returns it).
     var usesSessions: Bool { get }
+    /// True when the strategy reads the prompt's text (prefix caching):
+    /// the gateway then decodes it into `RoutingRequest.prompt`.
+    var needsPrompt: Bool { get }
     /// Each candidate's inputs (and, for scoring strategies, costs and
     /// scores) and the decision, for `/debug/route`.
     func explain(_ request: RoutingRequest, view: ModelView) -> RoutingExplanation
@@ -66,6 +76,7 @@ public protocol Router: Sendable {
 
 extension Router {
     public var usesSessions: Bool { false }
+    public var needsPrompt: Bool { false }
 
     public func explain(_ request: RoutingRequest, view: ModelView) -> RoutingExplanation {
         explainBasics(request, view: view)

@@ -8,10 +8,14 @@ public struct RouterRegistry: Sendable {
     private let source: RandomSource
     private let blends: BlendCache
     public let defaultStrategy: String?
+    /// The prefix strategies' shared index (for `/metrics` and `/debug`).
+    public let prefixCache: PrefixCache?
 
     /// `defaultStrategy` is used when a request names none; nil makes the
     /// `routing-strategy` header mandatory. `scorers` may be blended.
-    public init(routers: [any Router], scorers: [any Scorer] = [], defaultStrategy: String?, source: RandomSource = RandomSource(seed: nil)) {
+    public init(routers: [any Router], scorers: [any Scorer] = [], defaultStrategy: String?, source: RandomSource = RandomSource(seed: nil),
+                prefixCache: PrefixCache? = nil) {
+        self.prefixCache = prefixCache
         var m: [String: any Router] = [:]
         for r in routers { m[r.name] = r }
         var s: [String: any Scorer] = [:]
@@ -28,18 +32,22 @@ public struct RouterRegistry: Sendable {
     /// `least-gpu-cache` (the same V1 signal) and `throughput`.
     /// `sessionInner` places new sessions for `session-affinity`.
     public static func standard(defaultStrategy: String? = "random", seed: UInt64? = nil,
-                                sessionInner: String = "least-request") -> RouterRegistry {
+                                sessionInner: String = "least-request",
+                                prefix: PrefixCache = PrefixCache()) -> RouterRegistry {
         let source = RandomSource(seed: seed)
         let scorers: [any Scorer] = [LeastRequestScorer(), LeastKVCacheScorer(), LeastKVCacheScorer(name: "least-gpu-cache"),
-                                     ThroughputScorer(), LeastLatencyScorer()]
-        var routers: [any Router] = [RandomRouter(source: source), PowerOfTwoRouter(source: source)]
+                                     ThroughputScorer(), LeastLatencyScorer(), PrefixMatchScorer(cache: prefix)]
+        var routers: [any Router] = [RandomRouter(source: source), PowerOfTwoRouter(source: source),
+                                     PrefixCacheRouter(cache: prefix, source: source),
+                                     PrefixCacheCostRouter(cache: prefix, source: source)]
             + scorers.map { ScoringRouter(name: $0.name, parts: [($0, 1)], source: source) }
         let base = RouterRegistry(routers: routers, scorers: scorers, defaultStrategy: nil, source: source)
         let leastRequest = routers.first { $0.name == "least-request" }!  // every fallback's
         let inner = (try? base.router(named: sessionInner)) ?? leastRequest
         routers.append(SessionAffinityRouter(inner: inner))
         routers.append(VTCBasicRouter(fallback: leastRequest, source: source))
-        return RouterRegistry(routers: routers, scorers: scorers, defaultStrategy: defaultStrategy, source: source)
+        return RouterRegistry(routers: routers, scorers: scorers, defaultStrategy: defaultStrategy, source: source,
+                              prefixCache: prefix)
     }
 
     public var names: [String] { routers.keys.sorted() }

@@ -11,6 +11,19 @@ public protocol Scorer: Sendable {
     /// (`kv_cache_usage_unknown`, …).
     var unknownReason: String { get }
     func cost(at i: Int, in view: ModelView) -> Double?
+    /// True when `prepare` needs `RoutingRequest.prompt`.
+    var needsPrompt: Bool { get }
+    /// Computes request-scoped signals into the view before any cost is
+    /// asked (prefix matching); most scorers need none.
+    func prepare(_ request: RoutingRequest, view: inout ModelView)
+    /// Told which candidate won (a prefix scorer records the prompt there).
+    func chosen(_ i: Int, request: RoutingRequest, view: ModelView)
+}
+
+extension Scorer {
+    public var needsPrompt: Bool { false }
+    public func prepare(_ request: RoutingRequest, view: inout ModelView) {}
+    public func chosen(_ i: Int, request: RoutingRequest, view: ModelView) {}
 }
 
 /// The router model every scoring strategy shares:
@@ -35,6 +48,10 @@ public struct ScoringRouter: Router {
     private let weights: [Double]
     private let fallback: any Scorer
     private let source: RandomSource
+    /// Some part reads the prompt (and prepares and records per request).
+    private let preparing: Bool
+
+    public var needsPrompt: Bool { scorers.contains { $0.needsPrompt } }
 
     public init(name: String, parts: [(scorer: any Scorer, weight: Double)], fallback: any Scorer = LeastRequestScorer(),
                 source: RandomSource) {
@@ -44,12 +61,23 @@ public struct ScoringRouter: Router {
         self.weights = parts.filter { $0.weight > 0 }.map(\.weight)
         self.fallback = fallback
         self.source = source
+        self.preparing = parts.contains { $0.weight > 0 && $0.scorer.needsPrompt }
     }
 
     public func decide(_ request: RoutingRequest, view base: ModelView) throws(RoutingError) -> RoutingDecision {
         guard base.count > 0 else { throw .noCandidates(model: request.model) }
-        var view = base  // copy-on-write arrays: only the scalar below changes
+        var view = base  // copy-on-write arrays: only the scalars below change
         if let t = request.maxTokens, t > 0 { view.outputTokens = t }
+        guard preparing else { return pick(request, view) }
+        for s in scorers { s.prepare(request, view: &view) }
+        let d = pick(request, view)
+        if request.records, let i = view.endpoints.firstIndex(of: d.pod) {
+            for s in scorers { s.chosen(i, request: request, view: view) }
+        }
+        return d
+    }
+
+    private func pick(_ request: RoutingRequest, _ view: ModelView) -> RoutingDecision {
         if scorers.count == 1 {
             // One part: the cheapest pod is the best-scored one, no normalization needed.
             let s = scorers[0]

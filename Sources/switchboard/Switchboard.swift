@@ -58,6 +58,30 @@ struct Serve: ParsableCommand {
     @Option(help: "Strategy that places a new session for 'session-affinity' (any strategy or blend but session-affinity).")
     var sessionInnerStrategy: String = "least-request"
 
+    @Option(help: "prefix-cache strategies: bytes of prompt text per index block (about 16 tokens at 64).")
+    var prefixBlockBytes: Int = 64
+
+    @Option(help: "prefix-cache strategies: seed of the chained block keys (replicas with the same seed agree).")
+    var prefixSeed: UInt64 = 0
+
+    @Option(help: "prefix-cache: imbalance gate; when the busiest pod has more than this many requests in flight over the least busy, only the least busy are considered.")
+    var prefixImbalance: Int = 8
+
+    @Option(help: "prefix-cache: a matching pod is taken only while its in-flight count is at most mean + K x stddev over the pods.")
+    var prefixStddevFactor: Double = 2
+
+    @Option(help: "prefix-cache strategies: block-pod entries the index holds at most (about 60 bytes each).")
+    var prefixIndexBlocks: Int = 2_000_000
+
+    @Option(help: "prefix-cache strategies: seconds an index entry lives without being routed to again.")
+    var prefixTtl: Int = 1200
+
+    @Option(help: "prefix-cache strategies: blocks the index keeps per pod, mirroring the engine's cache (0: no per-pod bound).")
+    var prefixPodBlocks: Int = 0
+
+    @Option(help: "prefix-cache-cost: weight of the prompt tokens queued at a pod against the request's own uncached tokens.")
+    var prefixQueueWeight: Double = 1
+
     @Option(help: "Event loops (threads); 0 = one per core.")
     var loops: Int = 0
 
@@ -146,6 +170,18 @@ struct Serve: ParsableCommand {
         let strategy = defaultStrategy ?? ProcessInfo.processInfo.environment["ROUTING_ALGORITHM"].flatMap { $0.isEmpty ? nil : $0 } ?? "random"
         c.defaultStrategy = strategy == "none" ? nil : strategy
         c.sessionInnerStrategy = sessionInnerStrategy
+        guard prefixBlockBytes > 0, prefixIndexBlocks > 0, prefixTtl > 0, prefixPodBlocks >= 0, prefixImbalance >= 0,
+              prefixStddevFactor >= 0, prefixQueueWeight >= 0 else {
+            throw ValidationError("--prefix-block-bytes, --prefix-index-blocks and --prefix-ttl must be positive; the other --prefix-* options non-negative")
+        }
+        c.prefix.blockBytes = prefixBlockBytes
+        c.prefix.seed = prefixSeed
+        c.prefix.imbalance = prefixImbalance
+        c.prefix.stddevFactor = prefixStddevFactor
+        c.prefix.maxEntries = prefixIndexBlocks
+        c.prefix.ttlSeconds = prefixTtl
+        c.prefix.podCapacityBlocks = prefixPodBlocks > 0 ? prefixPodBlocks : nil
+        c.prefix.queueWeight = prefixQueueWeight
         guard let mode = EnvoyConfigRenderer.parseMode(requestBodyMode), mode == .buffered || mode == .fullDuplexStreamed else {
             throw ValidationError("--request-body-mode must be buffered or full-duplex-streamed")
         }

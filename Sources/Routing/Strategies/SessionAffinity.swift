@@ -13,6 +13,7 @@ import Synchronization
 public final class SessionAffinityRouter: Router {
     public let name = "session-affinity"
     public var usesSessions: Bool { true }
+    public var needsPrompt: Bool { inner.needsPrompt }
     private let inner: any Router
     private let ttl: Duration
     private let capacity: Int

@@ -1,0 +1,256 @@
+import PodSnapshot
+import PrefixIndex
+import Synchronization
+
+/// Settings of the prefix-cache strategies (`switchboard serve --prefix-*`).
+public struct PrefixCacheOptions: Sendable, Equatable {
+    /// Character mode: bytes of prompt text per block (about 16 tokens of
+    /// English at 4 bytes a token, vLLM's default block).
+    public var blockBytes = 64
+    /// Seed of the chained block keys: replicas with the same seed agree.
+    public var seed: UInt64 = 0
+    /// The imbalance gate: when the most loaded usable pod has more than
+    /// this many requests in flight above the least loaded, only the least
+    /// loaded pods are considered (prefix matching among them).
+    public var imbalance = 8
+    /// The hot-spot guard: a matching pod is taken only while its load is at
+    /// most mean + k·σ of the usable pods' loads.
+    public var stddevFactor = 2.0
+    public var maxEntries = 2_000_000
+    public var ttlSeconds = 1200
+    /// Blocks the index keeps per pod (its mirror of the engine's cache);
+    /// nil: bounded only by `maxEntries` and the TTL.
+    public var podCapacityBlocks: Int?
+    /// Bytes of prompt text per token, to turn character blocks into tokens.
+    public var bytesPerToken = 4.0
+    /// `prefix-cache-cost`: weight of the queued prompt tokens against the
+    /// request's own uncached tokens.
+    public var queueWeight = 1.0
+    public init() {}
+}
+
+/// The prefix index and block hashing the prefix strategies share, and what
+/// they did (for `/metrics` and `/debug`).
+public final class PrefixCache: Sendable {
+    public let options: PrefixCacheOptions
+    public let hasher: BlockHasher
+    public let index: PrefixIndex
+    /// Decisions by how they were made: a prefix match, the imbalance gate,
+    /// no pod holding the prompt's first block (or the guard refused every
+    /// pod that did) → least loaded.
+    public let matchedDecisions = Atomic<Int>(0)
+    public let imbalancedDecisions = Atomic<Int>(0)
+    public let unmatchedDecisions = Atomic<Int>(0)
+    /// Prompt blocks routed, and of those, blocks the chosen pod held.
+    public let promptBlocks = Atomic<Int>(0)
+    public let hitBlocks = Atomic<Int>(0)
+
+    public init(options: PrefixCacheOptions = PrefixCacheOptions()) {
+        self.options = options
+        hasher = BlockHasher(blockSize: max(1, options.blockBytes), seed: options.seed)
+        index = PrefixIndex(limits: .init(maxEntries: options.maxEntries, ttlSeconds: options.ttlSeconds,
+                                          podCapacity: options.podCapacityBlocks))
+    }
+
+    /// Decisions by selection: prefix_match, imbalance, no_match.
+    public var decisionCounts: [(String, Int)] {
+        [("prefix_match", matchedDecisions.load(ordering: .relaxed)), ("imbalance", imbalancedDecisions.load(ordering: .relaxed)),
+         ("no_match", unmatchedDecisions.load(ordering: .relaxed))]
+    }
+
+    /// The prompt's block keys; nil when the request carried no prompt.
+    func keys(_ request: RoutingRequest) -> [UInt64]? {
+        request.prompt.map { hasher.keys(bytes: $0, model: request.model) }
+    }
+
+    /// Remembers the routed prompt at its pod (not for explanations).
+    func record(_ request: RoutingRequest, keys: [UInt64], pod: PodEndpoint, cached: Int) {
+        guard request.records else { return }
+        index.record(keys, pod: pod)
+        promptBlocks.add(keys.count, ordering: .relaxed)
+        hitBlocks.add(cached, ordering: .relaxed)
+    }
+}
+
+/// `prefix-cache`: the reference's rule, on chained block keys.
+///
+/// 1. **Imbalance gate**: loads are requests in flight (`least-request`'s
+///    measure). If max − min > `imbalance`, only the least loaded pods are
+///    candidates (the prompt's longest match among them wins).
+/// 2. Otherwise the pod holding the longest prefix of the prompt's blocks
+///    wins, fewer in flight on equal matches, among pods whose load is at
+///    most mean + `stddevFactor`·σ (sample σ over usable pods).
+/// 3. No such pod: the least loaded (ties at random).
+/// 4. The prompt's blocks are recorded for the chosen pod; multi-turn
+///    conversations resend their history, so a turn matches its history.
+///
+/// Signals: the prompt (the gateway's rendering of the messages), the
+/// gateway's prefix index, in-flight counts. Without a prompt (token-id
+/// prompts) the decision is `least-request`'s, reported as `no_prompt`.
+public struct PrefixCacheRouter: Router {
+    public let name = "prefix-cache"
+    public var needsPrompt: Bool { true }
+    public let cache: PrefixCache
+    private let source: RandomSource
+    private let load = LeastRequestScorer()
+
+    public init(cache: PrefixCache, source: RandomSource) {
+        self.cache = cache
+        self.source = source
+    }
+
+    public func decide(_ request: RoutingRequest, view: ModelView) throws(RoutingError) -> RoutingDecision {
+        guard view.count > 0 else { throw .noCandidates(model: request.model) }
+        guard let keys = cache.keys(request) else {
+            return RoutingDecision(pod: view.endpoints[leastLoaded(view, among: { _ in true })], fallback: "no_prompt")
+        }
+        // One pass for the load statistics.
+        var n = 0.0, sum = 0.0, sumSq = 0.0, lo = Double.infinity, hi = -Double.infinity
+        for i in 0..<view.count where view.usable(i) {
+            let l = load.cost(at: i, in: view) ?? 0
+            n += 1; sum += l; sumSq += l * l
+            lo = min(lo, l); hi = max(hi, l)
+        }
+        let matched = cache.index.longestMatches(keys, pods: view.endpoints)
+        var pick: Int
+        if hi - lo > Double(cache.options.imbalance) {
+            pick = best(view, matched, among: { load.cost(at: $0, in: view) ?? 0 <= lo })
+            cache.imbalancedDecisions.add(1, ordering: .relaxed)
+        } else {
+            let mean = sum / n
+            let sd = n > 1 ? (max(0, sumSq - n * mean * mean) / (n - 1)).squareRoot() : 0
+            let bound = mean + cache.options.stddevFactor * sd
+            pick = best(view, matched, among: { matched[$0] > 0 && (load.cost(at: $0, in: view) ?? 0) <= bound })
+            if pick >= 0 {
+                cache.matchedDecisions.add(1, ordering: .relaxed)
+            } else {
+                pick = leastLoaded(view, among: { _ in true })
+                cache.unmatchedDecisions.add(1, ordering: .relaxed)
+            }
+        }
+        let pod = view.endpoints[pick]
+        cache.record(request, keys: keys, pod: pod, cached: matched[pick])
+        return RoutingDecision(pod: pod)
+    }
+
+    /// The basics plus each pod's cached prompt blocks.
+    public func explain(_ request: RoutingRequest, view: ModelView) -> RoutingExplanation {
+        var out = explainBasics(request, view: view)
+        if let keys = cache.keys(request) {
+            for (i, m) in cache.index.longestMatches(keys, pods: view.endpoints).enumerated() { out.rows[i].cachedBlocks = m }
+        }
+        return out
+    }
+
+    /// The usable pod passing `among` with the longest match, then the
+    /// least load, then at random; -1 when none passes.
+    private func best(_ view: ModelView, _ matched: [Int], among ok: (Int) -> Bool) -> Int {
+        var best = -1, ties = 0
+        var bestMatch = -1, bestLoad = Double.infinity
+        for i in 0..<view.count where view.usable(i) && ok(i) {
+            let m = matched[i], l = load.cost(at: i, in: view) ?? 0
+            if m > bestMatch || (m == bestMatch && l < bestLoad) {
+                best = i; bestMatch = m; bestLoad = l; ties = 1
+            } else if m == bestMatch && l == bestLoad {
+                ties += 1
+                if source.next() % UInt64(ties) == 0 { best = i }
+            }
+        }
+        return best
+    }
+
+    private func leastLoaded(_ view: ModelView, among ok: (Int) -> Bool) -> Int {
+        var best = -1, ties = 0, bestLoad = Double.infinity
+        for i in 0..<view.count where view.usable(i) && ok(i) {
+            let l = load.cost(at: i, in: view) ?? 0
+            if l < bestLoad {
+                best = i; bestLoad = l; ties = 1
+            } else if l == bestLoad {
+                ties += 1
+                if source.next() % UInt64(ties) == 0 { best = i }
+            }
+        }
+        return max(best, 0)
+    }
+}
+
+/// `prefix-cache-cost`: weighs the tokens a pod would have to prefill for
+/// this request (the prompt minus the prefix that pod holds) against the
+/// prompt tokens already queued there (the gateway's in-flight prompt
+/// tokens): cost = uncached + `queueWeight` × queued, lowest wins, ties at
+/// random. A long cached prefix on a busy pod loses to an idle pod once
+/// the queue costs more than the recompute. Signals: as `prefix-cache`,
+/// plus in-flight prompt tokens; without a prompt, `least-request`
+/// (`no_prompt`).
+public struct PrefixCacheCostRouter: Router {
+    public let name = "prefix-cache-cost"
+    public var needsPrompt: Bool { true }
+    public let cache: PrefixCache
+    private let scorer: ScoringRouter
+
+    public init(cache: PrefixCache, source: RandomSource) {
+        self.cache = cache
+        scorer = ScoringRouter(name: "prefix-cache-cost", parts: [(PrefixCostScorer(cache: cache), 1)], source: source)
+    }
+
+    public func decide(_ request: RoutingRequest, view: ModelView) throws(RoutingError) -> RoutingDecision {
+        try scorer.decide(request, view: view)
+    }
+
+    public func explain(_ request: RoutingRequest, view: ModelView) -> RoutingExplanation {
+        scorer.explain(request, view: view)
+    }
+}
+
+/// The prefix scorers' shared request step: keys and matches into the view.
+extension PrefixCache {
+    func prepare(_ request: RoutingRequest, view: inout ModelView) {
+        guard view.cachedBlocks.isEmpty, let keys = keys(request) else { return }
+        view.promptKeys = keys
+        view.cachedBlocks = index.longestMatches(keys, pods: view.endpoints)
+    }
+
+    func chosen(_ i: Int, request: RoutingRequest, view: ModelView) {
+        guard !view.cachedBlocks.isEmpty else { return }
+        record(request, keys: view.promptKeys, pod: view.endpoints[i], cached: view.cachedBlocks[i])
+    }
+}
+
+/// `prefix-match` (blendable): cost = −(prompt blocks the pod holds), so a
+/// blend such as `prefix-match:2,least-request:1` trades cache affinity
+/// against load with explicit weights. Unknown without a prompt.
+public struct PrefixMatchScorer: Scorer {
+    public let name = "prefix-match"
+    public let unknownReason = "no_prompt"
+    public var needsPrompt: Bool { true }
+    let cache: PrefixCache
+    public init(cache: PrefixCache) { self.cache = cache }
+
+    public func cost(at i: Int, in view: ModelView) -> Double? {
+        view.cachedBlocks.isEmpty ? nil : -Double(view.cachedBlocks[i])
+    }
+    public func prepare(_ request: RoutingRequest, view: inout ModelView) { cache.prepare(request, view: &view) }
+    public func chosen(_ i: Int, request: RoutingRequest, view: ModelView) { cache.chosen(i, request: request, view: view) }
+}
+
+/// `prefix-cache-cost`'s cost: uncached prompt tokens + weight × queued
+/// prompt tokens at the pod.
+struct PrefixCostScorer: Scorer {
+    let name = "prefix-cache-cost"
+    let unknownReason = "no_prompt"
+    var needsPrompt: Bool { true }
+    let cache: PrefixCache
+    func cost(at i: Int, in view: ModelView) -> Double? {
+        guard view.promptBytes >= 0, !view.cachedBlocks.isEmpty else { return nil }
+        let cached = view.cachedBlocks[i]
+        let uncached = max(0, Double(view.promptBytes - cached * cache.options.blockBytes)) / cache.options.bytesPerToken
+        let queued = Double(view.loads[i]?.tokens ?? 0)
+        return uncached + cache.options.queueWeight * queued
+    }
+    func prepare(_ request: RoutingRequest, view: inout ModelView) {
+        guard let p = request.prompt else { return }
+        view.promptBytes = p.count
+        cache.prepare(request, view: &view)
+    }
+    func chosen(_ i: Int, request: RoutingRequest, view: ModelView) { cache.chosen(i, request: request, view: view) }
+}
