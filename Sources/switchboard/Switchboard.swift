@@ -79,8 +79,8 @@ struct Serve: ParsableCommand {
     @Option(help: "prefix-cache strategies: blocks the index keeps per pod, mirroring the engine's cache (0: no per-pod bound).")
     var prefixPodBlocks: Int = 0
 
-    @Option(help: "prefix-cache-cost: weight of the prompt tokens queued at a pod against the request's own uncached tokens.")
-    var prefixQueueWeight: Double = 1
+    @Option(help: "prefix-cache-cost: what one request queued at a pod costs, in prompt tokens to compute (cost = uncached prompt tokens + this x queue length).")
+    var prefixQueueTokens: Double = 256
 
     @Option(help: "Event loops (threads); 0 = one per core.")
     var loops: Int = 0
@@ -171,7 +171,7 @@ struct Serve: ParsableCommand {
         c.defaultStrategy = strategy == "none" ? nil : strategy
         c.sessionInnerStrategy = sessionInnerStrategy
         guard prefixBlockBytes > 0, prefixIndexBlocks > 0, prefixTtl > 0, prefixPodBlocks >= 0, prefixImbalance >= 0,
-              prefixStddevFactor >= 0, prefixQueueWeight >= 0 else {
+              prefixStddevFactor >= 0, prefixQueueTokens >= 0 else {
             throw ValidationError("--prefix-block-bytes, --prefix-index-blocks and --prefix-ttl must be positive; the other --prefix-* options non-negative")
         }
         c.prefix.blockBytes = prefixBlockBytes
@@ -181,7 +181,7 @@ struct Serve: ParsableCommand {
         c.prefix.maxEntries = prefixIndexBlocks
         c.prefix.ttlSeconds = prefixTtl
         c.prefix.podCapacityBlocks = prefixPodBlocks > 0 ? prefixPodBlocks : nil
-        c.prefix.queueWeight = prefixQueueWeight
+        c.prefix.queueTokens = prefixQueueTokens
         guard let mode = EnvoyConfigRenderer.parseMode(requestBodyMode), mode == .buffered || mode == .fullDuplexStreamed else {
             throw ValidationError("--request-body-mode must be buffered or full-duplex-streamed")
         }

@@ -23,9 +23,9 @@ public struct PrefixCacheOptions: Sendable, Equatable {
     public var podCapacityBlocks: Int?
     /// Bytes of prompt text per token, to turn character blocks into tokens.
     public var bytesPerToken = 4.0
-    /// `prefix-cache-cost`: weight of the queued prompt tokens against the
-    /// request's own uncached tokens.
-    public var queueWeight = 1.0
+    /// `prefix-cache-cost`: what one request in a pod's queue costs, in
+    /// prompt tokens to compute.
+    public var queueTokens = 256.0
     public init() {}
 }
 
@@ -175,13 +175,13 @@ public struct PrefixCacheRouter: Router {
 }
 
 /// `prefix-cache-cost`: weighs the tokens a pod would have to prefill for
-/// this request (the prompt minus the prefix that pod holds) against the
-/// prompt tokens already queued there (the gateway's in-flight prompt
-/// tokens): cost = uncached + `queueWeight` × queued, lowest wins, ties at
-/// random. A long cached prefix on a busy pod loses to an idle pod once
-/// the queue costs more than the recompute. Signals: as `prefix-cache`,
-/// plus in-flight prompt tokens; without a prompt, `least-request`
-/// (`no_prompt`).
+/// this request (the prompt minus the prefix that pod holds) against its
+/// queue length (`least-request`'s load: in flight or running + waiting):
+/// cost = uncached + `queueTokens` × queue, lowest wins, ties at random.
+/// `queueTokens` is what one queued request is worth in prefill tokens. A
+/// long cached prefix on a busy pod loses to an idle pod once the queue
+/// costs more than the recompute. Signals: as `prefix-cache`; without a
+/// prompt, `least-request` (`no_prompt`).
 public struct PrefixCacheCostRouter: Router {
     public let name = "prefix-cache-cost"
     public var needsPrompt: Bool { true }
@@ -233,10 +233,11 @@ public struct PrefixMatchScorer: Scorer {
     public func chosen(_ i: Int, request: RoutingRequest, view: ModelView) { cache.chosen(i, request: request, view: view) }
 }
 
-/// `prefix-cache-cost`'s cost: uncached prompt tokens + weight × queued
-/// prompt tokens at the pod.
+/// `prefix-cache-cost`'s cost: uncached prompt tokens + `queueTokens` ×
+/// the pod's queue length.
 struct PrefixCostScorer: Scorer {
     let name = "prefix-cache-cost"
+    let load = LeastRequestScorer()
     let unknownReason = "no_prompt"
     var needsPrompt: Bool { true }
     let cache: PrefixCache
@@ -244,8 +245,8 @@ struct PrefixCostScorer: Scorer {
         guard view.promptBytes >= 0, !view.cachedBlocks.isEmpty else { return nil }
         let cached = view.cachedBlocks[i]
         let uncached = max(0, Double(view.promptBytes - cached * cache.options.blockBytes)) / cache.options.bytesPerToken
-        let queued = Double(view.loads[i]?.tokens ?? 0)
-        return uncached + cache.options.queueWeight * queued
+        let queued = load.cost(at: i, in: view) ?? 0
+        return uncached + cache.options.queueTokens * queued
     }
     func prepare(_ request: RoutingRequest, view: inout ModelView) {
         guard let p = request.prompt else { return }
