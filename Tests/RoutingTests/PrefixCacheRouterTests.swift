@@ -101,12 +101,12 @@ import Testing
     }
 
     @Test func costVariantTradesCachedTokensAgainstQueuedTokens() throws {
-        // Pod 0 holds the prompt but has 5,000 prompt tokens queued; pod 1 is idle.
+        // Pod 0 holds the prompt but has a request queued (worth 256 tokens); pod 1 is idle.
         var w = World()
         w.add(0); w.add(1)
         w.loads[w.pods[0].address]!.start(tokens: 5000)
         let reg = registry()
-        let short = doc("s", 100)  // ~600 bytes: ~150 tokens to recompute, far less than the queue
+        let short = doc("s", 100)  // ~600 bytes: ~150 tokens to recompute, less than the queue
         reg.prefixCache!.index.record(reg.prefixCache!.hasher.keys(bytes: Array(short.utf8), model: "m"), pod: w.pods[0])
         let r = try reg.router(named: "prefix-cache-cost")
         #expect(try r.decide(request(short), candidates: w.pods, snapshot: w.snapshot).pod == w.pods[1])

@@ -153,7 +153,8 @@ class Stack:
     def __init__(self, pods=3, ttft_ms=0, itl_ms=0, max_tokens=8, processor="tcp",
                  request_body_mode="buffered", response_body_mode="streamed", extra_models=None,
                  switchboard_args=(), logdir=None, sim_loops=1, envoy_concurrency=1, pod_ports=None, sim_args=(),
-                 model_strategies=None, response_phase="observer", usage_accounting=True, endpoint_picker=None):
+                 model_strategies=None, response_phase="observer", usage_accounting=True, endpoint_picker=None,
+                 engine=False):
         self.logdir = logdir or tempfile.mkdtemp(prefix="switchboard-it-")
         self.procs = []
         # pod_ports: endpoints already running (real vLLM servers); no simulator then.
@@ -172,8 +173,10 @@ class Stack:
         # routing stream also answers the response phases (tests of
         # behaviour only that path has pin it).
         self.response_phase = response_phase
-        self.sim_args = ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms), "--max-tokens", str(max_tokens),
-                         "--loops", str(sim_loops)] + list(sim_args)
+        # engine=True: the simulator's engine model (batching, a paged KV
+        # cache with prefix caching, its hit counters) instead of fixed timing.
+        timing = [] if engine else ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)]
+        self.sim_args = timing + ["--max-tokens", str(max_tokens), "--loops", str(sim_loops)] + list(sim_args)
         self.switchboard_args = list(switchboard_args)
         # Most tests check usage; `serve` leaves it off unless asked (None: the default).
         if usage_accounting and "--no-usage-accounting" not in self.switchboard_args:
