@@ -90,10 +90,12 @@ let package = Package(
         .target(name: "PodMetrics", dependencies: [
             "PodSnapshot", "EventLoop", "HTTP1", "Metrics", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
+        // Native byte-level BPE from Hugging Face tokenizer.json (GPT-2, Llama-3, Qwen2 families).
+        .target(name: "Tokenization", swiftSettings: strict),
         // Chained prefix-block keys and the bounded index of which pod holds which block.
         .target(name: "PrefixIndex", dependencies: ["PodSnapshot"], swiftSettings: strict),
         // Router protocol and strategies: a request summary and a pod snapshot in, a pod out.
-        .target(name: "Routing", dependencies: ["PodSnapshot", "PrefixIndex"], swiftSettings: strict),
+        .target(name: "Routing", dependencies: ["PodSnapshot", "PrefixIndex", "Tokenization"], swiftSettings: strict),
 
         // MARK: domain: the KV-cache node agent
         // The agent's wire protocol and block keys: what an engine client or
@@ -118,7 +120,7 @@ let package = Package(
 
         // MARK: composition root
         .target(name: "Gateway", dependencies: [
-            "GRPCServer", "ExtProc", "ExtProcProto", "OpenAIAPI", "Routing", "PodSnapshot", "PodDiscovery", "PodMetrics", "EventLoop", "HTTP1", "Metrics", "AdminHTTP",
+            "GRPCServer", "ExtProc", "ExtProcProto", "OpenAIAPI", "Routing", "Tokenization", "PodSnapshot", "PodDiscovery", "PodMetrics", "EventLoop", "HTTP1", "Metrics", "AdminHTTP",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
 
@@ -146,6 +148,7 @@ let package = Package(
         .testTarget(name: "GRPCServerTests", dependencies: ["GRPCServer", "HTTP2", "EventLoop"], swiftSettings: strict),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: strict),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodSnapshot", "PrefixIndex"], swiftSettings: strict),
+        .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"], swiftSettings: strict),
         .testTarget(name: "PrefixIndexTests", dependencies: ["PrefixIndex", "PodSnapshot"], swiftSettings: strict),
         .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics", "PodSnapshot", "EventLoop", "HTTP1"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "MetricsTests", dependencies: ["Metrics", "PodMetrics"], swiftSettings: strict),

@@ -259,12 +259,12 @@ final class GatewayFilter: ExtProcFilter {
                 sessionIDGenerated = true
             }
             let t0 = monotonicNanos()
-            let decision = try router.decide(RoutingRequest(model: summary.model, stream: summary.stream,
-                                                            bodyBytes: summary.bodyBytes, requestID: requestID,
-                                                            sessionID: sessionID, maxTokens: summary.maxTokens,
-                                                            user: summary.user ?? userHeader,
-                                                            prompt: router.needsPrompt ? Array(summary.promptText(in: body).utf8) : nil),
-                                             view: candidates)
+            var request = RoutingRequest(model: summary.model, stream: summary.stream, bodyBytes: summary.bodyBytes,
+                                         requestID: requestID, sessionID: sessionID, maxTokens: summary.maxTokens,
+                                         user: summary.user ?? userHeader,
+                                         prompt: router.needsPrompt ? Array(summary.promptText(in: body).utf8) : nil)
+            request.promptIsRaw = endpoint == .completions
+            let decision = try router.decide(request, view: candidates)
             (context.decisionDurations[router.name] ?? context.decisionDurations["blend"])?.observe(nanos: monotonicNanos() &- t0)
             usageSink = decision.usage
             if let why = decision.fallback {

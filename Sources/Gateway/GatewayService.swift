@@ -8,6 +8,7 @@ import PodDiscovery
 import PodMetrics
 import PodSnapshot
 import Routing
+import Tokenization
 import Synchronization
 
 /// Everything `switchboard serve` needs to know.
@@ -26,6 +27,8 @@ public struct GatewayConfiguration: Sendable {
     public var sessionInnerStrategy = "least-request"
     /// The prefix-cache strategies' index and guards.
     public var prefix = PrefixCacheOptions()
+    /// Tokenizer mode: model → tokenizer.json path (loaded at start).
+    public var prefixTokenizers: [String: String] = [:]
     public var seed: UInt64?
     public var requestBodyMode: BodySendMode = .buffered
     public var skipResponseBody = true
@@ -80,9 +83,20 @@ public final class GatewayService {
         // the I/O loops only serve requests.
         let control = try EventLoop(index: -1)
         let scraper = PodMetricsScraper(configuration: configuration.scraper, loop: control, registry: registry, logger: logger)
+        var prefix = configuration.prefix
+        for (model, path) in configuration.prefixTokenizers.sorted(by: { $0.key < $1.key }) {
+            do {
+                let t = try BPETokenizer(contentsOf: path)
+                prefix.tokenizers[model] = t
+                logger.info("gateway.prefix.tokenizer", metadata: ["request.model": "\(model)", "path": "\(path)",
+                                                                   "vocabulary": "\(t.vocabularySize)"])
+            } catch {
+                throw GatewayStartError(description: "--prefix-tokenizer \(model)=\(path): \(error)")
+            }
+        }
         let routers = RouterRegistry.standard(defaultStrategy: configuration.defaultStrategy, seed: configuration.seed,
                                               sessionInner: configuration.sessionInnerStrategy,
-                                              prefix: PrefixCache(options: configuration.prefix))
+                                              prefix: PrefixCache(options: prefix))
         if configuration.sessionInnerStrategy == "session-affinity"
             || (try? routers.router(named: configuration.sessionInnerStrategy)) == nil {
             throw GatewayStartError(description: "unknown --session-inner-strategy '\(configuration.sessionInnerStrategy)'; "

@@ -16,6 +16,9 @@ public struct RoutingRequest: Sendable {
     /// The prompt's text as UTF-8 (message contents in order, one per
     /// line), given only to routers that say they need it (`needsPrompt`).
     public var prompt: [UInt8]?
+    /// The prompt is raw text the engine tokenizes as is, adding its
+    /// special tokens (completions); false: rendered chat messages.
+    public var promptIsRaw = false
     /// False for explanations (`/debug/route`): stateful strategies decide
     /// without remembering the decision.
     public var records = true

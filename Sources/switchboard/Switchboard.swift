@@ -24,7 +24,7 @@ struct Switchboard: ParsableCommand {
           switchboard serve --pods-file pods.yaml --listen 127.0.0.1:50051
           envoy -c envoy.yaml
         """,
-        subcommands: [Serve.self, EnvoyConfig.self],
+        subcommands: [Serve.self, EnvoyConfig.self, Tokenize.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -60,6 +60,12 @@ struct Serve: ParsableCommand {
 
     @Option(help: "prefix-cache strategies: bytes of prompt text per index block (about 16 tokens at 64).")
     var prefixBlockBytes: Int = 64
+
+    @Option(help: "prefix-cache strategies, tokenizer mode: MODEL=PATH of the model's tokenizer.json (byte-level BPE: GPT-2, Llama-3, Qwen2 families); index blocks are then --prefix-block-tokens token ids, aligned with the engine's blocks. Repeatable; models without one use character mode.")
+    var prefixTokenizer: [String] = []
+
+    @Option(help: "prefix-cache strategies, tokenizer mode: the engine's KV block size in tokens (vLLM: --block-size; 16 on GPUs by default, 128 on CPU builds).")
+    var prefixBlockTokens: Int = 16
 
     @Option(help: "prefix-cache strategies: seed of the chained block keys (replicas with the same seed agree).")
     var prefixSeed: UInt64 = 0
@@ -175,6 +181,15 @@ struct Serve: ParsableCommand {
             throw ValidationError("--prefix-block-bytes, --prefix-index-blocks and --prefix-ttl must be positive; the other --prefix-* options non-negative")
         }
         c.prefix.blockBytes = prefixBlockBytes
+        guard prefixBlockTokens > 0 else { throw ValidationError("--prefix-block-tokens must be positive") }
+        c.prefix.blockTokens = prefixBlockTokens
+        for spec in prefixTokenizer {
+            let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw ValidationError("--prefix-tokenizer wants MODEL=PATH, got '\(spec)'")
+            }
+            c.prefixTokenizers[parts[0]] = parts[1]
+        }
         c.prefix.seed = prefixSeed
         c.prefix.imbalance = prefixImbalance
         c.prefix.stddevFactor = prefixStddevFactor
@@ -293,5 +308,36 @@ struct EnvoyConfig: ParsableCommand {
         r.bufferLimitBytes = bufferLimit
         r.failureModeAllow = failureModeAllow
         print(try r.render(), terminator: "")
+    }
+}
+
+struct Tokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the token ids the gateway's tokenizer gives a text (prefix-cache tokenizer mode).",
+        discussion: """
+        Reads a Hugging Face tokenizer.json (byte-level BPE: GPT-2, Llama-3, Qwen2 families) \
+        and prints the ids of TEXT as a JSON array, or, with --json-lines, the ids of each \
+        JSON string read from stdin, one array per line. Compare with the engine's \
+        /tokenize endpoint or Python `tokenizers` before relying on tokenizer mode.
+        """)
+
+    @Option(help: "Path of the model's tokenizer.json.")
+    var tokenizer: String
+
+    @Flag(help: "Add the post-processor's special tokens (as the engine does for completions prompts).")
+    var addSpecialTokens = false
+
+    @Flag(help: "Read one JSON string per stdin line; print one JSON array of ids per line.")
+    var jsonLines = false
+
+    @Argument(help: "The text (without --json-lines).")
+    var text: String?
+
+    func run() throws {
+        do {
+            try TokenizerTool.run(tokenizer: tokenizer, addSpecialTokens: addSpecialTokens, jsonLines: jsonLines, text: text)
+        } catch {
+            throw ValidationError("\(error)")
+        }
     }
 }

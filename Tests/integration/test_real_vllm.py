@@ -204,17 +204,27 @@ def test_least_request_and_least_kv_cache_read_the_real_engines(engines):
         print(f"\nengine A under direct load as the gateway saw it: {seen}")
 
 
-def test_prefix_cache_sends_follow_ups_to_the_engine_whose_prefix_cache_then_hits(engines):
+@pytest.mark.parametrize("mode", ["character", "tokenizer"])
+def test_prefix_cache_sends_follow_ups_to_the_engine_whose_prefix_cache_then_hits(engines, mode):
     # Three shared-prefix groups (~900 tokens each, several 128-token engine
     # blocks); each group's follow-ups must go to the engine that served its
     # first request, and that engine's vllm:prefix_cache_hits_total (and only
-    # that one's) must rise by at least one whole block.
+    # that one's) must rise by at least one whole block. In tokenizer mode
+    # (the model's tokenizer.json, the engine's 128-token blocks) the blocks
+    # the gateway's index matched equal the engine's hit tokens / 128.
     ports, _ = engines
     addrs = [f"127.0.0.1:{p}" for p in ports]
     hits = lambda: {a: metric_sums(a).get("vllm:prefix_cache_hits_total", 0.0) for a in addrs}  # noqa: E731
-    with Stack(pod_ports=ports) as s:
+    args = ["--prefix-tokenizer", f"tiny={MODEL}/tokenizer.json", "--prefix-block-tokens", "128"] if mode == "tokenizer" else []
+
+    def matched(s):
+        _, m = s.admin("/metrics")
+        return float([ln for ln in m.splitlines() if ln.startswith('switchboard_prefix_cache_blocks_total{kind="cached"}')][0]
+                     .rsplit(" ", 1)[1])
+
+    with Stack(pod_ports=ports, switchboard_args=args) as s:
         assert wait_for(lambda: all(pods(s).get(a, {}).get("health") == "fresh" for a in addrs), timeout=30), pods(s)
-        groups = {g: f"group {g} says " + " ".join(["alpha beta gamma delta epsilon"] * 60) for g in range(3)}
+        groups = {g: f"{mode} group {g} says " + " ".join(["alpha beta gamma delta epsilon"] * 60) for g in range(3)}
         home = {}
         for g, text in groups.items():
             st, h, p = s.request({"model": "tiny", "prompt": text + " first", "max_tokens": 2}, path="/v1/completions",
@@ -224,17 +234,19 @@ def test_prefix_cache_sends_follow_ups_to_the_engine_whose_prefix_cache_then_hit
         rises = []
         for turn in range(2):
             for g, text in groups.items():
-                before = hits()
+                before, matched_before = hits(), matched(s)
                 st, h, p = s.request({"model": "tiny", "prompt": text + f" again {turn}", "max_tokens": 2},
                                      path="/v1/completions", headers={"routing-strategy": "prefix-cache"}, timeout=300)
                 assert st == 200, p[:300]
                 assert h["x-switchboard-pod"] == home[g], (g, turn, h["x-switchboard-pod"], home)
-                after = hits()
+                after, gateway_blocks = hits(), matched(s) - matched_before
                 rose = {a: after[a] - before[a] for a in addrs}
-                rises.append(rose[home[g]])
+                rises.append((rose[home[g]], gateway_blocks))
                 assert rose[home[g]] >= 128, (g, rose)
                 assert all(v == 0 for a, v in rose.items() if a != home[g]), rose
-        print(f"\nprefix-cache follow-ups: engine hit tokens per follow-up {rises}")
+                if mode == "tokenizer":
+                    assert gateway_blocks == rose[home[g]] / 128, (g, gateway_blocks, rose)
+        print(f"\nprefix-cache ({mode} mode) follow-ups: (engine hit tokens, gateway-matched blocks) {rises}")
 
 
 def test_real_engines_metrics_prefix_cache_and_staleness(engines):

@@ -1,9 +1,10 @@
 import PodSnapshot
 import PrefixIndex
 import Synchronization
+import Tokenization
 
 /// Settings of the prefix-cache strategies (`switchboard serve --prefix-*`).
-public struct PrefixCacheOptions: Sendable, Equatable {
+public struct PrefixCacheOptions: Sendable {
     /// Character mode: bytes of prompt text per block (about 16 tokens of
     /// English at 4 bytes a token, vLLM's default block).
     public var blockBytes = 64
@@ -21,6 +22,11 @@ public struct PrefixCacheOptions: Sendable, Equatable {
     /// Blocks the index keeps per pod (its mirror of the engine's cache);
     /// nil: bounded only by `maxEntries` and the TTL.
     public var podCapacityBlocks: Int?
+    /// Tokenizer mode: the model's tokenizer, and the engine's block size in
+    /// tokens (so index blocks are the engine's blocks). Models without a
+    /// tokenizer use character mode.
+    public var tokenizers: [String: BPETokenizer] = [:]
+    public var blockTokens = 16
     /// Bytes of prompt text per token, to turn character blocks into tokens.
     public var bytesPerToken = 4.0
     /// `prefix-cache-cost`: what one request in a pod's queue costs, in
@@ -34,6 +40,8 @@ public struct PrefixCacheOptions: Sendable, Equatable {
 public final class PrefixCache: Sendable {
     public let options: PrefixCacheOptions
     public let hasher: BlockHasher
+    /// Tokenizer mode's hasher (blocks of `blockTokens` ids).
+    public let tokenHasher: BlockHasher
     public let index: PrefixIndex
     /// Decisions by how they were made: a prefix match, the imbalance gate,
     /// no pod holding the prompt's first block (or the guard refused every
@@ -48,6 +56,7 @@ public final class PrefixCache: Sendable {
     public init(options: PrefixCacheOptions = PrefixCacheOptions()) {
         self.options = options
         hasher = BlockHasher(blockSize: max(1, options.blockBytes), seed: options.seed)
+        tokenHasher = BlockHasher(blockSize: max(1, options.blockTokens), seed: options.seed)
         index = PrefixIndex(limits: .init(maxEntries: options.maxEntries, ttlSeconds: options.ttlSeconds,
                                           podCapacity: options.podCapacityBlocks))
     }
@@ -58,9 +67,20 @@ public final class PrefixCache: Sendable {
          ("no_match", unmatchedDecisions.load(ordering: .relaxed))]
     }
 
-    /// The prompt's block keys; nil when the request carried no prompt.
+    /// The prompt's block keys (token blocks when the model has a
+    /// tokenizer, else byte blocks); nil when the request carried no prompt.
     func keys(_ request: RoutingRequest) -> [UInt64]? {
-        request.prompt.map { hasher.keys(bytes: $0, model: request.model) }
+        guard let prompt = request.prompt else { return nil }
+        if let t = options.tokenizers[request.model] {
+            let ids = t.encode(String(decoding: prompt, as: UTF8.self), addSpecialTokens: request.promptIsRaw)
+            return tokenHasher.keys(tokens: ids, model: request.model)
+        }
+        return hasher.keys(bytes: prompt, model: request.model)
+    }
+
+    /// Bytes of prompt text one index block stands for (for cost estimates).
+    func blockBytes(model: String) -> Double {
+        options.tokenizers[model] == nil ? Double(options.blockBytes) : Double(options.blockTokens) * options.bytesPerToken
     }
 
     /// Remembers the routed prompt at its pod (not for explanations).
@@ -244,7 +264,7 @@ struct PrefixCostScorer: Scorer {
     func cost(at i: Int, in view: ModelView) -> Double? {
         guard view.promptBytes >= 0, !view.cachedBlocks.isEmpty else { return nil }
         let cached = view.cachedBlocks[i]
-        let uncached = max(0, Double(view.promptBytes - cached * cache.options.blockBytes)) / cache.options.bytesPerToken
+        let uncached = max(0, Double(view.promptBytes) - Double(cached) * cache.blockBytes(model: view.model)) / cache.options.bytesPerToken
         let queued = load.cost(at: i, in: view) ?? 0
         return uncached + cache.options.queueTokens * queued
     }
