@@ -2,6 +2,8 @@
 // benchmarks are Python drivers in Benchmarks/). Prints figures; asserts nothing.
 //   switchboard-bench parse-metrics FILE [ITERATIONS]
 //   switchboard-bench route-decision [PODS,...]   (decision time per strategy)
+//   switchboard-bench prefix-prompt [TOKENIZER_JSON]  (a 100k-token prompt end to end, both modes)
+//   switchboard-bench tokenize TOKENIZER_JSON TEXT_FILE  (single-thread MB/s)
 import EventLoop
 import Foundation
 import KVAgent
@@ -12,7 +14,9 @@ import KVProtocol
 import OpenAIAPI
 import PodMetrics
 import PodSnapshot
+import PrefixIndex
 import Routing
+import Tokenization
 
 func seconds(_ f: () throws -> Void) rethrows -> Double {
     let t0 = DispatchTime.now().uptimeNanoseconds
@@ -33,6 +37,14 @@ if args.count >= 2, args[1] == "route-decision" {
     routeDecision(podCounts: args.count >= 3 ? args[2].split(separator: ",").compactMap { Int($0) } : [16, 128, 1024])
     exit(0)
 }
+if args.count >= 2, args[1] == "prefix-prompt" {
+    prefixPrompt(tokenizer: args.count >= 3 ? args[2] : nil)
+    exit(0)
+}
+if args.count >= 4, args[1] == "tokenize" {
+    tokenizeThroughput(tokenizer: args[2], text: args[3])
+    exit(0)
+}
 if args.count >= 3, args[1] == "eviction-study" {
     evictionStudy(path: args[2])
     exit(0)
@@ -42,10 +54,14 @@ if args.count >= 3, args[1] == "eviction-study" {
 /// by one: mean, p50, p99 in µs. Target (issue 10): p99 ≤ 20 µs at 128 pods.
 func routeDecision(podCounts: [Int]) {
     let strategies = ["random", "power-of-two", "least-request", "least-kv-cache", "throughput",
-                      "least-request:1,least-kv-cache:2"]
+                      "least-request:1,least-kv-cache:2", "prefix-cache", "prefix-cache-cost", "prefix-match:2,least-request:1"]
     print("routing decision time (µs), \(ProcessInfo.processInfo.activeProcessorCount) cores; target p99 <= 20 µs at 128 pods")
     print("strategy".padding(toLength: 34, withPad: " ", startingAt: 0) + podCounts.map { "\($0) pods: mean / p50 / p99".padding(toLength: 30, withPad: " ", startingAt: 0) }.joined())
-    let req = RoutingRequest(model: "m", stream: false, bodyBytes: 4096, requestID: "r")
+    // Prefix strategies: 64 conversations of ~2,000 tokens (8 KB) sharing a system prompt; each decision
+    // routes one of them (and records it, as the gateway does).
+    let system = String(repeating: "You are a careful assistant. ", count: 40)
+    let prompts = (0..<64).map { c in Array((system + "conversation \(c): " + String(repeating: "tell me more about item \(c) ", count: 230)).utf8) }
+    let plain = RoutingRequest(model: "m", stream: false, bodyBytes: 4096, requestID: "r")
     var worlds: [(pods: [PodEndpoint], snap: PodSnapshot)] = []
     for n in podCounts {
         var pods: [PodEndpoint] = []
@@ -65,8 +81,8 @@ func routeDecision(podCounts: [Int]) {
         }
         worlds.append((pods, PodSnapshot(models: ["m": pods], pods: states, loads: loads)))
     }
-    let registry = RouterRegistry.standard(seed: 1)
     for name in strategies {
+        let registry = RouterRegistry.standard(seed: 1)  // a fresh prefix index per strategy
         guard let router = try? registry.router(named: name) else { continue }
         var line = name.padding(toLength: 34, withPad: " ", startingAt: 0)
         for w in worlds {
@@ -75,6 +91,8 @@ func routeDecision(podCounts: [Int]) {
             var times = [Double](repeating: 0, count: iterations)
             var sink = 0
             for i in 0..<iterations {
+                var req = plain
+                if router.needsPrompt { req.prompt = prompts[i % prompts.count] }
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 if let d = try? router.decide(req, view: view) { sink &+= d.pod.port }
                 times[i] = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1000
@@ -86,6 +104,92 @@ func routeDecision(podCounts: [Int]) {
         }
         print(line)
     }
+}
+
+/// A 100k-token chat prompt through what the gateway does for a prefix
+/// decision: validate and summarize the body, decode the prompt, key its
+/// blocks (character mode, and tokenizer mode with the given file), match
+/// and record over 16 pods. Targets (issue 11): <= 5 ms character mode,
+/// <= 20 ms tokenizer mode. Also the index's bytes per entry.
+func prefixPrompt(tokenizer path: String?) {
+    var pods: [PodEndpoint] = []
+    var states: [String: PodState] = [:]
+    for i in 0..<16 {
+        let p = PodEndpoint(host: "10.1.0.\(i)", port: 8000)
+        pods.append(p)
+        states[p.address] = PodState(health: .fresh, models: ["m": ModelMetrics(scrapedAtNanos: 1)])
+    }
+    let view = PodSnapshot(models: ["m": pods], pods: states, loads: [:]).view(for: "m")!
+    let tok = path.map { try! BPETokenizer(contentsOf: $0) }
+    // Varied English-like text with code and numbers; sized to 100k tokens by the tokenizer when given.
+    let unit = "The gateway routes request 1234 to pod-7 because its cache holds the prefix; def f(x): return x * 2\n"
+    var text = ""
+    var tokens = 0
+    var c = 0
+    while tokens < 100_000 {
+        let chunk = String(repeating: unit, count: 50) + "section \(c) "
+        text += chunk
+        c += 1
+        tokens = tok.map { $0.encode(text).count } ?? text.utf8.count / 4
+    }
+    let body = Array(("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"" + text.replacingOccurrences(of: "\n", with: "\\n")
+        + "\"}],\"max_tokens\":8}").utf8)
+    print(String(format: "prompt: %d bytes of body, %d tokens%@", body.count, tokens, tok == nil ? " (estimated at 4 bytes a token)" : ""))
+    var modes: [(String, PrefixCacheOptions)] = [("character", PrefixCacheOptions())]
+    if let tok {
+        var o = PrefixCacheOptions()
+        o.tokenizers["m"] = tok
+        modes.append(("tokenizer", o))
+    }
+    for (mode, options) in modes {
+        let registry = RouterRegistry.standard(seed: 1, prefix: PrefixCache(options: options))
+        let router = try! registry.router(named: "prefix-cache")
+        var times: [Double] = []
+        var sink = 0
+        for i in 0..<30 {
+            // A different tail each time: the shared part matches, the rest is new.
+            var b = body
+            b.insert(contentsOf: Array(" turn \(i)".utf8), at: b.count - 22)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let summary = try! OpenAIRequestSummary.parse(b, endpoint: .chatCompletions)
+            var req = RoutingRequest(model: "m", stream: false, bodyBytes: b.count, requestID: "r")
+            req.prompt = Array(summary.promptText(in: b).utf8)
+            sink &+= (try! router.decide(req, view: view)).pod.port
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+        }
+        times.sort()
+        let target = mode == "character" ? 5.0 : 20.0
+        print(String(format: "%@ mode: %.2f ms median, %.2f ms max of 30 (parse + prompt + keys + match + record; target <= %.0f ms: %@), index %.0f bytes per block-pod entry%@",
+                     mode, times[15], times[29], target, times[15] <= target ? "met" : "not met",
+                     registry.prefixCache!.index.bytesPerEntry, sink == 1 ? "!" : ""))
+    }
+    // The index alone at its default bound: bytes per entry with a million entries.
+    let idx = PrefixIndex(limits: .init(maxEntries: 1_000_000))
+    var next: UInt64 = 1
+    for b in 0..<1100 {
+        var ks: [UInt64] = []
+        for _ in 0..<1000 { ks.append(next &* 0x9E37_79B9_7F4A_7C15); next += 1 }
+        idx.record(ks, pod: pods[b % pods.count])
+    }
+    print(String(format: "index with %d entries (1.1M recorded, bound 1M): %.1f bytes per block-pod entry (target <= 100: %@)",
+                 idx.count, idx.bytesPerEntry, idx.bytesPerEntry <= 100 ? "met" : "not met"))
+}
+
+/// Single-thread tokenizer throughput on a text file (each line encoded;
+/// the word cache warms on the first pass, so the best of 3 passes is
+/// the steady state a gateway sees).
+func tokenizeThroughput(tokenizer path: String, text: String) {
+    let t = try! BPETokenizer(contentsOf: path)
+    let lines = try! String(contentsOfFile: text, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    let bytes = lines.reduce(0) { $0 + $1.utf8.count + 1 }
+    var best = Double.infinity
+    var tokens = 0
+    for _ in 0..<3 {
+        tokens = 0
+        best = min(best, seconds { for l in lines { tokens += t.encode(l).count } })
+    }
+    print(String(format: "{\"bytes\": %d, \"tokens\": %d, \"seconds\": %.4f, \"mb_per_s\": %.2f}", bytes, tokens, best,
+                 Double(bytes) / best / 1e6))
 }
 
 /// The gateway's request-body step alone: validate and summarize a chat
