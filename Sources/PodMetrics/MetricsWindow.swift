@@ -43,6 +43,8 @@ public struct MetricsWindow: Sendable {
             m.running = now.running
             m.waiting = now.waiting
             m.kvCacheUsage = now.kvCacheUsage
+            m.kvCapacityTokens = now.kvCapacityTokens
+            m.blockSize = now.blockSize
             if let first, let then = first.models[model], last.at > first.at {
                 let dt = Double(last.at - first.at) / 1e9
                 m.promptTokensPerSecond = Self.increase(now.promptTokens, then.promptTokens).map { $0 / dt }

@@ -63,6 +63,10 @@ public struct VLLMEngineSample: Sendable, Equatable {
     public var timePerOutputToken: CumulativeHistogram?
     public var queueTime: CumulativeHistogram?
     public var e2eLatency: CumulativeHistogram?
+    /// The engine's KV cache: `vllm:cache_config_info`'s num_gpu_blocks ×
+    /// block_size tokens, and block_size (engine-wide: given to every model).
+    public var kvCapacityTokens: Double?
+    public var blockSize: Double?
     public init() {}
 }
 
@@ -70,7 +74,22 @@ public struct VLLMEngineSample: Sendable, Equatable {
 /// parsed page, per `model_name` label.
 public enum VLLMMetrics {
     static let gauges = ["vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
-                         "vllm:gpu_cache_usage_perc"]
+                         "vllm:gpu_cache_usage_perc", "vllm:cache_config_info"]
+
+    /// `vllm:cache_config_info`'s capacity: (num_gpu_blocks × block_size, block_size), when both are numbers.
+    static func capacity(blocks: Double?, size: Double?) -> (tokens: Double, size: Double)? {
+        guard let b = blocks, let z = size, b > 0, z > 0 else { return nil }
+        return (b * z, z)
+    }
+
+    /// Gives an engine-wide capacity to every model of a decoded page.
+    static func applyCapacity(_ c: (tokens: Double, size: Double)?, to out: inout [String: VLLMEngineSample]) {
+        guard let c else { return }
+        for k in out.keys {
+            out[k]!.kvCapacityTokens = c.tokens
+            out[k]!.blockSize = c.size
+        }
+    }
     static let counters = ["vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total", "vllm:prompt_tokens_total",
                            "vllm:generation_tokens_total", "vllm:num_preemptions_total",
                            // V0 spelled some counters without a TYPE on the _total name
@@ -89,7 +108,15 @@ public enum VLLMMetrics {
     public static func extract(_ families: [PrometheusFamily]) -> [String: VLLMEngineSample] {
         var out: [String: VLLMEngineSample] = [:]
         let hasV1KV = hasFamily(families, "vllm:kv_cache_usage_perc")
+        var capacity: (tokens: Double, size: Double)?
         for f in families {
+            if f.name == "vllm:cache_config_info" {
+                if let s = f.samples.first {
+                    capacity = Self.capacity(blocks: s.label("num_gpu_blocks").flatMap(Double.init),
+                                             size: s.label("block_size").flatMap(Double.init))
+                }
+                continue
+            }
             if let h = histogramSlot(f.name) {
                 var byModel: [String: (bounds: [Double], counts: [Double], sum: Double, count: Double)] = [:]
                 let baseLength = f.name.utf8.count
@@ -155,6 +182,7 @@ public enum VLLMMetrics {
                 out[model] = e
             }
         }
+        applyCapacity(capacity, to: &out)
         return out
     }
 
@@ -185,7 +213,7 @@ public struct VLLMScrapeDecoder: Sendable {
     private let roles: [Role]
 
     enum Role: Sendable {
-        case running, waiting, kvV1, kvV0, queries, hits, prompt, generation, preemptions
+        case running, waiting, kvV1, kvV0, queries, hits, prompt, generation, preemptions, cacheConfig
         case histogram(VLLMMetrics.HistogramSlot)
     }
 
@@ -201,12 +229,15 @@ public struct VLLMScrapeDecoder: Sendable {
             case "vllm:prefix_cache_hits_total", "vllm:prefix_cache_hits": return .hits
             case "vllm:prompt_tokens_total", "vllm:prompt_tokens": return .prompt
             case "vllm:generation_tokens_total", "vllm:generation_tokens": return .generation
+            case "vllm:cache_config_info": return .cacheConfig
             default: return .preemptions
             }
         }
     }
 
     private static let modelLabel = Array("model_name".utf8)
+    private static let blocksLabel = Array("num_gpu_blocks".utf8)
+    private static let blockSizeLabel = Array("block_size".utf8)
     private static let leLabel = Array("le".utf8)
 
     private struct Acc {
@@ -219,7 +250,16 @@ public struct VLLMScrapeDecoder: Sendable {
     public func decode(_ page: [UInt8]) throws(PrometheusParseError) -> [String: VLLMEngineSample] {
         var names: [ArraySlice<UInt8>] = []
         var accs: [Acc] = []
+        var capacity: (tokens: Double, size: Double)?
         try parser.scan(page) { line in
+            if case .cacheConfig = roles[line.family] {
+                // Engine-wide, no model_name: read once, given to every model below.
+                if capacity == nil {
+                    capacity = VLLMMetrics.capacity(blocks: line.label(Self.blocksLabel).flatMap { PrometheusParser.parseValue($0) },
+                                                    size: line.label(Self.blockSizeLabel).flatMap { PrometheusParser.parseValue($0) })
+                }
+                return
+            }
             let m = line.label(Self.modelLabel) ?? []
             var k = 0
             while k < names.count && !names[k].elementsEqual(m) { k += 1 }
@@ -238,6 +278,7 @@ public struct VLLMScrapeDecoder: Sendable {
             case .prompt: if counterSample { add(&accs[k].sample.promptTokens) }
             case .generation: if counterSample { add(&accs[k].sample.generationTokens) }
             case .preemptions: if counterSample { add(&accs[k].sample.preemptions) }
+            case .cacheConfig: break
             case .histogram(let slot):
                 let h = Self.index(slot)
                 accs[k].hist[h].seen = true
@@ -278,6 +319,7 @@ public struct VLLMScrapeDecoder: Sendable {
             }
             out[String(decoding: name, as: UTF8.self)] = a.sample
         }
+        VLLMMetrics.applyCapacity(capacity, to: &out)
         return out
     }
 

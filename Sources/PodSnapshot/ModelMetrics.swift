@@ -16,6 +16,10 @@ public struct ModelMetrics: Sendable, Equatable {
     public var tpotMean: Double?
     public var queueTimeMean: Double?
     public var e2eMean: Double?
+    /// The engine's KV cache size in tokens and its block size
+    /// (`vllm:cache_config_info`), from the newest scrape.
+    public var kvCapacityTokens: Double?
+    public var blockSize: Double?
     /// Requests finished inside the window (Δ of the TTFT histogram count).
     public var requestsInWindow: Double?
 

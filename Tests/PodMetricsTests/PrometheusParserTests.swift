@@ -33,6 +33,9 @@ func capture() throws -> [UInt8] {
         #expect(ttft.count == 54 && abs(ttft.sum - 1.316335916519165) < 1e-12)
         #expect(ttft.bounds.last == .infinity && ttft.cumulative.last == 54)
         #expect(tiny.timePerOutputToken != nil && tiny.queueTime != nil)
+        // cache_config_info (engine-wide, no model_name): 64 blocks of 128 tokens, given to the model.
+        #expect(tiny.kvCapacityTokens == 8192 && tiny.blockSize == 128)
+        #expect(VLLMMetrics.extract(page)[""] == nil)
     }
 
     @Test func keepSkipsEverythingElse() throws {
@@ -225,6 +228,7 @@ func capture() throws -> [UInt8] {
         let fast = try VLLMScrapeDecoder().decode(page)
         #expect(fast == slow, "\(fast)\n---\n\(slow)")
         #expect(slow["tiny"]?.timeToFirstToken?.count == 54)
+        #expect(fast["tiny"]?.kvCapacityTokens == 8192 && fast[""] == nil)
     }
 
     @Test(arguments: [

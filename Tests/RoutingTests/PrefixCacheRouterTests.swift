@@ -143,4 +143,22 @@ import Testing
         reg.prefixCache!.index.record(reg.prefixCache!.hasher.keys(bytes: Array(text.utf8), model: "m"), pod: w.pods[500])
         #expect(try r.decide(request(text), candidates: w.pods, snapshot: w.snapshot).pod == w.pods[500])
     }
+
+    @Test func theEnginesScrapedCacheSizeBoundsWhatTheIndexClaims() throws {
+        var w = World()
+        w.add(0)
+        // 4,096 tokens of KV = 256 character blocks (64 bytes at 4 bytes a token).
+        var m = w.states[w.pods[0].address]!.models["m"]!
+        m.kvCapacityTokens = 4096
+        w.states[w.pods[0].address]!.models["m"] = m
+        let reg = registry()
+        let r = try reg.router(named: "prefix-cache")
+        for c in 0..<20 { _ = try r.decide(request(doc("c\(c)", 400)), candidates: w.pods, snapshot: w.snapshot) }
+        #expect(reg.prefixCache!.index.count(of: w.pods[0]) == 256)
+        // The newest conversation is still matched in full; the oldest is gone.
+        let newest = reg.prefixCache!.hasher.keys(bytes: Array(doc("c19", 400).utf8), model: "m")
+        #expect(reg.prefixCache!.index.longestMatches(newest, pods: w.pods) == [newest.count])
+        let oldest = reg.prefixCache!.hasher.keys(bytes: Array(doc("c0", 400).utf8), model: "m")
+        #expect(reg.prefixCache!.index.longestMatches(oldest, pods: w.pods) == [0])
+    }
 }

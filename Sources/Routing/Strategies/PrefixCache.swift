@@ -83,10 +83,22 @@ public final class PrefixCache: Sendable {
         options.tokenizers[model] == nil ? Double(options.blockBytes) : Double(options.blockTokens) * options.bytesPerToken
     }
 
+    /// Blocks the index keeps for candidate `i`: `--prefix-pod-blocks` when
+    /// set, else the engine's scraped KV size (`vllm:cache_config_info`) in
+    /// index blocks, so the index forgets about when the engine does; nil
+    /// (bounded only globally) when neither is known.
+    func capacity(_ i: Int, in view: ModelView) -> Int? {
+        if let c = options.podCapacityBlocks { return c }
+        guard let tokens = view.metrics[i]?.kvCapacityTokens, tokens > 0 else { return nil }
+        let perBlock = options.tokenizers[view.model] == nil ? Double(options.blockBytes) / options.bytesPerToken
+                                                             : Double(options.blockTokens)
+        return max(1, Int(tokens / perBlock))
+    }
+
     /// Remembers the routed prompt at its pod (not for explanations).
-    func record(_ request: RoutingRequest, keys: [UInt64], pod: PodEndpoint, cached: Int) {
+    func record(_ request: RoutingRequest, keys: [UInt64], pod: PodEndpoint, cached: Int, capacity: Int?) {
         guard request.records else { return }
-        index.record(keys, pod: pod)
+        index.record(keys, pod: pod, capacity: capacity)
         promptBlocks.add(keys.count, ordering: .relaxed)
         hitBlocks.add(cached, ordering: .relaxed)
     }
@@ -149,7 +161,7 @@ public struct PrefixCacheRouter: Router {
             }
         }
         let pod = view.endpoints[pick]
-        cache.record(request, keys: keys, pod: pod, cached: matched[pick])
+        cache.record(request, keys: keys, pod: pod, cached: matched[pick], capacity: cache.capacity(pick, in: view))
         return RoutingDecision(pod: pod)
     }
 
@@ -232,7 +244,7 @@ extension PrefixCache {
 
     func chosen(_ i: Int, request: RoutingRequest, view: ModelView) {
         guard !view.cachedBlocks.isEmpty else { return }
-        record(request, keys: view.promptKeys, pod: view.endpoints[i], cached: view.cachedBlocks[i])
+        record(request, keys: view.promptKeys, pod: view.endpoints[i], cached: view.cachedBlocks[i], capacity: capacity(i, in: view))
     }
 }
 
