@@ -61,6 +61,11 @@ public struct MetricsWindow: Sendable {
                 if let a = now.timePerOutputToken, let b = then.timePerOutputToken { m.tpotMean = a.delta(since: b)?.mean }
                 if let a = now.queueTime, let b = then.queueTime { m.queueTimeMean = a.delta(since: b)?.mean }
                 if let a = now.e2eLatency, let b = then.e2eLatency { m.e2eMean = a.delta(since: b)?.mean }
+                if let a = now.prefillTime, let b = then.prefillTime, let dt = a.delta(since: b),
+                   let c = now.prefillComputedTokens, let d = then.prefillComputedTokens, let dn = c.delta(since: d),
+                   dn.sum > 0, dt.count > 0 {
+                    m.prefillSecondsPerToken = dt.sum / dn.sum
+                }
             }
             out[model] = m
         }

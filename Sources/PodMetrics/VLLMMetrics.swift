@@ -63,6 +63,10 @@ public struct VLLMEngineSample: Sendable, Equatable {
     public var timePerOutputToken: CumulativeHistogram?
     public var queueTime: CumulativeHistogram?
     public var e2eLatency: CumulativeHistogram?
+    /// Per request: prefill seconds, and KV tokens computed in prefill
+    /// (cached tokens excluded), for a fitted prefill-cost model.
+    public var prefillTime: CumulativeHistogram?
+    public var prefillComputedTokens: CumulativeHistogram?
     /// The engine's KV cache: `vllm:cache_config_info`'s num_gpu_blocks ×
     /// block_size tokens, and block_size (engine-wide: given to every model).
     public var kvCapacityTokens: Double?
@@ -97,7 +101,8 @@ public enum VLLMMetrics {
                            "vllm:generation_tokens", "vllm:num_preemptions"]
     static let histograms = ["vllm:time_to_first_token_seconds", "vllm:request_time_per_output_token_seconds",
                              "vllm:time_per_output_token_seconds", "vllm:request_queue_time_seconds",
-                             "vllm:e2e_request_latency_seconds"]
+                             "vllm:e2e_request_latency_seconds", "vllm:request_prefill_time_seconds",
+                             "vllm:request_prefill_kv_computed_tokens"]
 
     /// The families the scraper keeps; everything else on the page is skipped.
     public static let keep: Set<String> = Set(gauges + counters + histograms)
@@ -149,6 +154,8 @@ public enum VLLMMetrics {
                     case .tpotV0: if e.timePerOutputToken == nil { e.timePerOutputToken = hist }
                     case .queue: e.queueTime = hist
                     case .e2e: e.e2eLatency = hist
+                    case .prefill: e.prefillTime = hist
+                    case .prefillTokens: e.prefillComputedTokens = hist
                     }
                     out[model] = e
                 }
@@ -186,7 +193,7 @@ public enum VLLMMetrics {
         return out
     }
 
-    enum HistogramSlot { case ttft, tpot, tpotV0, queue, e2e }
+    enum HistogramSlot { case ttft, tpot, tpotV0, queue, e2e, prefill, prefillTokens }
 
     static func histogramSlot(_ family: String) -> HistogramSlot? {
         switch family {
@@ -195,6 +202,8 @@ public enum VLLMMetrics {
         case "vllm:time_per_output_token_seconds": return .tpotV0
         case "vllm:request_queue_time_seconds": return .queue
         case "vllm:e2e_request_latency_seconds": return .e2e
+        case "vllm:request_prefill_time_seconds": return .prefill
+        case "vllm:request_prefill_kv_computed_tokens": return .prefillTokens
         default: return nil
         }
     }
@@ -244,7 +253,7 @@ public struct VLLMScrapeDecoder: Sendable {
         var sample = VLLMEngineSample()
         var kvV1 = (sum: 0.0, n: 0), kvV0 = (sum: 0.0, n: 0)
         var hist: [(bounds: [Double], counts: [Double], sum: Double, count: Double, seen: Bool)] =
-            Array(repeating: ([], [], 0, 0, false), count: 5)
+            Array(repeating: ([], [], 0, 0, false), count: 7)
     }
 
     public func decode(_ page: [UInt8]) throws(PrometheusParseError) -> [String: VLLMEngineSample] {
@@ -314,7 +323,9 @@ public struct VLLMScrapeDecoder: Sendable {
                 case 1: a.sample.timePerOutputToken = hist
                 case 2: if a.sample.timePerOutputToken == nil { a.sample.timePerOutputToken = hist }
                 case 3: a.sample.queueTime = hist
-                default: a.sample.e2eLatency = hist
+                case 4: a.sample.e2eLatency = hist
+                case 5: a.sample.prefillTime = hist
+                default: a.sample.prefillComputedTokens = hist
                 }
             }
             out[String(decoding: name, as: UTF8.self)] = a.sample
@@ -330,6 +341,8 @@ public struct VLLMScrapeDecoder: Sendable {
         case .tpotV0: return 2
         case .queue: return 3
         case .e2e: return 4
+        case .prefill: return 5
+        case .prefillTokens: return 6
         }
     }
 }

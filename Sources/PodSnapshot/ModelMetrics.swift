@@ -16,6 +16,9 @@ public struct ModelMetrics: Sendable, Equatable {
     public var tpotMean: Double?
     public var queueTimeMean: Double?
     public var e2eMean: Double?
+    /// Prefill seconds per computed (uncached) prompt token over the window:
+    /// Δ sum of prefill time / Δ sum of prefill-computed tokens.
+    public var prefillSecondsPerToken: Double?
     /// The engine's KV cache size in tokens and its block size
     /// (`vllm:cache_config_info`), from the newest scrape.
     public var kvCapacityTokens: Double?

@@ -74,6 +74,26 @@ public final class PrefixIndex: Sendable {
         state.withLock { $0.trimGlobal(to: limits.maxEntries, now: t, ttl: UInt32(clamping: limits.ttlSeconds)) }
     }
 
+    /// What recording `incoming` new blocks at `pod` would push out of its
+    /// `capacity`: how many of its least recent blocks, and how often those
+    /// were reused by routed requests since they were recorded (their hits).
+    public func evictionCost(pod: PodEndpoint, incoming: Int, capacity: Int) -> (blocks: Int, hits: Int) {
+        state.withLock { t in
+            guard Int(pod.id) < t.pods.count else { return (0, 0) }
+            var need = t.pods[Int(pod.id)].count + incoming - capacity
+            guard need > 0 else { return (0, 0) }
+            var e = t.pods[Int(pod.id)].tail
+            var blocks = 0, hits = 0
+            while need > 0 && e >= 0 {
+                hits += Int(t.entries[Int(e)].hits)
+                blocks += 1
+                need -= 1
+                e = t.entries[Int(e)].prev
+            }
+            return (blocks, hits)
+        }
+    }
+
     /// Block-pod entries held.
     public var count: Int { state.withLock { $0.count } }
 
@@ -100,6 +120,9 @@ struct Entry {
     var key: UInt64
     var pod: Int32
     var stamp: UInt32
+    /// Routed requests that found this block already here (fills the
+    /// stride's padding: the entry stays 40 bytes).
+    var hits: UInt32
     /// The pod's LRU list (prev: more recent).
     var prev: Int32
     var next: Int32
@@ -175,10 +198,11 @@ struct Table {
             while e >= 0 && entries[Int(e)].pod != pod { e = entries[Int(e)].sibling }
             if e >= 0 {
                 entries[Int(e)].stamp = now
+                entries[Int(e)].hits &+= 1
                 unlinkPod(e)
                 unlinkGlobal(e)
             } else {
-                e = allocate(Entry(key: k, pod: pod, stamp: now, prev: -1, next: -1, gprev: -1, gnext: -1,
+                e = allocate(Entry(key: k, pod: pod, stamp: now, hits: 0, prev: -1, next: -1, gprev: -1, gnext: -1,
                                    sibling: heads[k] ?? -1))
                 heads[k] = e
                 pods[Int(pod)].count += 1

@@ -39,7 +39,8 @@ public struct RouterRegistry: Sendable {
                                      ThroughputScorer(), LeastLatencyScorer(), PrefixMatchScorer(cache: prefix)]
         var routers: [any Router] = [RandomRouter(source: source), PowerOfTwoRouter(source: source),
                                      PrefixCacheRouter(cache: prefix, source: source),
-                                     PrefixCacheCostRouter(cache: prefix, source: source)]
+                                     PrefixCacheCostRouter(cache: prefix, source: source),
+                                     PrebleRouter(cache: prefix, source: source)]
             + scorers.map { ScoringRouter(name: $0.name, parts: [($0, 1)], source: source) }
         let base = RouterRegistry(routers: routers, scorers: scorers, defaultStrategy: nil, source: source)
         let leastRequest = routers.first { $0.name == "least-request" }!  // every fallback's

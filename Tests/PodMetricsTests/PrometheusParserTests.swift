@@ -36,6 +36,7 @@ func capture() throws -> [UInt8] {
         // cache_config_info (engine-wide, no model_name): 64 blocks of 128 tokens, given to the model.
         #expect(tiny.kvCapacityTokens == 8192 && tiny.blockSize == 128)
         #expect(VLLMMetrics.extract(page)[""] == nil)
+        #expect(tiny.prefillTime?.count == 54 && tiny.prefillComputedTokens?.sum == 6919)
     }
 
     @Test func keepSkipsEverythingElse() throws {

@@ -134,3 +134,22 @@ import Testing
         #expect(idx.count == 10)
     }
 }
+
+@Suite struct PrefixIndexEntryTests {
+    @Test func anEntryIsFortyBytes() {
+        #expect(MemoryLayout<Entry>.stride == 40)
+    }
+
+    @Test func evictionCostCountsTheLeastRecentBlocksAndTheirReuse() {
+        let pod = PodEndpoint(host: "10.9.1.1", port: 8000)
+        let idx = PrefixIndex()
+        let a: [UInt64] = (1...10).map { $0 }, b: [UInt64] = (101...110).map { $0 }
+        idx.record(a, pod: pod)
+        idx.record(a, pod: pod)  // a reused once: each of its blocks has 1 hit
+        idx.record(b, pod: pod)  // b is now the most recent
+        #expect(idx.evictionCost(pod: pod, incoming: 5, capacity: 30) == (0, 0))
+        // 20 held + 15 incoming - 30 = 5 go: a's last 5 blocks (a's tail is least recent), 1 hit each.
+        let c = idx.evictionCost(pod: pod, incoming: 15, capacity: 30)
+        #expect(c.blocks == 5 && c.hits == 5)
+    }
+}

@@ -69,13 +69,22 @@ public final class PrefixCache: Sendable {
 
     /// The prompt's block keys (token blocks when the model has a
     /// tokenizer, else byte blocks); nil when the request carried no prompt.
-    func keys(_ request: RoutingRequest) -> [UInt64]? {
+    func keys(_ request: RoutingRequest) -> [UInt64]? { encode(request)?.keys }
+
+    /// The keys and the prompt's length in tokens (counted in tokenizer
+    /// mode, estimated from bytes in character mode).
+    func encode(_ request: RoutingRequest) -> (keys: [UInt64], tokens: Double)? {
         guard let prompt = request.prompt else { return nil }
         if let t = options.tokenizers[request.model] {
             let ids = t.encode(String(decoding: prompt, as: UTF8.self), addSpecialTokens: request.promptIsRaw)
-            return tokenHasher.keys(tokens: ids, model: request.model)
+            return (tokenHasher.keys(tokens: ids, model: request.model), Double(ids.count))
         }
-        return hasher.keys(bytes: prompt, model: request.model)
+        return (hasher.keys(bytes: prompt, model: request.model), Double(prompt.count) / options.bytesPerToken)
+    }
+
+    /// Prompt tokens one index block stands for.
+    func tokensPerBlock(model: String) -> Double {
+        options.tokenizers[model] == nil ? Double(options.blockBytes) / options.bytesPerToken : Double(options.blockTokens)
     }
 
     /// Bytes of prompt text one index block stands for (for cost estimates).
