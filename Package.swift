@@ -115,7 +115,7 @@ let package = Package(
 
         // MARK: domain: the simulated vLLM pod (studies and tests; never linked by the gateway or agent)
         .target(name: "VLLMSim", dependencies: [
-            "HTTP1", "EventLoop", "Metrics", "OpenAIAPI", .product(name: "Logging", package: "swift-log"),
+            "HTTP1", "EventLoop", "Metrics", "OpenAIAPI", "Tokenization", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
 
         // MARK: composition root

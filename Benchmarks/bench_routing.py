@@ -22,7 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "Tests", "integration"))
 sys.path.insert(0, os.path.join(HERE, "toolkit"))
-from harness import Proc, Stack, binary, free_port, free_ports, wait_port  # noqa: E402
+from harness import ROOT, Proc, Stack, binary, free_port, free_ports, wait_port  # noqa: E402
 from sbbench import client as client_mod  # noqa: E402
 from sbbench import datasets, report, workloads  # noqa: E402
 
@@ -122,6 +122,8 @@ def start_pods(args, rows, name, logdir):
         sim_args = [binary("vllm-sim"), "--profile", args.profile, "--speed", str(speed),
                     "--kv-blocks", str(args.kv_blocks), "--max-model-len", str(max(8192, longest)),
                     "--max-num-seqs", str(args.max_num_seqs), "--seed", str(args.seed + k)]
+        if args.sim_tokenizer:
+            sim_args += ["--tokenizer", args.sim_tokenizer]
         for p in group:
             sim_args += ["--listen", f"127.0.0.1:{p}"]
         procs.append(Proc(f"vllm-sim-{name.replace(' ', '-').replace(':', '-')}-{k}", sim_args, logdir))
@@ -143,15 +145,39 @@ def measure(args, rows, ports, port, strategy):
     return {"records": records, "hit_rate": h / q if q else 0.0, "preemptions": pre, "ports": ports}
 
 
+# `NAME@tokenizer`: the strategy with the prefix index in tokenizer mode (the
+# tiny model's tokenizer.json, 16-token blocks); plain NAME: character mode.
+TOKENIZER = os.path.join(ROOT, ".tiny-model", "tokenizer.json")
+
+
+def gateway_index_rate(stack):
+    """Prompt blocks the gateway's prefix index believed cached at the chosen pod / blocks routed; None if unused."""
+    _, m = stack.admin("/metrics")
+    vals = {}
+    for line in m.splitlines():
+        if line.startswith("switchboard_prefix_cache_blocks_total{"):
+            vals[line.split('kind="', 1)[1].split('"', 1)[0]] = float(line.rsplit(" ", 1)[1])
+    return vals["cached"] / vals["prompt"] if vals.get("prompt") else None
+
+
 def run_strategy(args, strategy, rows, logdir):
+    name, _, mode = strategy.partition("@")
+    extra = []
+    if mode == "tokenizer":
+        extra = ["--prefix-tokenizer", f"tiny={TOKENIZER}", "--prefix-block-tokens", "16"]
+    elif mode:
+        return None, f"unknown mode @{mode} (use @tokenizer)"
     sim, ports = start_pods(args, rows, strategy, logdir)
     try:
-        with Stack(pod_ports=ports, logdir=tempfile.mkdtemp(prefix=f"{strategy}-", dir=logdir)) as stack:
+        tag = "".join(c if c.isalnum() else "-" for c in strategy)[:60]
+        with Stack(pod_ports=ports, logdir=tempfile.mkdtemp(prefix=f"{tag}-", dir=logdir), switchboard_args=extra) as stack:
             time.sleep(1.0)  # one scrape of every pod before traffic
-            err = probe(stack.envoy_port, strategy)
+            err = probe(stack.envoy_port, name)
             if err is not None:
                 return None, err
-            return measure(args, rows, ports, stack.envoy_port, strategy), None
+            r = measure(args, rows, ports, stack.envoy_port, name)
+            r["index_rate"] = gateway_index_rate(stack)
+            return r, None
     finally:
         sim.stop()
 
@@ -197,24 +223,27 @@ def balance(r):
 
 
 def table(results, unavailable):
-    head = (f"{'strategy':30}{'ok':>6}{'TTFT mean':>11}{'TTFT p99':>10}{'TPOT mean':>11}{'tok/s':>9}{'hit %':>7}"
+    head = (f"{'strategy':34}{'ok':>5}{'TTFT mean':>11}{'TTFT p50':>10}{'TTFT p99':>10}{'TPOT mean':>11}{'tok/s':>9}{'hit %':>7}{'idx %':>7}"
             f"{'preempt':>9}{'TTFT/rnd':>10}{'p99/rnd':>9}{'tok/s/rnd':>10}  requests per pod, %")
     lines = [head, "-" * len(head)]
+    unavailable = dict(unavailable)
     base = results.get("random")
     for name, r in results.items():
         s = r["summary"]
         t, tp = s["ttft_ms"] or {}, s["tpot_ms"] or {}
         bs = base["summary"] if base else None
         lines.append(
-            f"{name:30}{s['ok']:>6}{t.get('mean', 0):>11.1f}{t.get('p99', 0):>10.1f}{tp.get('mean', 0):>11.2f}"
-            f"{s['output_tokens_per_s']:>9.0f}{r['hit_rate'] * 100:>7.1f}{r['preemptions']:>9.0f}"
+            f"{name:34}{s['ok']:>5}{t.get('mean', 0):>11.1f}{t.get('p50', 0):>10.1f}{t.get('p99', 0):>10.1f}{tp.get('mean', 0):>11.2f}"
+            f"{s['output_tokens_per_s']:>9.0f}{r['hit_rate'] * 100:>7.1f}"
+            f"{'-' if r.get('index_rate') is None else format(r['index_rate'] * 100, '.1f'):>7}{r['preemptions']:>9.0f}"
             f"{ratio(t.get('mean'), bs and (bs['ttft_ms'] or {}).get('mean')):>10}"
             f"{ratio(t.get('p99'), bs and (bs['ttft_ms'] or {}).get('p99')):>9}"
             f"{ratio(s['output_tokens_per_s'], bs and bs['output_tokens_per_s']):>10}  {balance(r)}")
     for name, why in unavailable.items():
         lines.append(f"{name:30} unavailable in this build: {why}")
     lines.append("TTFT/TPOT in ms (wall clock; the simulated card runs --speed times faster than the profile); "
-                 "requests per pod in pod order (see pod_speeds in the workload line).")
+                 "hit % = prompt tokens the pods found cached; idx % = prompt blocks the gateway's prefix index believed "
+                 "cached at the chosen pod (prefix strategies); requests per pod in pod order (see pod_speeds in the workload line).")
     return "\n".join(lines)
 
 
@@ -244,6 +273,9 @@ def main():
                     help="heterogeneous pods: per-pod speed factors (times --speed), repeated over --pods, "
                          "e.g. 1,1,0.5,0.25")
     ap.add_argument("--kv-blocks", type=int, default=4096, help="per pod")
+    ap.add_argument("--sim-tokenizer", default=None, metavar="PATH",
+                    help="the simulated pods tokenize with this tokenizer.json instead of one token per word; "
+                         "default: the tiny model's when a strategy runs @tokenizer (then for every strategy in the table)")
     ap.add_argument("--max-num-seqs", type=int, default=64)
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -256,9 +288,11 @@ def main():
 
     out_dir = args.out_dir or tempfile.mkdtemp(prefix="bench-routing-")
     os.makedirs(out_dir, exist_ok=True)
+    if args.sim_tokenizer is None and "@tokenizer" in args.strategies:
+        args.sim_tokenizer = TOKENIZER
     rows, params = build_workload(args)
     params.update({"pods": args.pods, "profile": args.profile, "speed": args.speed, "pod_speeds": pod_speeds(args),
-                   "kv_blocks_per_pod": args.kv_blocks,
+                   "kv_blocks_per_pod": args.kv_blocks, "sim_tokenizer": args.sim_tokenizer,
                    "max_num_seqs": args.max_num_seqs})
     print("workload: " + json.dumps(params), flush=True)
     results, unavailable = {}, {}

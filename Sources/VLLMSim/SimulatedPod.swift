@@ -2,6 +2,7 @@ import EventLoop
 import Foundation
 import HTTP1
 import OpenAIAPI
+import Tokenization
 import Synchronization
 
 /// Settings of one simulated vLLM pod.
@@ -37,7 +38,14 @@ public struct SimulatorConfiguration: Sendable {
     public var failAfterTokens: Int?
     /// Dimensions of `/v1/embeddings` vectors.
     public var embeddingDimensions = 8
+    /// Prompts tokenized with a real tokenizer.json (BPE ids in the same
+    /// chat layout: BOS, per message a role token, the content, end of
+    /// turn) instead of one token per word; nil: words.
+    public var tokenizer: BPETokenizer?
     public init() {}
+
+    /// The tokenizer.json at `path` (a thin door so the executable needs no tokenizer import).
+    public static func loadTokenizer(_ path: String) throws -> BPETokenizer { try BPETokenizer(contentsOf: path) }
 
     /// How a stream's events become socket writes.
     public enum SSEChunking: String, Sendable, CaseIterable {
@@ -143,8 +151,8 @@ public final class SimulatedPod: Sendable {
     private func embed(_ req: HTTP1Request, _ w: HTTP1ResponseWriter) {
         guard let (obj, model) = requestObject(req, w) else { return }
         let inputs: [[UInt32]]
-        if let s = obj["input"] as? String { inputs = [SimTokenizer.prompt(s)] }
-        else if let a = obj["input"] as? [String] { inputs = a.map(SimTokenizer.prompt) }
+        if let s = obj["input"] as? String { inputs = [SimTokenizer.prompt(s, tokenizer: configuration.tokenizer)] }
+        else if let a = obj["input"] as? [String] { inputs = a.map { SimTokenizer.prompt($0, tokenizer: configuration.tokenizer) } }
         else if let ids = obj["input"] as? [Int] { inputs = [ids.map { UInt32(truncatingIfNeeded: $0) }] }
         else if let batch = obj["input"] as? [[Int]] { inputs = batch.map { $0.map { UInt32(truncatingIfNeeded: $0) } } }
         else { return error(w, 400, "BadRequestError", "input must be a string, a list of strings or token ids") }
@@ -209,10 +217,12 @@ public final class SimulatedPod: Sendable {
                 }
                 conv.append((role, text))
             }
-            prompt = SimTokenizer.chat(conv)
+            prompt = SimTokenizer.chat(conv, tokenizer: configuration.tokenizer)
         } else {
-            if let p = obj["prompt"] as? String { prompt = SimTokenizer.prompt(p) }
-            else if let p = obj["prompt"] as? [String] { prompt = SimTokenizer.prompt(p.joined(separator: " ")) }
+            if let p = obj["prompt"] as? String { prompt = SimTokenizer.prompt(p, tokenizer: configuration.tokenizer) }
+            else if let p = obj["prompt"] as? [String] {
+                prompt = SimTokenizer.prompt(p.joined(separator: " "), tokenizer: configuration.tokenizer)
+            }
             else { return error(w, 400, "BadRequestError", "prompt must be a string or a list of strings") }
         }
         guard let mt = Self.intField(obj, "max_tokens"), let mct = Self.intField(obj, "max_completion_tokens") else {

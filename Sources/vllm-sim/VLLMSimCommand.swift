@@ -83,6 +83,9 @@ struct VLLMSimCommand: ParsableCommand {
     @Option(help: "Dimensions of /v1/embeddings vectors.")
     var embeddingDim: Int = 8
 
+    @Option(help: "Tokenize prompts with this Hugging Face tokenizer.json (byte-level BPE) instead of one token per word, so a gateway in prefix-cache tokenizer mode sees the engine's blocks.")
+    var tokenizer: String?
+
     func validate() throws {
         if let p = profile, p != "fixed", LatencyProfile.named(p) == nil {
             throw ValidationError("unknown --profile \(p); choose fixed or \(LatencyProfile.all.map(\.name).joined(separator: ", "))")
@@ -128,6 +131,13 @@ struct VLLMSimCommand: ParsableCommand {
         c.seed = seed
         c.sseChunking = sseChunking
         c.failAfterTokens = failAfterTokens
+        if let path = tokenizer {
+            do {
+                c.tokenizer = try SimulatorConfiguration.loadTokenizer(path)
+            } catch {
+                throw ValidationError("--tokenizer: \(error)")
+            }
+        }
         c.embeddingDimensions = embeddingDim
         do {
             try SimulatorService(listen: listen, template: c, loops: loops, described: described, logger: logger).run()
