@@ -30,7 +30,7 @@ import Testing
         #expect(try reg.router(named: "  random ").name == "random")
         #expect(try reg.router(named: "").name == "random")
         #expect(throws: RoutingError.unknownStrategy(name: "nope", known: reg.names)) { try reg.router(named: "nope") }
-        #expect(reg.names == ["least-gpu-cache", "least-kv-cache", "least-request", "power-of-two", "least-latency", "random", "session-affinity", "throughput", "vtc-basic"].sorted())
+        #expect(reg.names == ["least-gpu-cache", "least-kv-cache", "least-request", "power-of-two", "least-latency", "random", "session-affinity", "throughput", "vtc-basic", "prefix-cache", "prefix-cache-cost", "prefix-cache-preble", "prefix-match"].sorted())
         let strict = RouterRegistry.standard(defaultStrategy: nil)
         #expect(throws: RoutingError.self) { try strict.router(named: nil) }
     }

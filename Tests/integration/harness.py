@@ -307,6 +307,31 @@ def chat(model="tiny", content="hello", **extra):
     return b
 
 
+def open_stream(s, content, max_tokens=5000, strategy=None, user=None):
+    """A streamed chat request through the stack's Envoy on a raw socket,
+    returned once its first event arrived: (socket, the bytes read so far,
+    the response headers). The caller holds the stream open and closes it."""
+    c = socket.create_connection(("127.0.0.1", s.envoy_port), timeout=30)
+    extra = {"user": user} if user else {}
+    body = json.dumps(chat(content=content, stream=True, max_tokens=max_tokens, **extra)).encode()
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+    if strategy:
+        head += f"routing-strategy: {strategy}\r\n".encode()
+    c.sendall(head + f"content-length: {len(body)}\r\n\r\n".encode() + body)
+    got = b""
+    while b"\r\n\r\n" not in got:
+        chunk = c.recv(4096)
+        assert chunk, got
+        got += chunk
+    lines = got.split(b"\r\n\r\n", 1)[0].decode().lower().split("\r\n")
+    assert lines[0].startswith("http/1.1 200"), got[:400]
+    while b"data: " not in got:
+        chunk = c.recv(4096)
+        assert chunk, got
+        got += chunk
+    return c, got, dict(line.split(": ", 1) for line in lines[1:])
+
+
 # Polling interval of wait_until: pacing between looks at a reported state,
 # never the thing a test waits for.
 POLL_S = 0.02

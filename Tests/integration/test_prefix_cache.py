@@ -3,10 +3,8 @@ with its paged KV cache and prefix-cache counters): follow-ups go to the
 pod holding their prefix and that pod's vllm:prefix_cache_hits_total rises;
 a hot prefix at high load spreads once the imbalance gate trips."""
 import collections
-import json
-import socket
 
-from harness import Stack, chat, metric_sums, wait_until
+from harness import Stack, chat, metric_sums, open_stream, wait_until
 
 HITS = "vllm:prefix_cache_hits_total"
 
@@ -41,21 +39,6 @@ def test_follow_ups_go_to_the_pod_holding_their_prefix_and_hit_its_cache():
         assert 'switchboard_prefix_cache_decisions_total{selection="prefix_match"} 18' in m, m[-2000:]
 
 
-def held(s, content, strategy):
-    c = socket.create_connection(("127.0.0.1", s.envoy_port), timeout=30)
-    body = json.dumps(chat(content=content, stream=True, max_tokens=5000)).encode()
-    c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-              + f"routing-strategy: {strategy}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
-    got = b""
-    while b"data: " not in got:
-        chunk = c.recv(4096)
-        assert chunk, got
-        got += chunk
-    head = got.split(b"\r\n\r\n", 1)[0].decode().lower().split("\r\n")
-    assert head[0].startswith("http/1.1 200"), got[:300]
-    return c, dict(line.split(": ", 1) for line in head[1:])["x-switchboard-pod"]
-
-
 def test_a_hot_prefix_spreads_over_the_pods_once_the_imbalance_gate_trips():
     # 24 long streams of one prompt, opened one after another: the gateway's
     # in-flight counts are exact when each decision is made.
@@ -64,7 +47,8 @@ def test_a_hot_prefix_spreads_over_the_pods_once_the_imbalance_gate_trips():
         conns, pods = [], collections.Counter()
         try:
             for i in range(24):
-                c, pod = held(s, hot, "prefix-cache")
+                c, _, h = open_stream(s, hot, strategy="prefix-cache")
+                pod = h["x-switchboard-pod"]
                 conns.append(c)
                 pods[pod] += 1
             assert len(pods) == 4, pods

@@ -10,9 +10,8 @@ import http.client
 import json
 import os
 import signal
-import socket
 
-from harness import Stack, chat, run_all, wait_until
+from harness import Stack, chat, open_stream, run_all, wait_until
 from test_usage import gateway_pods
 
 
@@ -103,20 +102,6 @@ def test_envoy_errors_reach_clients_as_openai_errors():
         assert status == 404 and json.loads(p)["error"]["code"] == "model_not_found"
 
 
-def open_stream(s, i, max_tokens):
-    """A streamed chat request on a raw socket, returned once its first event arrived."""
-    c = socket.create_connection(("127.0.0.1", s.envoy_port), timeout=30)
-    body = json.dumps(chat(content=f"a{i}", stream=True, max_tokens=max_tokens)).encode()
-    c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-              + f"content-length: {len(body)}\r\n\r\n".encode() + body)
-    got = b""
-    while b"data: " not in got:
-        chunk = c.recv(4096)
-        assert chunk, got
-        got += chunk
-    return c, got
-
-
 def test_in_flight_held_for_the_whole_stream_and_released_once_even_when_clients_abort():
     # 20 ms between tokens: a 4-token stream ends by itself, a 5,000-token
     # one outlives the test (its client walks away).
@@ -124,7 +109,7 @@ def test_in_flight_held_for_the_whole_stream_and_released_once_even_when_clients
         in_flight = lambda: sum(e["in_flight_requests"] for e in gateway_pods(s).values())  # noqa: E731
         # Streams read to their end.
         for i in range(4):
-            c, data = open_stream(s, i, max_tokens=4)
+            c, data, _ = open_stream(s, f"a{i}", max_tokens=4)
             while not data.endswith(b"0\r\n\r\n"):
                 chunk = c.recv(65536)
                 assert chunk, data[-200:]
@@ -133,7 +118,7 @@ def test_in_flight_held_for_the_whole_stream_and_released_once_even_when_clients
             c.close()
         wait_until(lambda: in_flight() == 0, "the finished streams released")
         # Streams still running: each counted once while it runs…
-        held = run_all(lambda i: open_stream(s, 10 + i, max_tokens=5000)[0], list(range(4)))
+        held = run_all(lambda i: open_stream(s, f"a{10 + i}", max_tokens=5000)[0], list(range(4)))
         wait_until(lambda: in_flight() == 4, "4 requests in flight while their streams run")
         for c in held:
             c.close()  # …and released once when its client walks away mid-stream

@@ -6,7 +6,7 @@ import collections
 import json
 import socket
 
-from harness import Stack, chat, free_port, wait_until
+from harness import Stack, chat, free_port, open_stream, wait_until
 
 
 def test_load_and_latency_strategies_send_requests_away_from_a_busy_pod():
@@ -154,26 +154,6 @@ def test_vtc_basic_charges_each_user_the_pods_real_usage_and_pushes_the_heavy_us
         assert heavy_mean > light_mean, (heavy_mean, light_mean)
 
 
-def held_stream(s, user, content, strategy, max_tokens=8000):
-    """A streamed chat request through Envoy, held open; returns the socket and the pod it went to."""
-    c = socket.create_connection(("127.0.0.1", s.envoy_port), timeout=30)
-    body = json.dumps(chat(content=content, stream=True, max_tokens=max_tokens, user=user)).encode()
-    c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-              + f"routing-strategy: {strategy}\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
-    got = b""
-    while b"\r\n\r\n" not in got:
-        chunk = c.recv(4096)
-        assert chunk, got
-        got += chunk
-    head = got.split(b"\r\n\r\n", 1)[0].decode().lower().split("\r\n")
-    assert head[0].startswith("http/1.1 200"), got[:400]
-    while b"data: " not in got:
-        chunk = c.recv(4096)
-        assert chunk, got
-        got += chunk
-    return c, dict(line.split(": ", 1) for line in head[1:])["x-switchboard-pod"]
-
-
 def test_vtc_basic_keeps_the_light_users_share_of_service_while_a_heavy_user_is_backlogged():
     # Two pods, two users. The heavy user has used ~10x the light user's
     # tokens and then keeps 8 long streams in flight (its backlog); the light
@@ -199,7 +179,8 @@ def test_vtc_basic_keeps_the_light_users_share_of_service_while_a_heavy_user_is_
             held, heavy_on = [], collections.Counter()
             try:
                 for i in range(8):
-                    c, pod = held_stream(s, "heavy", f"heavy backlog {i}", strategy)
+                    c, _, h = open_stream(s, f"heavy backlog {i}", max_tokens=8000, strategy=strategy, user="heavy")
+                    pod = h["x-switchboard-pod"]
                     held.append(c)
                     heavy_on[pod] += 1
                 light = []

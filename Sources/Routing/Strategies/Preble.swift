@@ -65,7 +65,7 @@ public final class PrebleRouter: Router {
     public func decide(_ request: RoutingRequest, view: ModelView) throws(RoutingError) -> RoutingDecision {
         guard view.count > 0 else { throw .noCandidates(model: request.model) }
         guard let (keys, promptTokens) = cache.encode(request) else {
-            return RoutingDecision(pod: view.endpoints[leastLoaded(view)], fallback: "no_prompt")
+            return RoutingDecision(pod: view.endpoints[load.leastLoaded(view, source: source)], fallback: "no_prompt")
         }
         let matched = cache.index.longestMatches(keys, pods: view.endpoints)
         let perBlock = cache.tokensPerBlock(model: request.model)
@@ -127,7 +127,7 @@ public final class PrebleRouter: Router {
             }
             explored.add(1, ordering: .relaxed)
         }
-        if pick < 0 { pick = leastLoaded(view); fallback = fallback ?? "no_candidate" }
+        if pick < 0 { pick = load.leastLoaded(view, source: source); fallback = fallback ?? "no_candidate" }
         let pod = view.endpoints[pick]
         if request.records {
             cache.record(request, keys: keys, pod: pod, cached: matched[pick], capacity: cache.capacity(pick, in: view))
@@ -142,19 +142,5 @@ public final class PrebleRouter: Router {
             }
         }
         return RoutingDecision(pod: pod, fallback: fallback)
-    }
-
-    private func leastLoaded(_ view: ModelView) -> Int {
-        var best = 0, ties = 0, bestLoad = Double.infinity
-        for i in 0..<view.count where view.usable(i) {
-            let l = load.cost(at: i, in: view) ?? 0
-            if l < bestLoad {
-                best = i; bestLoad = l; ties = 1
-            } else if l == bestLoad {
-                ties += 1
-                if source.next() % UInt64(ties) == 0 { best = i }
-            }
-        }
-        return best
     }
 }

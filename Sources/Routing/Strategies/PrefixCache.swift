@@ -143,7 +143,7 @@ public struct PrefixCacheRouter: Router {
     public func decide(_ request: RoutingRequest, view: ModelView) throws(RoutingError) -> RoutingDecision {
         guard view.count > 0 else { throw .noCandidates(model: request.model) }
         guard let keys = cache.keys(request) else {
-            return RoutingDecision(pod: view.endpoints[leastLoaded(view, among: { _ in true })], fallback: "no_prompt")
+            return RoutingDecision(pod: view.endpoints[load.leastLoaded(view, source: source)], fallback: "no_prompt")
         }
         // One pass for the load statistics.
         var n = 0.0, sum = 0.0, sumSq = 0.0, lo = Double.infinity, hi = -Double.infinity
@@ -165,7 +165,7 @@ public struct PrefixCacheRouter: Router {
             if pick >= 0 {
                 cache.matchedDecisions.add(1, ordering: .relaxed)
             } else {
-                pick = leastLoaded(view, among: { _ in true })
+                pick = load.leastLoaded(view, source: source)
                 cache.unmatchedDecisions.add(1, ordering: .relaxed)
             }
         }
@@ -199,20 +199,6 @@ public struct PrefixCacheRouter: Router {
         }
         return best
     }
-
-    private func leastLoaded(_ view: ModelView, among ok: (Int) -> Bool) -> Int {
-        var best = -1, ties = 0, bestLoad = Double.infinity
-        for i in 0..<view.count where view.usable(i) && ok(i) {
-            let l = load.cost(at: i, in: view) ?? 0
-            if l < bestLoad {
-                best = i; bestLoad = l; ties = 1
-            } else if l == bestLoad {
-                ties += 1
-                if source.next() % UInt64(ties) == 0 { best = i }
-            }
-        }
-        return max(best, 0)
-    }
 }
 
 /// `prefix-cache-cost`: weighs the tokens a pod would have to prefill for
@@ -240,6 +226,24 @@ public struct PrefixCacheCostRouter: Router {
 
     public func explain(_ request: RoutingRequest, view: ModelView) -> RoutingExplanation {
         scorer.explain(request, view: view)
+    }
+}
+
+extension LeastRequestScorer {
+    /// The usable pod with the fewest requests in flight, ties at random
+    /// (the prefix strategies' fallback and no-match choice).
+    func leastLoaded(_ view: ModelView, source: RandomSource) -> Int {
+        var best = 0, ties = 0, bestLoad = Double.infinity
+        for i in 0..<view.count where view.usable(i) {
+            let l = cost(at: i, in: view) ?? 0
+            if l < bestLoad {
+                best = i; bestLoad = l; ties = 1
+            } else if l == bestLoad {
+                ties += 1
+                if source.next() % UInt64(ties) == 0 { best = i }
+            }
+        }
+        return best
     }
 }
 
