@@ -234,7 +234,7 @@ public final class EngineModel {
             if done { retire(s, now: now, reason: .length) } else { s.tokens.append(SimTokenizer.vocabularyIDs[word]) }
         }
         inFlight.removeAll(keepingCapacity: true)
-        metrics?.interTokens(gaps)
+        metrics?.stepOutput(generated: out.count, gaps: gaps)
         metrics?.setQueues(running: running.count, waiting: waiting.count, kvUsage: kvUsage)
         return out
     }

@@ -32,7 +32,6 @@ public final class SimMetrics: Sendable {
 
         /// What every finished request records, in either timing mode; false when it was aborted.
         mutating func finished(aborted: Bool, prompt: Int, generated: Int, e2e: Double, ttft: Double?) -> Bool {
-            generationTokens += Double(generated)
             if aborted {
                 self.aborted += 1
                 return false
@@ -87,10 +86,15 @@ public final class SimMetrics: Sendable {
         }
     }
 
-    /// Gaps between consecutive tokens of requests (one call per engine step).
-    func interTokens(_ gaps: [Double]) {
-        guard !gaps.isEmpty else { return }
-        state.withLock { s in for g in gaps { s.itl.observe(g) } }
+    /// One engine step's output: tokens generated (counted as they are made,
+    /// as vLLM's per-iteration stats do, so a long stream shows in the token
+    /// rate while it runs) and the gaps between consecutive tokens.
+    func stepOutput(generated: Int, gaps: [Double]) {
+        guard generated > 0 || !gaps.isEmpty else { return }
+        state.withLock { s in
+            s.generationTokens += Double(generated)
+            for g in gaps { s.itl.observe(g) }
+        }
     }
 
     /// A request left the engine. Times are seconds on one clock; a request
@@ -126,6 +130,7 @@ public final class SimMetrics: Sendable {
             s.promptTokens += Double(prompt)
             s.prefixQueries += Double(prompt)
             for g in itl { s.itl.observe(g) }
+            s.generationTokens += Double(generated)
             _ = s.finished(aborted: aborted, prompt: prompt, generated: generated, e2e: e2e, ttft: ttft)
         }
     }

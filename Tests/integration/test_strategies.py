@@ -41,6 +41,43 @@ def test_load_and_latency_strategies_send_requests_away_from_a_busy_pod():
                 c.close()
 
 
+def test_kv_cache_and_throughput_strategies_send_requests_away_from_a_busy_pod():
+    # The simulator's engine model (a paged KV cache, token counters): pod A
+    # decodes 6 long streams the gateway never routed; once the scrape shows
+    # A's KV usage and token rate (prompt + generation tokens per second)
+    # above B's (zero), least-kv-cache and throughput (fewest tokens per
+    # second) choose B every time.
+    with Stack(pods=2, engine=True, max_tokens=2) as s:
+        a, b = (f"127.0.0.1:{p}" for p in s.pod_ports)
+        held = []
+        try:
+            for i in range(6):
+                c = socket.create_connection(("127.0.0.1", s.pod_ports[0]), timeout=30)
+                body = json.dumps(chat(content=f"direct {i}", stream=True, max_tokens=5000)).encode()
+                c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                          + f"content-length: {len(body)}\r\n\r\n".encode() + body)
+                held.append(c)
+
+            def busy():
+                ms = {e["address"]: (e["metrics"].get("tiny") or {}) for e in s.admin("/debug/pods")[1]["models"]["tiny"]}
+                ma, mb = ms.get(a, {}), ms.get(b, {})
+                rate = lambda m: (m.get("prompt_tokens_per_s") or 0) + (m.get("generation_tokens_per_s") or 0)  # noqa: E731
+                ok = ((ma.get("kv_cache_usage") or 0) > 0 and rate(ma) > 0
+                      and mb.get("kv_cache_usage") == 0 and mb.get("prompt_tokens_per_s") is not None)
+                return (ma, mb) if ok else None
+
+            seen = wait_until(busy, "pod A's KV usage and token rate, and pod B's zeros, in the gateway's scrape")
+            for strategy in ("least-kv-cache", "throughput"):
+                for i in range(12):
+                    status, h, p = s.request(chat(content=f"{strategy} {i}", max_tokens=2),
+                                             headers={"routing-strategy": strategy})
+                    assert status == 200, p[:200]
+                    assert h["x-switchboard-pod"] == b and "x-switchboard-fallback" not in h, (strategy, i, h, seen)
+        finally:
+            for c in held:
+                c.close()
+
+
 def test_a_strategy_without_its_signal_falls_back_and_says_so():
     dead_metrics = free_port()
     with Stack(pods=2) as s:
