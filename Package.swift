@@ -122,7 +122,7 @@ let package = Package(
 
         // MARK: composition root
         .target(name: "Gateway", dependencies: [
-            "GRPCServer", "ExtProc", "ExtProcProto", "OpenAIAPI", "Routing", "Tokenization", "PodSnapshot", "PodDiscovery", "PodMetrics", "EventLoop", "HTTP1", "Metrics", "AdminHTTP",
+            "GRPCServer", "ExtProc", "ExtProcProto", "OpenAIAPI", "Routing", "Tokenization", "RateLimit", "PodSnapshot", "PodDiscovery", "PodMetrics", "EventLoop", "HTTP1", "Metrics", "AdminHTTP",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
 

@@ -38,9 +38,7 @@ public final class APIKeyStore: Sendable {
         self.path = path
         self.logger = logger
         entries = Mutex(try Self.load(path))
-        guard pollNanos > 0 else { return }
-        let first = StaticPodsFileProvider.fingerprint(path)
-        loop.execute { [self] in poll(every: pollNanos, last: first, loop: loop) }
+        FileWatch.start(path: path, every: pollNanos, loop: loop) { [self] in reload() }
     }
 
     /// A store over fixed entries (tests).
@@ -113,22 +111,14 @@ public final class APIKeyStore: Sendable {
         return try parse(text, path: path)
     }
 
-    private func poll(every nanos: UInt64, last: [Int], loop: EventLoop) {
-        loop.schedule(afterNanos: nanos) { [self] in
-            let now = StaticPodsFileProvider.fingerprint(path)
-            var seen = last
-            if now != last {
-                seen = now
-                do {
-                    let fresh = try Self.load(path)
-                    entries.withLock { $0 = fresh }
-                    logger.notice("auth.keys.reloaded", metadata: ["auth.file": "\(path)", "auth.keys": "\(fresh.count)"])
-                } catch {
-                    logger.error("auth.keys.rejected", metadata: ["auth.file": "\(path)", "error": "\(error)",
-                                                                 "action": "keeping the last good keys"])
-                }
-            }
-            poll(every: nanos, last: seen, loop: loop)
+    private func reload() {
+        do {
+            let fresh = try Self.load(path)
+            entries.withLock { $0 = fresh }
+            logger.notice("auth.keys.reloaded", metadata: ["auth.file": "\(path)", "auth.keys": "\(fresh.count)"])
+        } catch {
+            logger.error("auth.keys.rejected", metadata: ["auth.file": "\(path)", "error": "\(error)",
+                                                         "action": "keeping the last good keys"])
         }
     }
 }

@@ -124,7 +124,7 @@ public struct EnvoyConfigRenderer: Sendable {
                       "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
                       mutations:
                         request_mutations:
-                        - remove: \(targetHeader)\(endpointPicker == nil ? "" : "\n                - remove: x-gateway-destination-endpoint")\(reduced ? "\n                - remove: x-switchboard-strategy\n                - remove: x-switchboard-fallback" : "")\(observer ? "\n                - remove: \(ticket)\n                response_mutations:\n                - remove: \(ticket)" : "")
+                        - remove: \(targetHeader)\(endpointPicker == nil ? "" : "\n                - remove: x-gateway-destination-endpoint")\(reduced ? "\n                - remove: x-switchboard-strategy\n                - remove: x-switchboard-fallback" + Self.rateLimitHeaders.map { "\n                - remove: x-switchboard-\($0.dropFirst(2))" }.joined() : "")\(observer ? "\n                - remove: \(ticket)\n                response_mutations:\n                - remove: \(ticket)" : "")
                   # 2. Switchboard decides the pod and sets \(targetHeader).
                   - name: envoy.filters.http.ext_proc
                     typed_config:
@@ -300,6 +300,10 @@ public struct EnvoyConfigRenderer: Sendable {
                       retry_policy: { retry_on: "connect-failure,reset", num_retries: 2 }
     """
 
+    /// OpenAI's rate-limit response headers (per-user limits).
+    static let rateLimitHeaders = ["x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+                                   "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"]
+
     /// Reduced paths: Envoy copies the gateway's decision into the
     /// response (the routing stream never sees it), and the observer's ticket.
     func namingHeaders(ticket: Bool) -> String {
@@ -315,6 +319,14 @@ public struct EnvoyConfigRenderer: Sendable {
                         - header: { key: x-session-id, value: "%REQ(x-session-id)%" }
                           append_action: OVERWRITE_IF_EXISTS_OR_ADD
         """
+        for h in Self.rateLimitHeaders {
+            // A limited user's quota: the gateway sets x-switchboard-ratelimit-*, the client sees OpenAI's names.
+            s += """
+
+                            - header: { key: \(h), value: "%REQ(x-switchboard-\(h.dropFirst(2)))%" }
+                              append_action: OVERWRITE_IF_EXISTS_OR_ADD
+            """
+        }
         if ticket {
             s += """
 

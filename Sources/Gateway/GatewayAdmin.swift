@@ -14,6 +14,7 @@ import Routing
 ///   GET /debug/pods    every endpoint: health, scrape errors, metrics, in-flight load
 ///   GET /debug/stats   request outcomes and scrape counters
 ///   GET /debug/vtc     vtc-basic's weighted tokens (in + 2 × out) per user in its window
+///   GET /debug/limits  per-user limits and the current window's counts (?user=NAME)
 ///   GET /debug/route?model=M[&strategy=S][&max_tokens=N][&session=ID]
 ///                      one decision explained: each pod's inputs, its cost
 ///                      per scoring part and score, and the pick (a real
@@ -34,6 +35,7 @@ enum GatewayAdmin {
                 return .json(GatewayAdmin.encode(["window_seconds": 300,
                                                   "users": vtc?.userTokens ?? [:]] as [String: Any]))
             },
+            AdminRoute("/debug/limits", query: { q in GatewayAdmin.limits(context: context, query: q) }),
             AdminRoute("/metrics") { .prometheus(GatewayMetrics.render(context: context, grpc: grpc, scraper: scraper)) },
             AdminRoute("/debug/stats") {
                 let s = context.stats
@@ -94,6 +96,21 @@ enum GatewayAdmin {
         }
         if let e = x.error { out["error"] = e }
         return .json(encode(out))
+    }
+
+    /// Each limited user's records and the counts in the current window (`?user=NAME` for one).
+    static func limits(context: GatewayContext, query: [String: String]) -> AdminResponse {
+        guard let l = context.limiter else {
+            return .json(encode(["error": "per-user limits are off (serve --users-file)"]), status: 404)
+        }
+        let now = Limiter.now
+        var users: [String: Any] = [:]
+        for u in l.allUsers where query["user"] == nil || query["user"] == u.name {
+            let used = l.store.usage(of: u.name, now: now)
+            users[u.name] = ["rpm": u.requests, "tpm": u.tokens, "requests": used.requests, "tokens": used.tokens]
+        }
+        return .json(encode(["store": "embedded", "window": l.configuration.window.rawValue,
+                             "window_seconds": l.configuration.windowSeconds, "users": users] as [String: Any]))
     }
 
     static func models(_ snap: PodSnapshot) -> [UInt8] {

@@ -52,6 +52,8 @@ public final class GatewayContext: Sendable {
     /// Endpoint-picker mode: fallbacks after the chosen pod in
     /// `x-gateway-destination-endpoint`; nil when off.
     public let endpointPickerFallbacks: Int?
+    /// Per-user limits; nil: none.
+    let limiter: Limiter?
     /// Largest non-streamed response body kept to read its usage; a larger
     /// one passes through and its request keeps the estimate.
     public let maxUsageBodyBytes: Int
@@ -59,7 +61,9 @@ public final class GatewayContext: Sendable {
     public init(registry: PodRegistry, routers: RouterRegistry, logger: Logger,
                 extProc: ExtProcConfiguration, skipResponseBody: Bool, usageAccounting: Bool = true,
                 maxUsageBodyBytes: Int = 4 << 20, apiKeys: APIKeyStore? = nil, injectStreamUsage: Bool = false,
-                passThroughUnknownPaths: Bool = false, endpointPickerFallbacks: Int? = nil, targetHeader: String = "target-pod") {
+                passThroughUnknownPaths: Bool = false, endpointPickerFallbacks: Int? = nil, targetHeader: String = "target-pod",
+                limiter: Limiter? = nil) {
+        self.limiter = limiter
         self.passThroughUnknownPaths = passThroughUnknownPaths
         self.endpointPickerFallbacks = endpointPickerFallbacks
         var durations: [String: Histogram] = [:]
@@ -147,6 +151,10 @@ public final class GatewayStats: Sendable {
     /// Responses the observer saw without a routed request (gateway or
     /// Envoy errors, or the routing stream already ended).
     public let observedUnmatched = Counter()
+    /// Requests refused by a user's limits, by the limit (requests, tokens).
+    public let rateLimitedRequests = Counter()
+    public let rateLimitedTokens = Counter()
+    func countRateLimited(_ kind: String) { (kind == "requests" ? rateLimitedRequests : rateLimitedTokens).add(1) }
     /// Decisions whose strategy fell back, by strategy and reason.
     private let fallbacks = Mutex<[FallbackKey: UInt64]>([:])
     struct FallbackKey: Hashable, Sendable {

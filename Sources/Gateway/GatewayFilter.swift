@@ -4,6 +4,7 @@ import ExtProcProto
 import Logging
 import OpenAIAPI
 import PodSnapshot
+import RateLimit
 import Routing
 
 /// The gateway's logic for one HTTP request: validate the OpenAI request,
@@ -37,6 +38,10 @@ final class GatewayFilter: ExtProcFilter {
     private var userHeader: String?
     /// The strategy's estimate to settle with real usage (vtc-basic).
     private var usageSink: (any UsageSink)?
+    /// The user's limit reservation (settled with the usage, released when routing fails).
+    private var limitCharge: LimitCharge?
+    /// The admitted user's rate-limit headers, for the in-band response phase.
+    private var rateLimitHeaders: [(String, String)]?
     /// The load charged for this request, released exactly once in
     /// `streamEnded` of the stream that routed it (`ownsCharge`); an
     /// observer stream only settles its usage.
@@ -162,9 +167,22 @@ final class GatewayFilter: ExtProcFilter {
                 candidates = snapshot.view(for: summary.model,
                                            candidates: candidates.endpoints.filter { allowed.contains($0.address) })
             }
-            let (pod, router) = try route(summary, body: body, candidates: candidates, snapshot: snapshot)
+            let quota = try limit(summary)
+            let (pod, router): (PodEndpoint, any Router)
+            do throws(Rejection) {
+                (pod, router) = try route(summary, body: body, candidates: candidates, snapshot: snapshot)
+            } catch {
+                limitCharge?.release()  // never served: the user gets the request back
+                throw error
+            }
             account(summary, pod: pod, snapshot: snapshot, started: started)
             var m = HeaderMutation()
+            if let q = quota {
+                // Envoy copies these into the response (the route's response_headers_to_add),
+                // or the in-band response phase adds them.
+                rateLimitHeaders = q.headers
+                for (k, v) in q.headers { m.overwrite("x-switchboard-" + k.dropFirst(2), v) }
+            }
             m.overwrite(context.targetHeader, pod.address)
             if let n = context.endpointPickerFallbacks {
                 let list = Self.destinations(pod, fallbacks: n, view: candidates)
@@ -236,6 +254,38 @@ final class GatewayFilter: ExtProcFilter {
         return candidates
     }
 
+    /// Step 2b: a user with limits is admitted (its request counted and its
+    /// tokens reserved in one atomic step) or refused with 429, OpenAI's
+    /// rate-limit headers and `retry-after`. Users without a record, and
+    /// requests without a user, are not limited.
+    private func limit(_ summary: OpenAIRequestSummary) throws(Rejection) -> Quota? {
+        guard let limiter = context.limiter, let user = summary.user ?? userHeader, !user.isEmpty,
+              let limits = limiter.limits(for: user) else { return nil }
+        let prompt = max(1, summary.bodyBytes / 4)
+        let tokens = prompt + (summary.maxTokens ?? limiter.configuration.defaultMaxTokens)
+        switch limiter.store.admit(AdmissionRequest(user: limits, tokens: tokens, now: Limiter.now)) {
+        case .admitted(let q, let reservation):
+            let charge = LimitCharge(store: limiter.store, reservation: reservation, promptEstimate: prompt)
+            limitCharge = charge
+            return q
+        case .limited(let q, let kind, let retryAfter):
+            context.stats.countRateLimited(kind.rawValue)
+            let used = kind == .requests ? q.limitRequests - q.remainingRequests : q.limitTokens - q.remainingTokens
+            let message: String
+            if kind == .tokens && retryAfter == nil {
+                message = "Request too large for user '\(user)' on tokens per min (TPM): Limit \(q.limitTokens), Requested \(tokens) (prompt estimate plus max_tokens); lower max_tokens or the prompt."
+            } else {
+                let what = kind == .requests ? "requests per min (RPM)" : "tokens per min (TPM)"
+                let limit = kind == .requests ? q.limitRequests : q.limitTokens
+                message = "Rate limit reached for user '\(user)' on \(what): Limit \(limit), Used \(used), Requested \(kind == .requests ? 1 : tokens). Please try again in \(retryAfter ?? 0)s."
+            }
+            var extra = q.headers
+            if let r = retryAfter { extra.append(("retry-after", "\(r)")) }
+            throw Rejection(decision: reject(OpenAIError(status: 429, message: message, type: kind.rawValue, code: "rate_limit_exceeded"),
+                                             extraHeaders: extra))
+        }
+    }
+
     /// Step 3: the strategy the client named picks one candidate.
     private func route(_ summary: OpenAIRequestSummary, body: [UInt8], candidates: ModelView,
                        snapshot: PodSnapshot) throws(Rejection) -> (PodEndpoint, any Router) {
@@ -266,7 +316,7 @@ final class GatewayFilter: ExtProcFilter {
             request.promptIsRaw = endpoint == .completions
             let decision = try router.decide(request, view: candidates)
             (context.decisionDurations[router.name] ?? context.decisionDurations["blend"])?.observe(nanos: monotonicNanos() &- t0)
-            usageSink = decision.usage
+            usageSink = UsageSinks.join(decision.usage, limitCharge)
             if let why = decision.fallback {
                 fallback = why
                 context.stats.countFallback(strategy: router.name, reason: why)
@@ -307,6 +357,7 @@ final class GatewayFilter: ExtProcFilter {
         if let r = router { m.overwrite("x-switchboard-strategy", r.name) }
         if let f = fallback { m.overwrite("x-switchboard-fallback", f) }
         if let s = sessionID { m.overwrite("x-session-id", s) }
+        for (k, v) in rateLimitHeaders ?? [] { m.overwrite(k, v) }
         m.overwrite("x-request-id", requestID)
         let status = headers.value(of: ":status")
         if !Self.isSuccess(status), let code = status.flatMap({ Int($0) }), code >= 400,
@@ -547,7 +598,8 @@ final class GatewayFilter: ExtProcFilter {
         }
     }
 
-    private func reject(_ error: OpenAIError, diagnostic: (String, String)? = nil) -> FilterDecision {
+    private func reject(_ error: OpenAIError, diagnostic: (String, String)? = nil,
+                        extraHeaders: [(String, String)] = []) -> FilterDecision {
         var error = error
         if error.status == 500 && !error.message.contains(requestID) {
             error.message += " (request \(requestID))"  // what an operator greps the logs for
@@ -555,6 +607,7 @@ final class GatewayFilter: ExtProcFilter {
         var h = HeaderMutation()
         h.overwrite("content-type", "application/json")
         if let d = diagnostic { h.overwrite(d.0, d.1) }
+        for (k, v) in extraHeaders { h.overwrite(k, v) }
         h.overwrite("x-request-id", requestID)
         context.logger.debug("gateway.request.rejected", metadata: [
             "request.id": "\(requestID)", "http.status": "\(error.status)", "error.code": "\(error.code ?? "")",

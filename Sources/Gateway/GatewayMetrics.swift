@@ -39,6 +39,14 @@ enum GatewayMetrics {
             w.sample("switchboard_routing_fallbacks_total",
                      labels: PrometheusWriter.labels(["strategy": f.strategy, "reason": f.reason]), Double(f.count))
         }
+        if let l = context.limiter {
+            w.family("switchboard_limits_rejected_total", .counter,
+                     help: "Requests answered 429 by a user's limits, by the limit that refused them.")
+            w.sample("switchboard_limits_rejected_total", labels: "limit=\"requests\"", Double(s.rateLimitedRequests.value))
+            w.sample("switchboard_limits_rejected_total", labels: "limit=\"tokens\"", Double(s.rateLimitedTokens.value))
+            w.family("switchboard_limits_users", .gauge, help: "Users with limits (the users file's records).")
+            w.sample("switchboard_limits_users", Double(l.userCount))
+        }
         if let p = context.routers.prefixCache {
             w.family("switchboard_prefix_cache_decisions_total", .counter,
                      help: "prefix-cache decisions by how the pod was chosen: the longest cached prefix (prefix_match), the least loaded pods because the in-flight imbalance gate tripped (imbalance), or the least loaded because no pod within the load guard held the prompt's first block (no_match).")

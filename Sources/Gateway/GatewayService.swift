@@ -27,6 +27,8 @@ public struct GatewayConfiguration: Sendable {
     public var sessionInnerStrategy = "least-request"
     /// The prefix-cache strategies' index and guards.
     public var prefix = PrefixCacheOptions()
+    /// Per-user limits (`--users-file`); nil: none.
+    public var limits: LimitsConfiguration?
     /// Tokenizer mode: model → tokenizer.json path (loaded at start).
     public var prefixTokenizers: [String: String] = [:]
     public var seed: UInt64?
@@ -146,6 +148,19 @@ public final class GatewayService {
             }
             logger.notice("auth.keys.loaded", metadata: ["auth.file": "\(path)", "auth.keys": "\(apiKeys!.count)"])
         }
+        var limiter: Limiter?
+        if let l = configuration.limits {
+            do {
+                limiter = try Limiter(configuration: l, loop: control, pollNanos: UInt64(configuration.podsFilePollSeconds * 1e9),
+                                      logger: logger)
+            } catch {
+                throw GatewayStartError(description: "\(error)")
+            }
+            logger.notice("limits.users.loaded", metadata: [
+                "limits.file": "\(l.usersFile)", "limits.users": "\(limiter!.userCount)", "limits.store": "embedded",
+                "limits.window": "\(l.window.rawValue) \(l.windowSeconds)s",
+            ])
+        }
         let extProc = ExtProcConfiguration(requestBodyMode: configuration.requestBodyMode,
                                            responseBodyMode: .none, maxBodyBytes: configuration.maxBodyBytes)
         let context = GatewayContext(registry: registry, routers: routers, logger: logger,
@@ -153,7 +168,7 @@ public final class GatewayService {
                                      usageAccounting: configuration.usageAccounting, apiKeys: apiKeys,
                                      injectStreamUsage: configuration.injectStreamUsage,
                                      passThroughUnknownPaths: configuration.passThroughUnknownPaths,
-                                     endpointPickerFallbacks: configuration.endpointPickerFallbacks)
+                                     endpointPickerFallbacks: configuration.endpointPickerFallbacks, limiter: limiter)
         let extStats = ExtProcStats()
         var grpc = GRPCServerConfiguration(listen: configuration.listen)
         grpc.maxMessageSize = configuration.maxMessageBytes

@@ -24,7 +24,7 @@ struct Switchboard: ParsableCommand {
           switchboard serve --pods-file pods.yaml --listen 127.0.0.1:50051
           envoy -c envoy.yaml
         """,
-        subcommands: [Serve.self, EnvoyConfig.self, Tokenize.self],
+        subcommands: [Serve.self, EnvoyConfig.self, Tokenize.self, Users.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -87,6 +87,18 @@ struct Serve: ParsableCommand {
 
     @Option(help: "prefix-cache-cost: what one request queued at a pod costs, in prompt tokens to compute (cost = uncached prompt tokens + this x queue length).")
     var prefixQueueTokens: Double = 256
+
+    @Option(help: "Per-user limits: a JSON array of {\"name\", \"rpm\", \"tpm\"} records (the reference's user records; 0 = 100 requests and rpm x 1000 tokens), reloaded on change; edit it with `switchboard users`. A request's user is its API key's user, else the body's `user`, else the `user` header. Limits live in this process (one replica).")
+    var usersFile: String?
+
+    @Option(help: "Limit windows: sliding (the previous window weighted by its overlap; no boundary bursts) or fixed (the reference's).")
+    var limitWindow: String = "sliding"
+
+    @Option(help: "Seconds per limit window (RPM and TPM are per this window).")
+    var limitWindowSeconds: Int = 60
+
+    @Option(help: "Output tokens a request without max_tokens reserves against its user's TPM until its real usage settles it.")
+    var limitDefaultMaxTokens: Int = 256
 
     @Option(help: "Event loops (threads); 0 = one per core.")
     var loops: Int = 0
@@ -176,6 +188,16 @@ struct Serve: ParsableCommand {
         let strategy = defaultStrategy ?? ProcessInfo.processInfo.environment["ROUTING_ALGORITHM"].flatMap { $0.isEmpty ? nil : $0 } ?? "random"
         c.defaultStrategy = strategy == "none" ? nil : strategy
         c.sessionInnerStrategy = sessionInnerStrategy
+        if let f = usersFile {
+            var l = LimitsConfiguration(usersFile: f)
+            guard l.setWindow(named: limitWindow) else { throw ValidationError("--limit-window must be sliding or fixed") }
+            guard limitWindowSeconds > 0, limitDefaultMaxTokens >= 0 else {
+                throw ValidationError("--limit-window-seconds must be positive and --limit-default-max-tokens non-negative")
+            }
+            l.windowSeconds = limitWindowSeconds
+            l.defaultMaxTokens = limitDefaultMaxTokens
+            c.limits = l
+        }
         guard prefixBlockBytes > 0, prefixIndexBlocks > 0, prefixTtl > 0, prefixPodBlocks >= 0, prefixImbalance >= 0,
               prefixStddevFactor >= 0, prefixQueueTokens >= 0 else {
             throw ValidationError("--prefix-block-bytes, --prefix-index-blocks and --prefix-ttl must be positive; the other --prefix-* options non-negative")
@@ -336,6 +358,42 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         do {
             try TokenizerTool.run(tokenizer: tokenizer, addSpecialTokens: addSpecialTokens, jsonLines: jsonLines, text: text)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+}
+
+struct Users: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage per-user limits in a users file (serve --users-file reloads it on change).",
+        discussion: """
+        Records are the reference gateway's: {"name", "rpm", "tpm"} (0 = its defaults: 100 \
+        requests and rpm x 1000 tokens per window). Examples:
+          switchboard users --file users.json add alice --rpm 50 --tpm 20000
+          switchboard users --file users.json set alice --rpm 100
+          switchboard users --file users.json list
+          switchboard users --file users.json delete alice
+        """)
+
+    @Option(help: "The users file (created by add when missing).")
+    var file: String
+
+    @Argument(help: "add, set, delete or list.")
+    var action: String
+
+    @Argument(help: "The user's name (add, set, delete).")
+    var name: String?
+
+    @Option(help: "Requests per window (add, set).")
+    var rpm: Int?
+
+    @Option(help: "Tokens per window (add, set).")
+    var tpm: Int?
+
+    func run() throws {
+        do {
+            print(try UsersTool.run(file: file, action: action, name: name, rpm: rpm, tpm: tpm), terminator: "")
         } catch {
             throw ValidationError("\(error)")
         }

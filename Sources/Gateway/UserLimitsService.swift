@@ -1,0 +1,161 @@
+import EventLoop
+import Foundation
+import Logging
+import RateLimit
+import Routing
+import Synchronization
+
+/// Per-user limits as `serve` applies them (`--users-file`).
+public struct LimitsConfiguration: Sendable {
+    /// JSON array of the reference's user records: `[{"name": "alice", "rpm": 50, "tpm": 10000}]`.
+    public var usersFile: String
+    public var window: LimitWindow = .sliding
+    public var windowSeconds = 60
+    /// Output tokens reserved for a request that sets no `max_tokens`
+    /// (the reservation is settled to the real usage when the response ends).
+    public var defaultMaxTokens = 256
+    public init(usersFile: String) { self.usersFile = usersFile }
+
+    /// Sets the window kind by name (`sliding`, `fixed`); false when unknown.
+    public mutating func setWindow(named name: String) -> Bool {
+        guard let w = LimitWindow(rawValue: name) else { return false }
+        window = w
+        return true
+    }
+}
+
+/// The users file: the reference's records (`{"name","rpm","tpm"}`, 0 =
+/// its defaults), as a JSON array. `switchboard users` edits it; the
+/// gateway reloads it on change.
+public enum UsersFile {
+    public struct LoadError: Error, CustomStringConvertible, Sendable {
+        public let description: String
+    }
+
+    private struct Record: Decodable {
+        let name: String
+        let rpm: Int?
+        let tpm: Int?
+    }
+
+    public static func parse(_ data: Data, path: String) throws(LoadError) -> [UserLimits] {
+        let records: [Record]
+        do {
+            records = try JSONDecoder().decode([Record].self, from: data)
+        } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx), let DecodingError.keyNotFound(_, ctx) {
+            let at = ctx.codingPath.map { $0.intValue.map { "record \($0 + 1)" } ?? $0.stringValue }.joined(separator: ", ")
+            throw LoadError(description: "users file \(path): \(at.isEmpty ? "" : at + ": ")\(ctx.debugDescription) (expected a JSON array of {\"name\": string, \"rpm\": integer, \"tpm\": integer})")
+        } catch {
+            throw LoadError(description: "users file \(path) is not a JSON array of {\"name\", \"rpm\", \"tpm\"} records: \(error)")
+        }
+        var out: [UserLimits] = []
+        var seen = Set<String>()
+        for (i, r) in records.enumerated() {
+            guard !r.name.isEmpty else { throw LoadError(description: "users file \(path) record \(i + 1): \"name\" is empty") }
+            guard (r.rpm ?? 0) >= 0, (r.tpm ?? 0) >= 0 else {
+                throw LoadError(description: "users file \(path) record \(i + 1) (\(r.name)): rpm and tpm must be non-negative")
+            }
+            guard seen.insert(r.name).inserted else {
+                throw LoadError(description: "users file \(path) record \(i + 1): user '\(r.name)' listed twice")
+            }
+            out.append(UserLimits(name: r.name, rpm: r.rpm ?? 0, tpm: r.tpm ?? 0))
+        }
+        return out
+    }
+
+    public static func load(path: String) throws(LoadError) -> [UserLimits] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw LoadError(description: "cannot read users file \(path)")
+        }
+        return try parse(data, path: path)
+    }
+
+    /// Writes the records (sorted by name) atomically: a reloading gateway never sees half a file.
+    public static func write(_ users: [UserLimits], path: String) throws {
+        let records = users.sorted { $0.name < $1.name }.map { ["name": $0.name, "rpm": $0.rpm, "tpm": $0.tpm] as [String: Any] }
+        let data = try JSONSerialization.data(withJSONObject: records, options: [.prettyPrinted, .sortedKeys])
+        try (data + Data("\n".utf8)).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+}
+
+/// Admission against the users' limits, in process (the embedded store).
+public final class Limiter: Sendable {
+    let configuration: LimitsConfiguration
+    let store: EmbeddedLimitStore
+    private let users: Mutex<[String: UserLimits]>
+    let logger: Logger
+
+    init(configuration: LimitsConfiguration, loop: EventLoop?, pollNanos: UInt64, logger: Logger) throws(UsersFile.LoadError) {
+        self.configuration = configuration
+        self.logger = logger
+        store = EmbeddedLimitStore(windowSeconds: configuration.windowSeconds, mode: configuration.window)
+        let list = try UsersFile.load(path: configuration.usersFile)
+        users = Mutex(Dictionary(uniqueKeysWithValues: list.map { ($0.name, $0) }))
+        if let loop { FileWatch.start(path: configuration.usersFile, every: pollNanos, loop: loop) { [self] in reload() } }
+    }
+
+    var userCount: Int { users.withLock { $0.count } }
+
+    func limits(for user: String) -> UserLimits? { users.withLock { $0[user] } }
+
+    var allUsers: [UserLimits] { users.withLock { Array($0.values) }.sorted { $0.name < $1.name } }
+
+    /// Seconds on the wall clock (windows line up across restarts and, with
+    /// a shared store, across replicas).
+    static var now: Double { Date().timeIntervalSince1970 }
+
+    private func reload() {
+        let path = configuration.usersFile
+        do {
+            let list = try UsersFile.load(path: path)
+            users.withLock { $0 = Dictionary(uniqueKeysWithValues: list.map { ($0.name, $0) }) }
+            logger.notice("limits.users.reloaded", metadata: ["limits.file": "\(path)", "limits.users": "\(list.count)"])
+        } catch {
+            logger.error("limits.users.rejected", metadata: ["limits.file": "\(path)", "error": "\(error)",
+                                                            "action": "keeping the last good users"])
+        }
+    }
+}
+
+/// An admitted request's reservation: settled to the response's real
+/// usage (prompt + completion tokens) once.
+final class LimitCharge: UsageSink {
+    let store: EmbeddedLimitStore
+    let reservation: Reservation
+    let promptEstimate: Int
+    private let done = Atomic<Bool>(false)
+
+    init(store: EmbeddedLimitStore, reservation: Reservation, promptEstimate: Int) {
+        self.store = store
+        self.reservation = reservation
+        self.promptEstimate = promptEstimate
+    }
+
+    func settle(promptTokens: Int?, completionTokens: Int) {
+        guard !done.exchange(true, ordering: .relaxed) else { return }
+        store.settle(reservation, actualTokens: (promptTokens ?? promptEstimate) + completionTokens, now: Limiter.now)
+    }
+
+    /// The request was never served: give its counts back.
+    func release() {
+        guard !done.exchange(true, ordering: .relaxed) else { return }
+        store.release(reservation, now: Limiter.now)
+    }
+}
+
+/// Several sinks for one response's usage (a strategy's and the limits').
+struct UsageSinks: UsageSink {
+    let sinks: [any UsageSink]
+    func settle(promptTokens: Int?, completionTokens: Int) {
+        for s in sinks { s.settle(promptTokens: promptTokens, completionTokens: completionTokens) }
+    }
+
+    /// One sink, or both joined.
+    static func join(_ a: (any UsageSink)?, _ b: (any UsageSink)?) -> (any UsageSink)? {
+        switch (a, b) {
+        case (nil, nil): return nil
+        case (let x?, nil), (nil, let x?): return x
+        case (let x?, let y?): return UsageSinks(sinks: [x, y])
+        }
+    }
+}
