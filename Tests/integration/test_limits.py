@@ -118,3 +118,33 @@ def test_tpm_reserves_at_admission_and_settles_to_the_pods_real_usage():
         got = wait_until(lambda: (lambda d: d if d["tokens"] == used else None)(s.admin("/debug/limits?user=dave")[1]["users"]["dave"]),
                          f"dave's window to hold the pods' real usage ({used} tokens)")
         assert got["requests"] == 6
+
+
+def test_users_cli_edits_the_file_and_the_gateway_reloads_it():
+    from harness import binary
+    import subprocess
+    s = Stack(pods=1)
+    path = os.path.join(s.logdir, "users.json")
+
+    def users(*args):
+        r = subprocess.run([binary("switchboard"), "users", "--file", path] + list(args), capture_output=True, text=True)
+        return r.returncode, r.stdout + r.stderr
+
+    assert users("add", "erin", "--rpm", "1")[0] == 0
+    rc, out = users("add", "erin", "--rpm", "5")
+    assert rc != 0 and "exists" in out, out
+    rc, out = users("list")
+    assert rc == 0 and "erin\trpm 1\ttpm 1000 (default)" in out, out
+    s.switchboard_args += ["--users-file", path, "--limit-window", "fixed", "--limit-window-seconds", "3600"]
+    with s:
+        assert s.request(chat(max_tokens=2, user="erin"))[0] == 200
+        assert s.request(chat(max_tokens=2, user="erin"))[0] == 429
+        assert users("set", "erin", "--rpm", "3")[0] == 0
+        wait_until(lambda: s.admin("/debug/limits?user=erin")[1]["users"]["erin"]["rpm"] == 3, "the gateway to reload the users file")
+        assert s.request(chat(max_tokens=2, user="erin"))[0] == 200
+        # A broken edit is refused and the last good users stay in force.
+        with open(path, "w") as f:
+            f.write('[{"name": "erin", "rpm": "many"}]')
+        wait_until(lambda: "limits.users.rejected" in s.switchboard.output(), "the broken users file to be rejected")
+        assert s.admin("/debug/limits?user=erin")[1]["users"]["erin"]["rpm"] == 3
+        assert users("delete", "nobody")[0] != 0
