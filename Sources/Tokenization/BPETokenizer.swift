@@ -252,12 +252,13 @@ public final class BPETokenizer: Sendable {
                 return
             }
             let ids = cached(bytes)
-            local[bytes] = ids
+            if bytes.count <= 256 { local[bytes] = ids }
             out += ids
         }
     }
 
     private func cached(_ piece: [UInt8]) -> [UInt32] {
+        if piece.count > 256 { return bpe(piece) }  // long runs: not worth a cache slot
         if let hit = cache.withLock({ $0[piece] }) { return hit }
         let ids = bpe(piece)
         cache.withLock { c in
@@ -268,11 +269,14 @@ public final class BPETokenizer: Sendable {
     }
 
     /// BPE over one piece's bytes: repeatedly merge the adjacent pair with
-    /// the lowest rank (leftmost on ties).
+    /// the lowest rank (leftmost on ties). Short pieces by scanning; long
+    /// ones (a run of letters or spaces can be a megabyte) with a heap of
+    /// candidate pairs over a linked list, O(n log n), as `tokenizers` does.
     func bpe(_ piece: [UInt8]) -> [UInt32] {
         if piece.count == 1 { return [byteIDs[Int(piece[0])]] }
         if ignoreMerges, let id = vocab[piece] { return [id] }
         var ids = piece.map { byteIDs[Int($0)] }
+        if ids.count > 48 { return bpeLong(ids) }
         while ids.count > 1 {
             var best = -1
             var bestRank = UInt32.max
@@ -289,6 +293,82 @@ public final class BPETokenizer: Sendable {
             ids.remove(at: best + 1)
         }
         return ids
+    }
+
+    private func bpeLong(_ start: [UInt32]) -> [UInt32] {
+        var ids = start
+        let n = ids.count
+        var next = Array(1...n)  // n = none
+        var prev = Array(-1..<(n - 1))
+        var alive = [Bool](repeating: true, count: n)
+        var heap = PairHeap()
+        func push(_ i: Int) {
+            let j = next[i]
+            guard j < n, let m = merges[UInt64(ids[i]) << 32 | UInt64(ids[j])] else { return }
+            heap.push(.init(rank: m.rank, position: Int32(i), left: ids[i], right: ids[j]))
+        }
+        for i in 0..<(n - 1) { push(i) }
+        while let c = heap.pop() {
+            let i = Int(c.position)
+            guard alive[i], ids[i] == c.left, next[i] < n, ids[next[i]] == c.right,
+                  let m = merges[UInt64(c.left) << 32 | UInt64(c.right)] else { continue }
+            let j = next[i]
+            ids[i] = m.id
+            alive[j] = false
+            next[i] = next[j]
+            if next[j] < n { prev[next[j]] = i }
+            if prev[i] >= 0 { push(prev[i]) }
+            push(i)
+        }
+        var out: [UInt32] = []
+        var i = 0
+        while i < n {
+            out.append(ids[i])
+            i = next[i]
+        }
+        return out
+    }
+}
+
+/// A binary min-heap of merge candidates ordered by (rank, position).
+struct PairHeap {
+    struct Candidate {
+        let rank: UInt32
+        let position: Int32
+        let left: UInt32
+        let right: UInt32
+        @inline(__always) func less(_ o: Candidate) -> Bool { rank != o.rank ? rank < o.rank : position < o.position }
+    }
+    private var items: [Candidate] = []
+
+    mutating func push(_ c: Candidate) {
+        items.append(c)
+        var i = items.count - 1
+        while i > 0 {
+            let p = (i - 1) / 2
+            guard items[i].less(items[p]) else { break }
+            items.swapAt(i, p)
+            i = p
+        }
+    }
+
+    mutating func pop() -> Candidate? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < items.count && items[l].less(items[m]) { m = l }
+                if r < items.count && items[r].less(items[m]) { m = r }
+                if m == i { break }
+                items.swapAt(i, m)
+                i = m
+            }
+        }
+        return top
     }
 }
 

@@ -87,3 +87,36 @@ let gpt2Pre = #"{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}"#
         #expect(t.encode("hello") == [259])
     }
 }
+
+@Suite struct LongPieceTests {
+    @Test func theHeapMergeEqualsTheScanOnLongPieces() throws {
+        let t = try BPETokenizer(json: tinyTokenizer(pre: gpt2Pre))
+        // Build a piece longer than the scan's limit out of mergeable runs and compare with the scan, chunk by chunk.
+        let unit = Array("hellohellhe".utf8)
+        var long: [UInt8] = []
+        for i in 0..<40 { long += unit; if i % 3 == 0 { long += Array("ll".utf8) } }
+        let viaHeap = t.bpe(long)
+        #expect(long.count > 48)
+        // The scan on the same bytes (forced by splitting nothing: call the scan directly through short units).
+        var scan: [UInt32] = long.map { t.byteIDs[Int($0)] }
+        while scan.count > 1 {
+            var best = -1, bestRank = UInt32.max, bestID: UInt32 = 0
+            for i in 0..<(scan.count - 1) {
+                if let m = t.merges[UInt64(scan[i]) << 32 | UInt64(scan[i + 1])], m.rank < bestRank {
+                    best = i; bestRank = m.rank; bestID = m.id
+                }
+            }
+            if best < 0 { break }
+            scan[best] = bestID
+            scan.remove(at: best + 1)
+        }
+        #expect(viaHeap == scan)
+    }
+
+    @Test func aMegabyteWordTokenizesWithoutBlowingUp() throws {
+        let t = try BPETokenizer(json: tinyTokenizer(pre: gpt2Pre))
+        let word = String(repeating: "hello", count: 200_000)  // one 1 MB piece
+        let ids = t.encode(word)
+        #expect(ids.count == 200_000 && Set(ids) == [259])
+    }
+}
