@@ -67,6 +67,9 @@ def strings(rnd, specials):
             s = s[:at] + rnd.choice(["", " ", "  ", "\n"]) + rnd.choice(specials) + rnd.choice(["", " ", "x"]) + s[at:]
         out.append(s)
     out += ["", " ", "a", "'s", "'S", " 's", "ſ's", "123", "1234567", "   x", "x   ", "\n\n", " \n\n x"]
+    # Long single pieces (the heap-merge path): letter runs, digit runs, spaces, punctuation, non-Latin.
+    out += [rnd.choice(WORDS[:40]) * rnd.randint(10, 400) for _ in range(40)]
+    out += ["9" * 500, " " * 300 + "x", "!?" * 200, "日本語" * 100, "e\u0301" * 120]
     return out
 
 
