@@ -39,8 +39,9 @@ let package = Package(
         .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c",
                        providers: [.apt(["libprotobuf-c-dev"])]),
         // hiredis: module map ready for the Redis binding of the rate-limit issue.
-        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis",
-                       providers: [.apt(["libhiredis-dev"])]),
+        // No pkgConfig: Debian's hiredis.pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM
+        // refuses with a warning; the headers are in /usr/include/hiredis.
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "CSystem"),
@@ -54,6 +55,8 @@ let package = Package(
         .target(name: "HTTP2", dependencies: ["CNghttp2", "EventLoop"], swiftSettings: strict),
         .target(name: "ExtProcProto", dependencies: ["CExtProcProto", "CProtobufC"], swiftSettings: strict),
         .target(name: "TLS", dependencies: ["COpenSSL"], swiftSettings: strict),
+        // The only user of hiredis: an async Redis connection on a gateway event loop.
+        .target(name: "Redis", dependencies: ["CHiredis", "EventLoop"], swiftSettings: strict),
         // The KV agent's shared-memory page pool (memfd, mmap, SCM_RIGHTS through CSystem).
         .target(name: "HostMemory", dependencies: ["CSystem"], swiftSettings: strict),
 
@@ -151,6 +154,7 @@ let package = Package(
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: strict),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodSnapshot", "PrefixIndex"], swiftSettings: strict),
         .testTarget(name: "RateLimitTests", dependencies: ["RateLimit"], swiftSettings: strict),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "EventLoop"], swiftSettings: strict),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"], swiftSettings: strict),
         .testTarget(name: "PrefixIndexTests", dependencies: ["PrefixIndex", "PodSnapshot"], swiftSettings: strict),
         .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics", "PodSnapshot", "EventLoop", "HTTP1"], resources: [.copy("Inputs")], swiftSettings: strict),

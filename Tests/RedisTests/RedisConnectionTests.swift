@@ -1,0 +1,206 @@
+import EventLoop
+import Foundation
+import Redis
+import Synchronization
+import Testing
+
+/// A real redis-server on a free port, for one test (skipped, saying why, when
+/// the binary is missing: scripts/setup installs it).
+final class RedisServer {
+    let port: Int
+    let process = Process()
+    let dir: String
+
+    init(password: String? = nil, port: Int? = nil) throws {
+        self.port = port ?? Self.freePort()
+        dir = NSTemporaryDirectory() + "redis-test-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        var args = ["--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
+                    "--enable-debug-command", "yes"]
+        if let p = password { args += ["--requirepass", p] }
+        process.arguments = args
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        // Wait for the port (bounded).
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if Self.canConnect(self.port) { return }
+            usleep(10_000)  // pacing between connection attempts; the deadline bounds the wait
+        }
+        throw NSError(domain: "redis-server did not start on \(self.port)", code: 1)
+    }
+
+    /// Kills the server and waits (bounded) for its port to close.
+    /// (Process.waitUntilExit can wait forever off the main thread on Linux.)
+    func stop() {
+        kill(process.processIdentifier, SIGKILL)
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline && Self.canConnect(port) {
+            usleep(10_000)  // pacing between looks at the port; the deadline bounds the wait
+        }
+        var status: Int32 = 0
+        _ = waitpid(process.processIdentifier, &status, WNOHANG)
+    }
+
+    static func canConnect(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = in_port_t(UInt16(port).bigEndian)
+        a.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &a) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+    static func freePort() -> Int { Int.random(in: 33_000...38_000) }
+}
+
+/// Runs `body` on the loop and waits (bounded) for its result.
+func onLoop<T: Sendable>(_ loop: EventLoop, timeout: Double = 10, _ body: @escaping @Sendable (@escaping @Sendable (T) -> Void) -> Void) -> T? {
+    let box = Mutex<T?>(nil)
+    let sem = DispatchSemaphore(value: 0)
+    loop.execute {
+        body { v in
+            box.withLock { $0 = v }
+            sem.signal()
+        }
+    }
+    guard sem.wait(timeout: .now() + timeout) == .success else { return nil }
+    return box.withLock { $0 }
+}
+
+/// Sends one command on the loop; waits for its result.
+func command(_ c: RedisConnection, _ args: [String], timeout: Double = 10) -> Result<RedisValue, RedisError>? {
+    onLoop(c.loop, timeout: timeout) { done in c.send(args) { done($0) } }
+}
+
+/// Waits until the connection says it is up (bounded).
+func waitConnected(_ c: RedisConnection, _ seconds: Double = 10) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if onLoop(c.loop, { (done: @escaping @Sendable (Bool) -> Void) in done(c.isConnected) }) == true { return true }
+        usleep(10_000)  // pacing between looks at the connection state
+    }
+    return false
+}
+
+@Suite(.serialized) struct RedisConnectionTests {
+    @Test func commandsPipelineInOrderAndRepliesConvert() throws {
+        guard FileManager.default.fileExists(atPath: "/usr/bin/redis-server") else { return }
+        let server = try RedisServer()
+        defer { server.stop() }
+        let group = try EventLoopGroup(count: 1)
+        group.start()
+        defer { group.stopAll() }
+        let c = RedisConnection(configuration: RedisConfiguration(host: "127.0.0.1", port: server.port), loop: group.loops[0])
+        group.loops[0].execute { c.start() }
+        #expect(waitConnected(c))
+        #expect(command(c, ["SET", "k", "v\u{0}with nul"]) == .success(.status("OK")))
+        #expect(command(c, ["GET", "k"]) == .success(.string(Array("v\u{0}with nul".utf8))))
+        #expect(command(c, ["GET", "missing"]) == .success(.null))
+        #expect(command(c, ["RPUSH", "l", "a", "b"]) == .success(.integer(2)))
+        #expect(command(c, ["LRANGE", "l", "0", "-1"]) == .success(.array([.string([97]), .string([98])])))
+        if case .success(.error(let e)) = command(c, ["NOSUCHCOMMAND"]) { #expect(e.contains("unknown command")) } else {
+            Issue.record("an error reply")
+        }
+        // 1,000 INCRs sent back to back: every reply in order.
+        let replies = onLoop(c.loop) { (done: @escaping @Sendable ([Int64]) -> Void) in
+            var got: [Int64] = []
+            for _ in 0..<1000 {
+                c.send(["INCR", "n"]) { r in
+                    if case .success(.integer(let i)) = r { got.append(i) }
+                    if got.count == 1000 { done(got) }
+                }
+            }
+        }
+        #expect(replies == Array(1...1000))
+        group.loops[0].execute { c.close() }
+    }
+
+    @Test func authAndDatabaseSelection() throws {
+        guard FileManager.default.fileExists(atPath: "/usr/bin/redis-server") else { return }
+        let server = try RedisServer(password: "s3cret")
+        defer { server.stop() }
+        let group = try EventLoopGroup(count: 1)
+        group.start()
+        defer { group.stopAll() }
+        var bad = RedisConfiguration(host: "127.0.0.1", port: server.port)
+        bad.password = "wrong"
+        let b = RedisConnection(configuration: bad, loop: group.loops[0])
+        group.loops[0].execute { b.start() }
+        #expect(!waitConnected(b, 1))
+        if case .failure(.unavailable(let why)) = command(b, ["PING"]) { #expect(why.contains("AUTH")) } else {
+            Issue.record("a wrong password must keep the connection down, saying why")
+        }
+        group.loops[0].execute { b.close() }
+        var good = bad
+        good.password = "s3cret"
+        good.database = 3
+        let c = RedisConnection(configuration: good, loop: group.loops[0])
+        group.loops[0].execute { c.start() }
+        #expect(waitConnected(c))
+        #expect(command(c, ["SET", "only-in-3", "x"]) == .success(.status("OK")))
+        #expect(command(c, ["SELECT", "0"]) == .success(.status("OK")))
+        #expect(command(c, ["GET", "only-in-3"]) == .success(.null))
+        group.loops[0].execute { c.close() }
+    }
+
+    @Test func aDeadServerFailsCommandsFastAndAReturningOneIsReconnected() throws {
+        guard FileManager.default.fileExists(atPath: "/usr/bin/redis-server") else { return }
+        var server = try RedisServer()
+        let port = server.port
+        let group = try EventLoopGroup(count: 1)
+        group.start()
+        defer { group.stopAll() }
+        let c = RedisConnection(configuration: RedisConfiguration(host: "127.0.0.1", port: port), loop: group.loops[0])
+        group.loops[0].execute { c.start() }
+        #expect(waitConnected(c))
+        server.stop()
+        // Every command now ends with an error, never a hang.
+        for _ in 0..<5 {
+            guard case .failure = command(c, ["PING"], timeout: 5) else {
+                Issue.record("a command to a dead server must fail")
+                break
+            }
+        }
+        server = try RedisServer(port: port)
+        defer { server.stop() }
+        #expect(waitConnected(c), "reconnected without a restart")
+        #expect(command(c, ["PING"]) == .success(.status("PONG")))
+        group.loops[0].execute { c.close() }
+    }
+
+    @Test func aSlowCommandTimesOutAndTheConnectionRecovers() throws {
+        guard FileManager.default.fileExists(atPath: "/usr/bin/redis-server") else { return }
+        let server = try RedisServer()
+        defer { server.stop() }
+        let group = try EventLoopGroup(count: 1)
+        group.start()
+        defer { group.stopAll() }
+        var cfg = RedisConfiguration(host: "127.0.0.1", port: server.port)
+        cfg.commandTimeoutNanos = 100_000_000
+        let c = RedisConnection(configuration: cfg, loop: group.loops[0])
+        group.loops[0].execute { c.start() }
+        #expect(waitConnected(c))
+        #expect(command(c, ["DEBUG", "SLEEP", "0.5"]) == .failure(.timeout))
+        // The server is busy for the rest of its sleep (more timeouts, never a hang), then answers again.
+        let deadline = Date().addingTimeInterval(10)
+        var answered = false
+        while !answered && Date() < deadline {
+            answered = command(c, ["PING"]) == .success(.status("PONG"))
+            if !answered { usleep(20_000) }  // pacing between attempts; the deadline bounds the wait
+        }
+        #expect(answered, "the connection recovered after the slow command")
+        group.loops[0].execute { c.close() }
+    }
+
+    @Test func addressesParse() {
+        #expect(RedisConfiguration.parse(address: "10.0.0.5:6380") == RedisConfiguration(host: "10.0.0.5", port: 6380))
+        #expect(RedisConfiguration.parse(address: "redis")?.port == 6379)
+        #expect(RedisConfiguration.parse(address: "[::1]:7000") == RedisConfiguration(host: "::1", port: 7000))
+        #expect(RedisConfiguration.parse(address: "h:0") == nil && RedisConfiguration.parse(address: ":1") == nil)
+    }
+}
