@@ -94,7 +94,7 @@ let package = Package(
             "PodSnapshot", "EventLoop", "HTTP1", "Metrics", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         // Per-user request and token limits: window arithmetic and the in-process store.
-        .target(name: "RateLimit", swiftSettings: strict),
+        .target(name: "RateLimit", dependencies: ["Redis"], swiftSettings: strict),
         // Native byte-level BPE from Hugging Face tokenizer.json (GPT-2, Llama-3, Qwen2 families).
         .target(name: "Tokenization", swiftSettings: strict),
         // Chained prefix-block keys and the bounded index of which pod holds which block.
@@ -154,7 +154,7 @@ let package = Package(
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: strict),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodSnapshot", "PrefixIndex"], swiftSettings: strict),
         .testTarget(name: "RateLimitTests", dependencies: ["RateLimit"], swiftSettings: strict),
-        .testTarget(name: "RedisTests", dependencies: ["Redis", "EventLoop"], swiftSettings: strict),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "EventLoop", "RateLimit"], swiftSettings: strict),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"], swiftSettings: strict),
         .testTarget(name: "PrefixIndexTests", dependencies: ["PrefixIndex", "PodSnapshot"], swiftSettings: strict),
         .testTarget(name: "PodMetricsTests", dependencies: ["PodMetrics", "PodSnapshot", "EventLoop", "HTTP1"], resources: [.copy("Inputs")], swiftSettings: strict),

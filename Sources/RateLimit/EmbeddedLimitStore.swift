@@ -147,6 +147,22 @@ public struct LimitMath: Sendable {
     }
 
     public func decide(prevRequests: Int, requests: Int, prevTokens: Int, tokens: Int, request r: AdmissionRequest) -> Admission {
+        let kind: LimitKind?
+        if effective(prevRequests, requests) + 1 > Double(r.user.requests) {
+            kind = .requests
+        } else if effective(prevTokens, tokens) + Double(r.tokens) > Double(r.user.tokens) {
+            kind = .tokens
+        } else {
+            kind = nil
+        }
+        return outcome(refusedBy: kind, prevRequests: prevRequests, requests: requests, prevTokens: prevTokens, tokens: tokens, request: r)
+    }
+
+    /// The admission for a decision already taken (by `decide`, or by the
+    /// shared store's script from the same counts): the quota after it, or
+    /// the refusal with its retry-after.
+    public func outcome(refusedBy kind: LimitKind?, prevRequests: Int, requests: Int, prevTokens: Int, tokens: Int,
+                        request r: AdmissionRequest) -> Admission {
         let limitR = r.user.requests, limitT = r.user.tokens
         func quota(_ addR: Int, _ addT: Int) -> Quota {
             Quota(limitRequests: limitR,
@@ -156,14 +172,15 @@ public struct LimitMath: Sendable {
                   remainingTokens: limitT - Int(effective(prevTokens, tokens + addT).rounded(.up)),
                   resetTokens: secondsToReset(prev: prevTokens, cur: tokens + addT))
         }
-        if effective(prevRequests, requests) + 1 > Double(limitR) {
+        switch kind {
+        case .requests:
             let wait = secondsUntil(need: 1, fitsIn: limitR, prev: prevRequests, cur: requests)
             return .limited(quota(0, 0), .requests, retryAfter: wait.map { max(1, Int($0.rounded(.up))) })
-        }
-        if effective(prevTokens, tokens) + Double(r.tokens) > Double(limitT) {
+        case .tokens:
             let wait = secondsUntil(need: r.tokens, fitsIn: limitT, prev: prevTokens, cur: tokens)
             return .limited(quota(0, 0), .tokens, retryAfter: wait.map { max(1, Int($0.rounded(.up))) })
+        case nil:
+            return .admitted(quota(1, r.tokens), Reservation(user: r.user.name, window: window, tokens: r.tokens))
         }
-        return .admitted(quota(1, r.tokens), Reservation(user: r.user.name, window: window, tokens: r.tokens))
     }
 }
