@@ -21,6 +21,21 @@ public protocol ExtProcFilter: AnyObject {
     /// Dynamic metadata to send with the request-phase answer that carries
     /// the decision (namespace → key → string), taken once.
     func takeDynamicMetadata() -> [String: [String: String]]?
+    /// Once, before the first hook: how a filter that answers `.later`
+    /// delivers its decision.
+    func attach(_ resume: ExtProcResume)
+}
+
+/// Delivers a decision a filter deferred with `.later` (an answer from
+/// Redis, say). Call on the stream's event loop, at most once per `.later`;
+/// a stream that ended meanwhile ignores it.
+public final class ExtProcResume {
+    weak var handler: ExtProcStreamHandler?
+    init(handler: ExtProcStreamHandler) { self.handler = handler }
+
+    public func resume(_ decision: FilterDecision) {
+        handler?.resume(decision)
+    }
 }
 
 /// What Envoy's first message said about a stream.
@@ -44,6 +59,7 @@ public struct ExtProcStreamInfo: Sendable, Equatable {
 extension ExtProcFilter {
     public func streamStarted(_ info: ExtProcStreamInfo) {}
     public func takeDynamicMetadata() -> [String: [String: String]]? { nil }
+    public func attach(_ resume: ExtProcResume) {}
 }
 
 /// What a filter decided for one phase.
@@ -64,6 +80,10 @@ public enum FilterDecision: Sendable, Equatable {
     /// streamed) and headers to set (buffered phases only: a changed
     /// length must be set here as `content-length`).
     case replaceBody(HeaderMutation?, [UInt8])
+    /// Only from `requestBody`: the decision will come from the
+    /// `ExtProcResume` given at `attach` (the stream holds its answer until
+    /// then; Envoy's message timeout bounds the wait).
+    case later
 
     public static let proceed = FilterDecision.proceed(nil, modeOverride: nil)
     public static let needBody = FilterDecision.waitForBody(modeOverride: nil)

@@ -13,6 +13,8 @@ public final class ExtProcStreamHandler: GRPCStreamHandler {
     private var ended = false
     private var observabilityMode = false
     private var started = false
+    /// A call whose decision the filter deferred (`.later`), and the stream to answer on.
+    private var deferred: (call: ExtProcStreamStateMachine.FilterCall, stream: GRPCStream)?
 
     public init(filter: any ExtProcFilter, configuration: ExtProcConfiguration, stats: ExtProcStats) {
         self.filter = filter
@@ -38,23 +40,12 @@ public final class ExtProcStreamHandler: GRPCStreamHandler {
         case .askFilter(let call):
             if !started {
                 started = true
+                filter.attach(ExtProcResume(handler: self))
                 filter.streamStarted(ExtProcStreamInfo(observabilityMode: observabilityMode,
                                                        startsAtResponse: machine.observing,
                                                        responseBodyOff: !machine.overridesAllowed))
             }
-            var responses = machine.decide(invoke(call))
-            while let follow = machine.pendingCall {
-                responses += machine.decide(invoke(follow))
-            }
-            if case .requestBody = call, let md = filter.takeDynamicMetadata(),
-               let i = responses.firstIndex(where: {
-                   if case .requestBody = $0.reply { return true }
-                   if case .requestHeaders = $0.reply { return true }
-                   return false
-               }) {
-                responses[i].dynamicMetadata = md
-            }
-            send(responses, on: stream)
+            run(call, invoke(call), on: stream, sent: [])
         case .reply(let responses):
             send(responses, on: stream)
         case .wait:
@@ -80,6 +71,52 @@ public final class ExtProcStreamHandler: GRPCStreamHandler {
         }
     }
 
+    /// Turns decisions into responses, asking the filter again for a
+    /// follow-up call; stops at a deferred decision (sending what is decided).
+    private func run(_ call: ExtProcStreamStateMachine.FilterCall, _ decision: FilterDecision, on stream: GRPCStream,
+                     sent earlier: [ProcessingResponse]) {
+        var responses = earlier
+        var call = call
+        var decision = decision
+        while true {
+            if decision == .later {
+                guard case .requestBody = call else {
+                    decision = .respond(Self.misuse)  // only a body decision may wait
+                    continue
+                }
+                deferred = (call, stream)
+                send(responses, on: stream)
+                return
+            }
+            var answer = machine.decide(decision)
+            if case .requestBody = call, let md = filter.takeDynamicMetadata(),
+               let i = answer.firstIndex(where: {
+                   if case .requestBody = $0.reply { return true }
+                   if case .requestHeaders = $0.reply { return true }
+                   return false
+               }) {
+                answer[i].dynamicMetadata = md
+            }
+            responses += answer
+            guard let follow = machine.pendingCall else { break }
+            call = follow
+            decision = invoke(follow)
+        }
+        send(responses, on: stream)
+    }
+
+    /// The filter's deferred decision arrived.
+    func resume(_ decision: FilterDecision) {
+        guard !ended, let d = deferred else { return }
+        deferred = nil
+        run(d.call, decision, on: d.stream, sent: [])
+    }
+
+    static let misuse = ImmediateResponse(
+        status: 500, headers: { var m = HeaderMutation(); m.overwrite("content-type", "application/json"); return m }(),
+        body: Array(#"{"error":{"message":"gateway error: a filter deferred a decision outside the request body phase","type":"api_error","param":null,"code":"gateway_error"}}"#.utf8),
+        details: "switchboard_filter_misuse")
+
     private func invoke(_ call: ExtProcStreamStateMachine.FilterCall) -> FilterDecision {
         switch call {
         case .requestHeaders(let h): return filter.requestHeaders(h)
@@ -102,6 +139,7 @@ public final class ExtProcStreamHandler: GRPCStreamHandler {
     private func end(_ outcome: ExtProcOutcome) {
         guard !ended else { return }
         ended = true
+        deferred = nil
         filter.streamEnded(outcome)
     }
 }

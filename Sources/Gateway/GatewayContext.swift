@@ -115,7 +115,7 @@ public final class GatewayContext: Sendable {
 
     /// A filter for one new ext_proc stream, on `loop`'s thread.
     public func makeFilter(on loop: EventLoop) -> any ExtProcFilter {
-        GatewayFilter(context: self, pods: reader(on: loop))
+        GatewayFilter(context: self, pods: reader(on: loop), loop: loop)
     }
 
     /// The loop's snapshot reader (created on first use; loop-confined).

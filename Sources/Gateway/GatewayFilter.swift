@@ -38,6 +38,8 @@ final class GatewayFilter: ExtProcFilter {
     private var userHeader: String?
     /// The strategy's estimate to settle with real usage (vtc-basic).
     private var usageSink: (any UsageSink)?
+    /// How a deferred decision (the shared limits' Redis round trip) is delivered.
+    private var resume: ExtProcResume?
     /// The user's limit reservation (settled with the usage, released when routing fails).
     private var limitCharge: LimitCharge?
     /// The admitted user's rate-limit headers, for the in-band response phase.
@@ -69,9 +71,13 @@ final class GatewayFilter: ExtProcFilter {
     private var errorBody: [UInt8]?
     private var errorStatus = 0
 
-    init(context: GatewayContext, pods: PodSnapshotReader) {
+    /// The stream's event loop (the shared limits' Redis connection lives on it).
+    private let loop: EventLoop?
+
+    init(context: GatewayContext, pods: PodSnapshotReader, loop: EventLoop? = nil) {
         self.context = context
         self.pods = pods
+        self.loop = loop
     }
 
     func streamStarted(_ info: ExtProcStreamInfo) {
@@ -153,6 +159,8 @@ final class GatewayFilter: ExtProcFilter {
     /// The body phase as four named steps; each may stop the request with
     /// an OpenAI error. Limits plug into `admit`, strategies into `route`,
     /// usage accounting into `account`, without touching each other.
+    func attach(_ resume: ExtProcResume) { self.resume = resume }
+
     func requestBody(_ body: [UInt8]) -> FilterDecision {
         let started = monotonicNanos()
         do throws(Rejection) {
@@ -167,7 +175,20 @@ final class GatewayFilter: ExtProcFilter {
                 candidates = snapshot.view(for: summary.model,
                                            candidates: candidates.endpoints.filter { allowed.contains($0.address) })
             }
-            let quota = try limit(summary)
+            if let deferred = limitShared(summary, body: body, candidates: candidates, snapshot: snapshot, started: started) {
+                return deferred
+            }
+            return proceed(summary, body: body, candidates: candidates, snapshot: snapshot, started: started,
+                           quota: try limit(summary))
+        } catch {
+            return error.decision
+        }
+    }
+
+    /// Steps 3 and 4 after the limits: route, account, and the answer.
+    private func proceed(_ summary: OpenAIRequestSummary, body: [UInt8], candidates: ModelView, snapshot: PodSnapshot,
+                         started: UInt64, quota: Quota?) -> FilterDecision {
+        do throws(Rejection) {
             let (pod, router): (PodEndpoint, any Router)
             do throws(Rejection) {
                 (pod, router) = try route(summary, body: body, candidates: candidates, snapshot: snapshot)
@@ -259,14 +280,73 @@ final class GatewayFilter: ExtProcFilter {
     /// rate-limit headers and `retry-after`. Users without a record, and
     /// requests without a user, are not limited.
     private func limit(_ summary: OpenAIRequestSummary) throws(Rejection) -> Quota? {
-        guard let limiter = context.limiter, let user = summary.user ?? userHeader, !user.isEmpty,
+        guard let limiter = context.limiter, limiter.shared == nil, let user = summary.user ?? userHeader, !user.isEmpty,
               let limits = limiter.limits(for: user) else { return nil }
         let prompt = max(1, summary.bodyBytes / 4)
         let tokens = prompt + (summary.maxTokens ?? limiter.configuration.defaultMaxTokens)
-        switch limiter.store.admit(AdmissionRequest(user: limits, tokens: tokens, now: Limiter.now)) {
+        return try settleAdmission(limiter.store.admit(AdmissionRequest(user: limits, tokens: tokens, now: Limiter.now)),
+                                   user: user, tokens: tokens, prompt: prompt, store: .embedded(limiter.store))
+    }
+
+    /// Step 2b with the shared store: the admission is a Redis round trip,
+    /// so the decision is deferred (`.later`) and resumed on this loop when
+    /// Redis answers. nil: not applicable (no shared store, no user).
+    private func limitShared(_ summary: OpenAIRequestSummary, body: [UInt8], candidates: ModelView, snapshot: PodSnapshot,
+                             started: UInt64) -> FilterDecision? {
+        guard let limiter = context.limiter, let shared = limiter.shared, let resume,
+              let user = summary.user ?? userHeader, !user.isEmpty, let loop, let conn = limiter.connection(on: loop) else { return nil }
+        let prompt = max(1, summary.bodyBytes / 4)
+        let tokens = prompt + (summary.maxTokens ?? limiter.configuration.defaultMaxTokens)
+        // The answer may come synchronously (Redis down: an immediate error): then it is returned, not resumed.
+        let handoff = Handoff()
+        shared.admit(user: user, tokens: tokens, on: conn) { [self] result in
+            let decision: FilterDecision
+            switch result {
+            case .success(nil):
+                decision = proceed(summary, body: body, candidates: candidates, snapshot: snapshot, started: started, quota: nil)
+            case .success(let admission?):
+                do throws(Rejection) {
+                    let q = try settleAdmission(admission, user: user, tokens: tokens, prompt: prompt,
+                                                store: .shared(shared, conn))
+                    decision = proceed(summary, body: body, candidates: candidates, snapshot: snapshot, started: started, quota: q)
+                } catch {
+                    decision = error.decision
+                }
+            case .failure(let e):
+                if limiter.configuration.failOpen {
+                    limiter.storeErrorsAdmitted.add(1)
+                    context.logger.warning("limits.store.unavailable", metadata: [
+                        "request.id": "\(requestID)", "user": "\(user)", "error": "\(e)", "policy": "fail-open: admitted uncounted",
+                    ])
+                    decision = proceed(summary, body: body, candidates: candidates, snapshot: snapshot, started: started, quota: nil)
+                } else {
+                    limiter.storeErrorsRefused.add(1)
+                    context.logger.warning("limits.store.unavailable", metadata: [
+                        "request.id": "\(requestID)", "user": "\(user)", "error": "\(e)", "policy": "fail-closed: 503",
+                    ])
+                    decision = reject(OpenAIError(status: 503, message: "the rate limiter is unavailable (\(e)); try again shortly",
+                                                  code: "rate_limiter_unavailable"), extraHeaders: [("retry-after", "1")])
+                }
+            }
+            if handoff.returned { resume.resume(decision) } else { handoff.early = decision }
+        }
+        handoff.returned = true
+        return handoff.early ?? .later
+    }
+
+    /// Whether `limitShared` already returned when the store answered.
+    private final class Handoff {
+        var returned = false
+        var early: FilterDecision?
+    }
+
+    /// An admission from either store: the reservation kept (settled with
+    /// the usage), or the 429 thrown.
+    private func settleAdmission(_ admission: Admission, user: String, tokens: Int, prompt: Int,
+                                 store: LimitCharge.Store) throws(Rejection) -> Quota {
+        switch admission {
         case .admitted(let q, let reservation):
-            let charge = LimitCharge(store: limiter.store, reservation: reservation, promptEstimate: prompt)
-            limitCharge = charge
+            limitCharge = LimitCharge(store: store, reservation: reservation, promptEstimate: prompt)
             return q
         case .limited(let q, let kind, let retryAfter):
             context.stats.countRateLimited(kind.rawValue)

@@ -44,8 +44,15 @@ enum GatewayMetrics {
                      help: "Requests answered 429 by a user's limits, by the limit that refused them.")
             w.sample("switchboard_limits_rejected_total", labels: "limit=\"requests\"", Double(s.rateLimitedRequests.value))
             w.sample("switchboard_limits_rejected_total", labels: "limit=\"tokens\"", Double(s.rateLimitedTokens.value))
-            w.family("switchboard_limits_users", .gauge, help: "Users with limits (the users file's records).")
-            w.sample("switchboard_limits_users", Double(l.userCount))
+            if l.shared == nil {
+                w.family("switchboard_limits_users", .gauge, help: "Users with limits (the users file's records).")
+                w.sample("switchboard_limits_users", Double(l.userCount))
+            } else {
+                w.family("switchboard_limits_store_errors_total", .counter,
+                         help: "Admissions that found Redis slow or down, by what the failure policy did (admitted uncounted, or refused with 503).")
+                w.sample("switchboard_limits_store_errors_total", labels: "outcome=\"admitted\"", Double(l.storeErrorsAdmitted.value))
+                w.sample("switchboard_limits_store_errors_total", labels: "outcome=\"refused\"", Double(l.storeErrorsRefused.value))
+            }
         }
         if let p = context.routers.prefixCache {
             w.family("switchboard_prefix_cache_decisions_total", .counter,

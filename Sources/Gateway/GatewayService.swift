@@ -156,10 +156,17 @@ public final class GatewayService {
             } catch {
                 throw GatewayStartError(description: "\(error)")
             }
-            logger.notice("limits.users.loaded", metadata: [
-                "limits.file": "\(l.usersFile)", "limits.users": "\(limiter!.userCount)", "limits.store": "embedded",
-                "limits.window": "\(l.window.rawValue) \(l.windowSeconds)s",
-            ])
+            if let r = l.redis {
+                logger.notice("limits.store.redis", metadata: [
+                    "redis.address": "\(r.host):\(r.port)", "redis.db": "\(r.database)", "limits.failure_policy": "\(l.failOpen ? "open" : "closed")",
+                    "limits.window": "\(l.window.rawValue) \(l.windowSeconds)s",
+                ])
+            } else {
+                logger.notice("limits.users.loaded", metadata: [
+                    "limits.file": "\(l.usersFile)", "limits.users": "\(limiter!.userCount)", "limits.store": "embedded",
+                    "limits.window": "\(l.window.rawValue) \(l.windowSeconds)s",
+                ])
+            }
         }
         let extProc = ExtProcConfiguration(requestBodyMode: configuration.requestBodyMode,
                                            responseBodyMode: .none, maxBodyBytes: configuration.maxBodyBytes)
@@ -184,6 +191,10 @@ public final class GatewayService {
                 context.makeFilter(on: stream.loop)
             },
         ])
+        if let l = limiter, l.shared != nil {
+            // Connect every loop's Redis connection now, not at its first request.
+            for loop in group.loops { loop.execute { _ = l.connection(on: loop) } }
+        }
         let bound = try server.start()
         var admin: AdminServer?
         if let a = configuration.adminListen {

@@ -1,20 +1,35 @@
 import EventLoop
 import Foundation
 import Logging
+import Metrics
 import RateLimit
+import Redis
 import Routing
 import Synchronization
 
 /// Per-user limits as `serve` applies them (`--users-file`).
 public struct LimitsConfiguration: Sendable {
-    /// JSON array of the reference's user records: `[{"name": "alice", "rpm": 50, "tpm": 10000}]`.
+    /// JSON array of the reference's user records: `[{"name": "alice", "rpm": 50, "tpm": 10000}]`
+    /// (the in-process store); empty with `redis`.
     public var usersFile: String
+    /// The shared store: users are Redis's `aibrix-users/<name>` records and
+    /// counters live there, shared by every replica. nil: in process.
+    public var redis: RedisConfiguration?
+    /// Redis slow or down (after its command timeout): admit without
+    /// counting (`true`, fail-open) or answer 503 (`false`, fail-closed).
+    public var failOpen = true
     public var window: LimitWindow = .sliding
     public var windowSeconds = 60
     /// Output tokens reserved for a request that sets no `max_tokens`
     /// (the reservation is settled to the real usage when the response ends).
     public var defaultMaxTokens = 256
     public init(usersFile: String) { self.usersFile = usersFile }
+
+    /// A Redis address (`host:port`) as a configuration; throws when malformed.
+    public static func redis(address: String) throws -> RedisConfiguration {
+        guard let r = RedisConfiguration.parse(address: address) else { throw UsersFile.LoadError(description: "bad Redis address \(address)") }
+        return r
+    }
 
     /// Sets the window kind by name (`sliding`, `fixed`); false when unknown.
     public mutating func setWindow(named name: String) -> Bool {
@@ -78,23 +93,54 @@ public enum UsersFile {
     }
 }
 
-/// Admission against the users' limits, in process (the embedded store).
+/// Admission against the users' limits: in process (the embedded store, a
+/// users file), or shared through Redis (`RedisLimitStore`, one
+/// connection per event loop).
 public final class Limiter: Sendable {
     let configuration: LimitsConfiguration
     let store: EmbeddedLimitStore
+    let shared: RedisLimitStore?
     private let users: Mutex<[String: UserLimits]>
     let logger: Logger
+    /// Admissions that found the shared store unavailable, by policy outcome.
+    let storeErrorsAdmitted = Counter()
+    let storeErrorsRefused = Counter()
 
     init(configuration: LimitsConfiguration, loop: EventLoop?, pollNanos: UInt64, logger: Logger) throws(UsersFile.LoadError) {
         self.configuration = configuration
         self.logger = logger
         store = EmbeddedLimitStore(windowSeconds: configuration.windowSeconds, mode: configuration.window)
+        if configuration.redis != nil {
+            shared = RedisLimitStore(windowSeconds: configuration.windowSeconds, mode: configuration.window)
+            users = Mutex([:])
+            return
+        }
+        shared = nil
         let list = try UsersFile.load(path: configuration.usersFile)
         users = Mutex(Dictionary(uniqueKeysWithValues: list.map { ($0.name, $0) }))
         if let loop { FileWatch.start(path: configuration.usersFile, every: pollNanos, loop: loop) { [self] in reload() } }
     }
 
     var userCount: Int { users.withLock { $0.count } }
+
+    /// This loop's Redis connection (made and started on first use; loop-confined).
+    func connection(on loop: EventLoop) -> RedisConnection? {
+        guard let cfg = configuration.redis else { return nil }
+        if let c = loop.loopLocal["limits.redis"] as? RedisConnection { return c }
+        let c = RedisConnection(configuration: cfg, loop: loop)
+        let logger = self.logger
+        c.onStateChange = { up, why in
+            if up {
+                logger.notice("limits.redis.connected", metadata: ["redis.address": "\(cfg.host):\(cfg.port)", "loop": "\(loop.index)"])
+            } else {
+                logger.warning("limits.redis.lost", metadata: ["redis.address": "\(cfg.host):\(cfg.port)", "loop": "\(loop.index)",
+                                                               "error": "\(why)"])
+            }
+        }
+        loop.loopLocal["limits.redis"] = c
+        c.start()
+        return c
+    }
 
     func limits(for user: String) -> UserLimits? { users.withLock { $0[user] } }
 
@@ -118,14 +164,19 @@ public final class Limiter: Sendable {
 }
 
 /// An admitted request's reservation: settled to the response's real
-/// usage (prompt + completion tokens) once.
+/// usage (prompt + completion tokens) once, in the store that made it.
 final class LimitCharge: UsageSink {
-    let store: EmbeddedLimitStore
+    enum Store {
+        case embedded(EmbeddedLimitStore)
+        /// Adjusted on the admitting loop's connection (usage may be read on another loop).
+        case shared(RedisLimitStore, RedisConnection)
+    }
+    let store: Store
     let reservation: Reservation
     let promptEstimate: Int
     private let done = Atomic<Bool>(false)
 
-    init(store: EmbeddedLimitStore, reservation: Reservation, promptEstimate: Int) {
+    init(store: Store, reservation: Reservation, promptEstimate: Int) {
         self.store = store
         self.reservation = reservation
         self.promptEstimate = promptEstimate
@@ -133,13 +184,22 @@ final class LimitCharge: UsageSink {
 
     func settle(promptTokens: Int?, completionTokens: Int) {
         guard !done.exchange(true, ordering: .relaxed) else { return }
-        store.settle(reservation, actualTokens: (promptTokens ?? promptEstimate) + completionTokens, now: Limiter.now)
+        let actual = (promptTokens ?? promptEstimate) + completionTokens
+        let res = reservation
+        switch store {
+        case .embedded(let s): s.settle(res, actualTokens: actual, now: Limiter.now)
+        case .shared(let s, let c): c.loop.execute { s.settle(res, actualTokens: actual, on: c) }
+        }
     }
 
     /// The request was never served: give its counts back.
     func release() {
         guard !done.exchange(true, ordering: .relaxed) else { return }
-        store.release(reservation, now: Limiter.now)
+        let res = reservation
+        switch store {
+        case .embedded(let s): s.release(res, now: Limiter.now)
+        case .shared(let s, let c): c.loop.execute { s.release(res, on: c) }
+        }
     }
 }
 

@@ -91,6 +91,24 @@ struct Serve: ParsableCommand {
     @Option(help: "Per-user limits: a JSON array of {\"name\", \"rpm\", \"tpm\"} records (the reference's user records; 0 = 100 requests and rpm x 1000 tokens), reloaded on change; edit it with `switchboard users`. A request's user is its API key's user, else the body's `user`, else the `user` header. Limits live in this process (one replica).")
     var usersFile: String?
 
+    @Option(help: "Per-user limits in Redis (host:port), shared by every gateway replica: users are the reference's aibrix-users/<name> records (edit with `switchboard users --redis`), counters live in Redis. Debian's hiredis has no TLS: for a TLS Redis, run a local TLS proxy and point this at it.")
+    var redis: String?
+
+    @Option(help: "Redis AUTH password ($REDIS_PASSWORD when unset).")
+    var redisPassword: String?
+
+    @Option(help: "Redis ACL user (AUTH user password).")
+    var redisUsername: String?
+
+    @Option(help: "Redis database number (SELECT).")
+    var redisDb: Int = 0
+
+    @Option(help: "Milliseconds a Redis command may take before the failure policy applies.")
+    var redisTimeoutMs: Int = 100
+
+    @Option(help: "When Redis is slow or down: open (admit, uncounted; logged and counted) or closed (503 with retry-after).")
+    var limitsFailurePolicy: String = "open"
+
     @Option(help: "Limit windows: sliding (the previous window weighted by its overlap; no boundary bursts) or fixed (the reference's).")
     var limitWindow: String = "sliding"
 
@@ -188,8 +206,27 @@ struct Serve: ParsableCommand {
         let strategy = defaultStrategy ?? ProcessInfo.processInfo.environment["ROUTING_ALGORITHM"].flatMap { $0.isEmpty ? nil : $0 } ?? "random"
         c.defaultStrategy = strategy == "none" ? nil : strategy
         c.sessionInnerStrategy = sessionInnerStrategy
-        if let f = usersFile {
-            var l = LimitsConfiguration(usersFile: f)
+        if usersFile != nil && redis != nil {
+            throw ValidationError("choose one limits store: --users-file (in process) or --redis (shared)")
+        }
+        if usersFile != nil || redis != nil {
+            var l = LimitsConfiguration(usersFile: usersFile ?? "")
+            if let address = redis {
+                guard var r = try? LimitsConfiguration.redis(address: address) else {
+                    throw ValidationError("--redis wants host:port, got '\(address)'")
+                }
+                r.password = redisPassword ?? ProcessInfo.processInfo.environment["REDIS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+                r.username = redisUsername
+                guard redisDb >= 0, redisTimeoutMs > 0 else { throw ValidationError("--redis-db must be >= 0 and --redis-timeout-ms > 0") }
+                r.database = redisDb
+                r.commandTimeoutNanos = UInt64(redisTimeoutMs) * 1_000_000
+                l.redis = r
+            }
+            switch limitsFailurePolicy {
+            case "open": l.failOpen = true
+            case "closed": l.failOpen = false
+            default: throw ValidationError("--limits-failure-policy must be open or closed")
+            }
             guard l.setWindow(named: limitWindow) else { throw ValidationError("--limit-window must be sliding or fixed") }
             guard limitWindowSeconds > 0, limitDefaultMaxTokens >= 0 else {
                 throw ValidationError("--limit-window-seconds must be positive and --limit-default-max-tokens non-negative")
@@ -374,10 +411,23 @@ struct Users: ParsableCommand {
           switchboard users --file users.json set alice --rpm 100
           switchboard users --file users.json list
           switchboard users --file users.json delete alice
+          switchboard users --redis 127.0.0.1:6379 add alice --rpm 50   (the shared store)
         """)
 
     @Option(help: "The users file (created by add when missing).")
-    var file: String
+    var file: String?
+
+    @Option(help: "Or Redis (host:port): the aibrix-users/<name> records `serve --redis` reads.")
+    var redis: String?
+
+    @Option(help: "Redis AUTH password ($REDIS_PASSWORD when unset).")
+    var redisPassword: String?
+
+    @Option(help: "Redis ACL user.")
+    var redisUsername: String?
+
+    @Option(help: "Redis database number.")
+    var redisDb: Int = 0
 
     @Argument(help: "add, set, delete or list.")
     var action: String
@@ -393,7 +443,18 @@ struct Users: ParsableCommand {
 
     func run() throws {
         do {
-            print(try UsersTool.run(file: file, action: action, name: name, rpm: rpm, tpm: tpm), terminator: "")
+            switch (file, redis) {
+            case (let f?, nil):
+                print(try UsersTool.run(file: f, action: action, name: name, rpm: rpm, tpm: tpm), terminator: "")
+            case (nil, let r?):
+                let pw = redisPassword ?? ProcessInfo.processInfo.environment["REDIS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+                print(try UsersTool.run(redis: r, password: pw, username: redisUsername, db: redisDb, action: action, name: name,
+                                        rpm: rpm, tpm: tpm), terminator: "")
+            default:
+                throw ValidationError("choose one: --file FILE or --redis HOST:PORT")
+            }
+        } catch let e as ValidationError {
+            throw e
         } catch {
             throw ValidationError("\(error)")
         }

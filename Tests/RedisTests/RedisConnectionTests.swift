@@ -55,7 +55,24 @@ final class RedisServer {
         }
     }
 
-    static func freePort() -> Int { Int.random(in: 33_000...38_000) }
+    /// A port below the kernel's ephemeral range (32768+, where an outgoing
+    /// connection could take it first) that binds now.
+    static func freePort() -> Int {
+        for _ in 0..<100 {
+            let p = Int.random(in: 20_000...31_000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_port = in_port_t(UInt16(p).bigEndian)
+            a.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let ok = withUnsafePointer(to: &a) { ptr in
+                ptr.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            close(fd)
+            if ok { return p }
+        }
+        return Int.random(in: 20_000...31_000)
+    }
 }
 
 /// Runs `body` on the loop and waits (bounded) for its result.

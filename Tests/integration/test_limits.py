@@ -52,6 +52,9 @@ def test_two_hundred_parallel_requests_from_one_user_with_rpm_50_admit_exactly_5
         assert s.request(chat(content="x", max_tokens=2, user="bob"))[0] == 200
         status, h, _ = s.request(chat(content="x", max_tokens=2))
         assert status == 200 and "x-ratelimit-limit-requests" not in h
+        # A client cannot make Envoy reflect a quota of its own.
+        status, h, _ = s.request(chat(content="x", max_tokens=2), headers={"x-switchboard-ratelimit-limit-requests": "999"})
+        assert status == 200 and "x-ratelimit-limit-requests" not in h, h
         _, m = s.admin("/metrics")
         assert 'switchboard_limits_rejected_total{limit="requests"} 150' in m
 
