@@ -160,6 +160,9 @@ def main():
     ap.add_argument("--envoy-concurrency", type=int, default=1, help="Envoy worker threads (--concurrency)")
     ap.add_argument("--no-in-band", action="store_true",
                     help="skip the in-band run (the routing stream also answering the response phases)")
+    ap.add_argument("--limits", action="store_true",
+                    help="also run per-user limits (every request from one user with limits it never reaches): the "
+                         "in-process store and Redis on loopback, beside the same build with limits off; prints the admission cost")
     ap.add_argument("--sizes", metavar="BYTES,...",
                     help="instead of the comparison: processor CPU per request through Envoy for chat bodies of "
                          "these sizes, streamed and not, with the response phase on (e.g. 1024,32768,409600)")
@@ -175,7 +178,8 @@ def main():
         lua = os.path.join(d, "post.lua")
         with open(lua, "w") as f:
             f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                    f"wrk.body = {json.dumps(body.decode())}\n")
+                    + ('wrk.headers["user"] = "bench"\n' if a.limits else "")
+                    + f"wrk.body = {json.dumps(body.decode())}\n")
 
         def envoy_run(config_text, label, processor=None):
             port, admin = free_port(), free_port()
@@ -228,7 +232,24 @@ def main():
             su, su_port = start_gateway(binary("switchboard"), "switchboard-usage", ["--usage-accounting"])
             runs["Envoy + sb +usage"] = []
             runs["Envoy + sb in-band"] = []
+        if a.limits:
+            users = os.path.join(d, "users.json")
+            with open(users, "w") as f:
+                json.dump([{"name": "bench", "rpm": 1_000_000_000, "tpm": 1_000_000_000_000}], f)
+            le, le_port = start_gateway(binary("switchboard"), "switchboard-limits", ["--users-file", users])
+            rport = free_port()
+            spawn("redis", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                            "--dir", d])
+            wait_port(rport)
+            subprocess.run([binary("switchboard"), "users", "--redis", f"127.0.0.1:{rport}", "add", "bench", "--rpm", "1000000000",
+                            "--tpm", "1000000000000"], check=True, capture_output=True)
+            lr, lr_port = start_gateway(binary("switchboard"), "switchboard-limits-redis", ["--redis", f"127.0.0.1:{rport}"])
+            runs["Envoy + sb limits"] = []
+            runs["Envoy + sb limits redis"] = []
         for i in range(rounds):  # interleaved, so drift on a noisy machine hits both builds alike
+            if a.limits:
+                runs["Envoy + sb limits"].append(envoy_run(rendered(f"127.0.0.1:{le_port}"), f"limits-{i}", le))
+                runs["Envoy + sb limits redis"].append(envoy_run(rendered(f"127.0.0.1:{lr_port}"), f"limits-redis-{i}", lr))
             for label, proc, port in builds:
                 runs[label].append(envoy_run(rendered(f"127.0.0.1:{port}"), f"{label.split()[-1]}-{i}", proc))
             if not a.no_in_band:
@@ -311,6 +332,13 @@ def main():
             if peers:
                 line += f"; observer / best peer = {us_total / best[1]['cpu_us']:.2f}x"
             print(line)
+        if a.limits:
+            for label in ("Envoy + sb limits", "Envoy + sb limits redis"):
+                lr_ = results[label]
+                print(f"admission cost, {label.split('limits')[1].strip() or 'in process'}: processor CPU "
+                      f"{lr_['proc_cpu_us']:.1f} vs {sbr['proc_cpu_us']:.1f} µs/req with limits off (+{lr_['proc_cpu_us'] - sbr['proc_cpu_us']:.1f}); "
+                      f"p50 {lr_['p50']:.2f} vs {sbr['p50']:.2f} ms, p99 {lr_['p99']:.2f} vs {sbr['p99']:.2f} ms "
+                      f"(the limited user's responses are read for usage: compare with '+usage' too)")
         print(f"\nratios: switchboard / Envoy alone = {sbr['rps'] / al['rps']:.2f}", end="")
         if py:
             pyr = results["Envoy + Python peer"]
