@@ -283,7 +283,7 @@ final class GatewayFilter: ExtProcFilter {
         guard let limiter = context.limiter, limiter.shared == nil, let user = summary.user ?? userHeader, !user.isEmpty,
               let limits = limiter.limits(for: user) else { return nil }
         let prompt = max(1, summary.bodyBytes / 4)
-        let tokens = prompt + (summary.maxTokens ?? limiter.configuration.defaultMaxTokens)
+        let tokens = Self.reservation(prompt: prompt, maxTokens: summary.maxTokens ?? limiter.configuration.defaultMaxTokens)
         return try settleAdmission(limiter.store.admit(AdmissionRequest(user: limits, tokens: tokens, now: Limiter.now)),
                                    user: user, tokens: tokens, prompt: prompt, store: .embedded(limiter.store))
     }
@@ -296,7 +296,7 @@ final class GatewayFilter: ExtProcFilter {
         guard let limiter = context.limiter, let shared = limiter.shared, let resume,
               let user = summary.user ?? userHeader, !user.isEmpty, let loop, let conn = limiter.connection(on: loop) else { return nil }
         let prompt = max(1, summary.bodyBytes / 4)
-        let tokens = prompt + (summary.maxTokens ?? limiter.configuration.defaultMaxTokens)
+        let tokens = Self.reservation(prompt: prompt, maxTokens: summary.maxTokens ?? limiter.configuration.defaultMaxTokens)
         // The answer may come synchronously (Redis down: an immediate error): then it is returned, not resumed.
         let handoff = Handoff()
         shared.admit(user: user, tokens: tokens, on: conn) { [self] result in
@@ -332,6 +332,13 @@ final class GatewayFilter: ExtProcFilter {
         }
         handoff.returned = true
         return handoff.early ?? .later
+    }
+
+    /// Tokens a request reserves: its prompt estimate plus its output cap,
+    /// clamped (a client's max_tokens can be any JSON integer; the sum must
+    /// not overflow, and no limit is anywhere near 2^40 tokens).
+    static func reservation(prompt: Int, maxTokens: Int) -> Int {
+        min(prompt, 1 << 40) + min(max(0, maxTokens), 1 << 40)
     }
 
     /// Whether `limitShared` already returned when the store answered.

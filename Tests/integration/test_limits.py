@@ -151,3 +151,13 @@ def test_users_cli_edits_the_file_and_the_gateway_reloads_it():
         wait_until(lambda: "limits.users.rejected" in s.switchboard.output(), "the broken users file to be rejected")
         assert s.admin("/debug/limits?user=erin")[1]["users"]["erin"]["rpm"] == 3
         assert users("delete", "nobody")[0] != 0
+
+
+def test_an_absurd_max_tokens_is_refused_as_too_large_not_a_crash():
+    with limited_stack([{"name": "frank", "rpm": 10, "tpm": 1000}], pods=1) as s:
+        status, h, p = s.request(chat(max_tokens=9223372036854775807, user="frank"))
+        assert status == 429, p[:300]
+        err = json.loads(p)["error"]
+        assert err["type"] == "tokens" and "too large" in err["message"].lower() and "retry-after" not in h, (err, h)
+        assert s.switchboard.alive()
+        assert s.request(chat(max_tokens=2, user="frank"))[0] == 200
