@@ -38,6 +38,8 @@ final class GatewayFilter: ExtProcFilter {
     private var userHeader: String?
     /// The strategy's estimate to settle with real usage (vtc-basic).
     private var usageSink: (any UsageSink)?
+    /// The ext_proc stream ended (a deferred decision arriving later is dropped).
+    private var streamHasEnded = false
     /// How a deferred decision (the shared limits' Redis round trip) is delivered.
     private var resume: ExtProcResume?
     /// The user's limit reservation (settled with the usage, released when routing fails).
@@ -156,11 +158,12 @@ final class GatewayFilter: ExtProcFilter {
         return .waitForBody(modeOverride: context.modeOverrideAfterRequestHeaders)
     }
 
-    /// The body phase as four named steps; each may stop the request with
-    /// an OpenAI error. Limits plug into `admit`, strategies into `route`,
-    /// usage accounting into `account`, without touching each other.
     func attach(_ resume: ExtProcResume) { self.resume = resume }
 
+    /// The body phase as named steps; each may stop the request with an
+    /// OpenAI error. Limits plug into `limit` (or `limitShared`, deferred
+    /// while Redis answers), strategies into `route`, usage accounting into
+    /// `account`, without touching each other.
     func requestBody(_ body: [UInt8]) -> FilterDecision {
         let started = monotonicNanos()
         do throws(Rejection) {
@@ -300,6 +303,11 @@ final class GatewayFilter: ExtProcFilter {
         // The answer may come synchronously (Redis down: an immediate error): then it is returned, not resumed.
         let handoff = Handoff()
         shared.admit(user: user, tokens: tokens, on: conn) { [self] result in
+            if streamHasEnded {
+                // The client went away while Redis answered: nothing to route, and nothing to charge.
+                if case .success(.admitted(_, let res)?) = result { shared.release(res, on: conn) }
+                return
+            }
             let decision: FilterDecision
             switch result {
             case .success(nil):
@@ -658,6 +666,7 @@ final class GatewayFilter: ExtProcFilter {
     }
 
     func streamEnded(_ outcome: ExtProcOutcome) {
+        streamHasEnded = true
         if sse != nil || responseJSON != nil {
             // The stream ended before the response did (reset, upstream died):
             // what was seen of a stream still counts; a cut JSON body does not.
