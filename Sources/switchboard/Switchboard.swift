@@ -76,6 +76,9 @@ struct Serve: ParsableCommand {
     @Option(help: "prefix-cache: a matching pod is taken only while its in-flight count is at most mean + K x stddev over the pods.")
     var prefixStddevFactor: Double = 2
 
+    @Option(help: "prefix-cache: a cached prefix counts only when it covers at least this fraction of the prompt's blocks (0-1).")
+    var prefixMinMatch: Double = 0.1
+
     @Option(help: "prefix-cache strategies: block-pod entries the index holds at most (about 60 bytes each).")
     var prefixIndexBlocks: Int = 2_000_000
 
@@ -252,6 +255,8 @@ struct Serve: ParsableCommand {
         c.prefix.seed = prefixSeed
         c.prefix.imbalance = prefixImbalance
         c.prefix.stddevFactor = prefixStddevFactor
+        guard (0...1).contains(prefixMinMatch) else { throw ValidationError("--prefix-min-match must be between 0 and 1") }
+        c.prefix.minMatchFraction = prefixMinMatch
         c.prefix.maxEntries = prefixIndexBlocks
         c.prefix.ttlSeconds = prefixTtl
         c.prefix.podCapacityBlocks = prefixPodBlocks > 0 ? prefixPodBlocks : nil

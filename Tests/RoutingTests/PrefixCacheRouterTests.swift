@@ -161,4 +161,26 @@ import Testing
         let oldest = reg.prefixCache!.hasher.keys(bytes: Array(doc("c0", 400).utf8), model: "m")
         #expect(reg.prefixCache!.index.longestMatches(oldest, pods: w.pods) == [0])
     }
+
+    @Test func aSharedFirstBlockAloneDoesNotPullEveryRequestToOnePod() throws {
+        var w = World()
+        for i in 0..<4 { w.add(i) }
+        let reg = registry()
+        let r = try reg.router(named: "prefix-cache")
+        let system = String(repeating: "s", count: 64)  // exactly one block, shared by everyone
+        var pods = Set<String>()
+        for c in 0..<40 {
+            // Each conversation: the shared block, then ~2 KB of its own (3% matched).
+            pods.insert(try r.decide(request(system + doc("conv\(c)-", 300)), candidates: w.pods, snapshot: w.snapshot).pod.address)
+        }
+        #expect(pods.count == 4)
+        // With the fraction at 0 (the reference's rule) every request follows the first one.
+        let any = registry { $0.minMatchFraction = 0 }
+        let r0 = try any.router(named: "prefix-cache")
+        var pods0 = Set<String>()
+        for c in 0..<40 {
+            pods0.insert(try r0.decide(request(system + doc("conv\(c)-", 300)), candidates: w.pods, snapshot: w.snapshot).pod.address)
+        }
+        #expect(pods0.count == 1)
+    }
 }

@@ -17,6 +17,11 @@ public struct PrefixCacheOptions: Sendable {
     /// The hot-spot guard: a matching pod is taken only while its load is at
     /// most mean + k·σ of the usable pods' loads.
     public var stddevFactor = 2.0
+    /// A match counts only when it covers at least this fraction of the
+    /// prompt's blocks: a shared first block (a common system prompt) in
+    /// front of long unique prompts must not pull every request to the pod
+    /// that happened to see it first.
+    public var minMatchFraction = 0.1
     public var maxEntries = 2_000_000
     public var ttlSeconds = 1200
     /// Blocks the index keeps per pod (its mirror of the engine's cache);
@@ -120,7 +125,9 @@ public final class PrefixCache: Sendable {
 ///    candidates (the prompt's longest match among them wins).
 /// 2. Otherwise the pod holding the longest prefix of the prompt's blocks
 ///    wins, fewer in flight on equal matches, among pods whose load is at
-///    most mean + `stddevFactor`·σ (sample σ over usable pods).
+///    most mean + `stddevFactor`·σ (sample σ over usable pods) and whose
+///    match covers at least `minMatchFraction` of the prompt (the reference
+///    took any match: one shared leading block pulled everything to one pod).
 /// 3. No such pod: the least loaded (ties at random).
 /// 4. The prompt's blocks are recorded for the chosen pod; multi-turn
 ///    conversations resend their history, so a turn matches its history.
@@ -161,7 +168,8 @@ public struct PrefixCacheRouter: Router {
             let mean = sum / n
             let sd = n > 1 ? (max(0, sumSq - n * mean * mean) / (n - 1)).squareRoot() : 0
             let bound = mean + cache.options.stddevFactor * sd
-            pick = best(view, matched, among: { matched[$0] > 0 && (load.cost(at: $0, in: view) ?? 0) <= bound })
+            let minimum = max(1, Int((cache.options.minMatchFraction * Double(keys.count)).rounded(.up)))
+            pick = best(view, matched, among: { matched[$0] >= minimum && (load.cost(at: $0, in: view) ?? 0) <= bound })
             if pick >= 0 {
                 cache.matchedDecisions.add(1, ordering: .relaxed)
             } else {
