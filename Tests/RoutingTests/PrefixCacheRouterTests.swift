@@ -182,5 +182,12 @@ import Testing
             pods0.insert(try r0.decide(request(system + doc("conv\(c)-", 300)), candidates: w.pods, snapshot: w.snapshot).pod.address)
         }
         #expect(pods0.count == 1)
+        // The blend's prefix part ignores the one-block lead too.
+        let blend = try registry().router(named: "prefix-match:2,least-request:1")
+        var podsB = Set<String>()
+        for c in 0..<40 {
+            podsB.insert(try blend.decide(request(system + doc("conv\(c)-", 300)), candidates: w.pods, snapshot: w.snapshot).pod.address)
+        }
+        #expect(podsB.count == 4)
     }
 }

@@ -269,9 +269,10 @@ extension PrefixCache {
     }
 }
 
-/// `prefix-match` (blendable): cost = −(prompt blocks the pod holds), so a
-/// blend such as `prefix-match:2,least-request:1` trades cache affinity
-/// against load with explicit weights. Unknown without a prompt.
+/// `prefix-match` (blendable): cost = −(prompt blocks the pod holds), or 0
+/// below `minMatchFraction` of the prompt, so a blend such as
+/// `prefix-match:2,least-request:1` trades cache affinity against load with
+/// explicit weights. Unknown without a prompt.
 public struct PrefixMatchScorer: Scorer {
     public let name = "prefix-match"
     public let unknownReason = "no_prompt"
@@ -280,7 +281,10 @@ public struct PrefixMatchScorer: Scorer {
     public init(cache: PrefixCache) { self.cache = cache }
 
     public func cost(at i: Int, in view: ModelView) -> Double? {
-        view.cachedBlocks.isEmpty ? nil : -Double(view.cachedBlocks[i])
+        guard !view.cachedBlocks.isEmpty else { return nil }
+        // Below --prefix-min-match a lead is noise (a shared first block), not a cache hit worth a blend's weight.
+        let m = view.cachedBlocks[i]
+        return Double(m) >= cache.options.minMatchFraction * Double(view.promptKeys.count) ? -Double(m) : 0
     }
     public func prepare(_ request: RoutingRequest, view: inout ModelView) { cache.prepare(request, view: &view) }
     public func chosen(_ i: Int, request: RoutingRequest, view: ModelView) { cache.chosen(i, request: request, view: view) }
