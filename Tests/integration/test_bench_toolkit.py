@@ -269,7 +269,7 @@ def test_cli_pipeline_and_client_log_replay(sim, tmp_path):
 
 def test_bench_routing_smoke(tmp_path):
     out = subprocess.run([sys.executable, os.path.join(ROOT, "Benchmarks", "bench_routing.py"),
-                          "--strategies", "random,prefix-cache", "--pods", "2", "--requests", "16", "--prefixes", "2",
+                          "--strategies", "random,prefix-cache,no-such-strategy", "--pods", "2", "--requests", "16", "--prefixes", "2",
                           "--rate", "20", "--prompt-length", "300", "--max-tokens", "8", "--speed", "10",
                           "--quiet", "--out-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
@@ -277,7 +277,9 @@ def test_bench_routing_smoke(tmp_path):
     assert "TTFT mean" in out.stdout and "hit %" in out.stdout
     row = [ln for ln in out.stdout.splitlines() if ln.startswith("random ")][0]
     assert row.split()[1] == "16" and "1.00x" in row
-    # Strategies this build lacks are reported, not dropped.
-    assert "prefix-cache" in out.stdout and "unavailable" in out.stdout
+    # prefix-cache runs and reports what its index believed (idx %); a strategy this build lacks is reported, not dropped.
+    prefix = [ln for ln in out.stdout.splitlines() if ln.startswith("prefix-cache ")][0]
+    assert prefix.split()[1] == "16" and prefix.split()[8] != "-", prefix
+    assert [ln for ln in out.stdout.splitlines() if ln.startswith("no-such-strategy") and "unavailable" in ln]
     doc = (tmp_path / "report.html").read_text()
     assert "<svg" in doc and "random" in doc and (tmp_path / "random.records.jsonl").exists()
