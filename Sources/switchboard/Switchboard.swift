@@ -97,14 +97,7 @@ struct Serve: ParsableCommand {
     @Option(help: "Per-user limits in Redis (host:port), shared by every gateway replica: users are the reference's aibrix-users/<name> records (edit with `switchboard users --redis`), counters live in Redis. Debian's hiredis has no TLS: for a TLS Redis, run a local TLS proxy and point this at it.")
     var redis: String?
 
-    @Option(help: "Redis AUTH password ($REDIS_PASSWORD when unset).")
-    var redisPassword: String?
-
-    @Option(help: "Redis ACL user (AUTH user password).")
-    var redisUsername: String?
-
-    @Option(help: "Redis database number (SELECT).")
-    var redisDb: Int = 0
+    @OptionGroup var redisAccess: RedisAccessOptions
 
     @Option(help: "Milliseconds a Redis command may take before the failure policy applies.")
     var redisTimeoutMs: Int = 100
@@ -218,10 +211,10 @@ struct Serve: ParsableCommand {
                 guard var r = try? LimitsConfiguration.redis(address: address) else {
                     throw ValidationError("--redis wants host:port, got '\(address)'")
                 }
-                r.password = redisPassword ?? ProcessInfo.processInfo.environment["REDIS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
-                r.username = redisUsername
-                guard redisDb >= 0, redisTimeoutMs > 0 else { throw ValidationError("--redis-db must be >= 0 and --redis-timeout-ms > 0") }
-                r.database = redisDb
+                r.password = redisAccess.password
+                r.username = redisAccess.redisUsername
+                guard redisAccess.redisDb >= 0, redisTimeoutMs > 0 else { throw ValidationError("--redis-db must be >= 0 and --redis-timeout-ms > 0") }
+                r.database = redisAccess.redisDb
                 r.commandTimeoutNanos = UInt64(redisTimeoutMs) * 1_000_000
                 l.redis = r
             }
@@ -425,14 +418,7 @@ struct Users: ParsableCommand {
     @Option(help: "Or Redis (host:port): the aibrix-users/<name> records `serve --redis` reads.")
     var redis: String?
 
-    @Option(help: "Redis AUTH password ($REDIS_PASSWORD when unset).")
-    var redisPassword: String?
-
-    @Option(help: "Redis ACL user.")
-    var redisUsername: String?
-
-    @Option(help: "Redis database number.")
-    var redisDb: Int = 0
+    @OptionGroup var redisAccess: RedisAccessOptions
 
     @Argument(help: "add, set, delete or list.")
     var action: String
@@ -452,9 +438,8 @@ struct Users: ParsableCommand {
             case (let f?, nil):
                 print(try UsersTool.run(file: f, action: action, name: name, rpm: rpm, tpm: tpm), terminator: "")
             case (nil, let r?):
-                let pw = redisPassword ?? ProcessInfo.processInfo.environment["REDIS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
-                print(try UsersTool.run(redis: r, password: pw, username: redisUsername, db: redisDb, action: action, name: name,
-                                        rpm: rpm, tpm: tpm), terminator: "")
+                print(try UsersTool.run(redis: r, password: redisAccess.password, username: redisAccess.redisUsername,
+                                        db: redisAccess.redisDb, action: action, name: name, rpm: rpm, tpm: tpm), terminator: "")
             default:
                 throw ValidationError("choose one: --file FILE or --redis HOST:PORT")
             }
@@ -463,5 +448,21 @@ struct Users: ParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
+    }
+}
+
+/// How to log in to Redis (serve --redis, users --redis).
+struct RedisAccessOptions: ParsableArguments {
+    @Option(help: "Redis AUTH password ($REDIS_PASSWORD when unset).")
+    var redisPassword: String?
+
+    @Option(help: "Redis ACL user (AUTH user password).")
+    var redisUsername: String?
+
+    @Option(help: "Redis database number (SELECT).")
+    var redisDb: Int = 0
+
+    var password: String? {
+        redisPassword ?? ProcessInfo.processInfo.environment["REDIS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
     }
 }

@@ -104,16 +104,39 @@ func waitConnected(_ c: RedisConnection, _ seconds: Double = 10) -> Bool {
     return false
 }
 
+/// A real redis-server, an event loop group and one started connection
+/// per loop, connected (fails the test, saying why, when redis-server is
+/// missing: scripts/setup installs it).
+final class RedisFixture {
+    var server: RedisServer
+    let group: EventLoopGroup
+    let connections: [RedisConnection]
+
+    init(loops: Int = 1, password: String? = nil, _ configure: (inout RedisConfiguration) -> Void = { _ in }) throws {
+        try #require(FileManager.default.fileExists(atPath: "/usr/bin/redis-server"), "redis-server is missing: run scripts/setup")
+        server = try RedisServer(password: password)
+        group = try EventLoopGroup(count: loops)
+        group.start()
+        var cfg = RedisConfiguration(host: "127.0.0.1", port: server.port)
+        configure(&cfg)
+        connections = group.loops.map { RedisConnection(configuration: cfg, loop: $0) }
+        for c in connections { c.loop.execute { c.start() } }
+    }
+
+    var first: RedisConnection { connections[0] }
+
+    func close() {
+        for c in connections { c.loop.execute { c.close() } }
+        group.stopAll()
+        server.stop()
+    }
+}
+
 @Suite(.serialized) struct RedisConnectionTests {
     @Test func commandsPipelineInOrderAndRepliesConvert() throws {
-        guard FileManager.default.fileExists(atPath: "/usr/bin/redis-server") else { return }
-        let server = try RedisServer()
-        defer { server.stop() }
-        let group = try EventLoopGroup(count: 1)
-        group.start()
-        defer { group.stopAll() }
-        let c = RedisConnection(configuration: RedisConfiguration(host: "127.0.0.1", port: server.port), loop: group.loops[0])
-        group.loops[0].execute { c.start() }
+        let f = try RedisFixture()
+        defer { f.close() }
+        let c = f.first
         #expect(waitConnected(c))
         #expect(command(c, ["SET", "k", "v\u{0}with nul"]) == .success(.status("OK")))
         #expect(command(c, ["GET", "k"]) == .success(.string(Array("v\u{0}with nul".utf8))))
@@ -134,48 +157,34 @@ func waitConnected(_ c: RedisConnection, _ seconds: Double = 10) -> Bool {
             }
         }
         #expect(replies == Array(1...1000))
-        group.loops[0].execute { c.close() }
     }
 
     @Test func authAndDatabaseSelection() throws {
-        guard FileManager.default.fileExists(atPath: "/usr/bin/redis-server") else { return }
-        let server = try RedisServer(password: "s3cret")
-        defer { server.stop() }
-        let group = try EventLoopGroup(count: 1)
-        group.start()
-        defer { group.stopAll() }
-        var bad = RedisConfiguration(host: "127.0.0.1", port: server.port)
-        bad.password = "wrong"
-        let b = RedisConnection(configuration: bad, loop: group.loops[0])
-        group.loops[0].execute { b.start() }
+        let f = try RedisFixture(password: "s3cret") { $0.password = "wrong" }
+        defer { f.close() }
+        let b = f.first
         #expect(!waitConnected(b, 1))
         if case .failure(.unavailable(let why)) = command(b, ["PING"]) { #expect(why.contains("AUTH")) } else {
             Issue.record("a wrong password must keep the connection down, saying why")
         }
-        group.loops[0].execute { b.close() }
-        var good = bad
+        var good = b.configuration
         good.password = "s3cret"
         good.database = 3
-        let c = RedisConnection(configuration: good, loop: group.loops[0])
-        group.loops[0].execute { c.start() }
+        let c = RedisConnection(configuration: good, loop: f.group.loops[0])
+        f.group.loops[0].execute { c.start() }
+        defer { f.group.loops[0].execute { c.close() } }
         #expect(waitConnected(c))
         #expect(command(c, ["SET", "only-in-3", "x"]) == .success(.status("OK")))
         #expect(command(c, ["SELECT", "0"]) == .success(.status("OK")))
         #expect(command(c, ["GET", "only-in-3"]) == .success(.null))
-        group.loops[0].execute { c.close() }
     }
 
     @Test func aDeadServerFailsCommandsFastAndAReturningOneIsReconnected() throws {
-        guard FileManager.default.fileExists(atPath: "/usr/bin/redis-server") else { return }
-        var server = try RedisServer()
-        let port = server.port
-        let group = try EventLoopGroup(count: 1)
-        group.start()
-        defer { group.stopAll() }
-        let c = RedisConnection(configuration: RedisConfiguration(host: "127.0.0.1", port: port), loop: group.loops[0])
-        group.loops[0].execute { c.start() }
+        let f = try RedisFixture()
+        defer { f.close() }
+        let c = f.first
         #expect(waitConnected(c))
-        server.stop()
+        f.server.stop()
         // Every command now ends with an error, never a hang.
         for _ in 0..<5 {
             guard case .failure = command(c, ["PING"], timeout: 5) else {
@@ -183,24 +192,15 @@ func waitConnected(_ c: RedisConnection, _ seconds: Double = 10) -> Bool {
                 break
             }
         }
-        server = try RedisServer(port: port)
-        defer { server.stop() }
+        f.server = try RedisServer(port: f.server.port)
         #expect(waitConnected(c), "reconnected without a restart")
         #expect(command(c, ["PING"]) == .success(.status("PONG")))
-        group.loops[0].execute { c.close() }
     }
 
     @Test func aSlowCommandTimesOutAndTheConnectionRecovers() throws {
-        guard FileManager.default.fileExists(atPath: "/usr/bin/redis-server") else { return }
-        let server = try RedisServer()
-        defer { server.stop() }
-        let group = try EventLoopGroup(count: 1)
-        group.start()
-        defer { group.stopAll() }
-        var cfg = RedisConfiguration(host: "127.0.0.1", port: server.port)
-        cfg.commandTimeoutNanos = 100_000_000
-        let c = RedisConnection(configuration: cfg, loop: group.loops[0])
-        group.loops[0].execute { c.start() }
+        let f = try RedisFixture { $0.commandTimeoutNanos = 100_000_000 }
+        defer { f.close() }
+        let c = f.first
         #expect(waitConnected(c))
         #expect(command(c, ["DEBUG", "SLEEP", "0.5"]) == .failure(.timeout))
         // The server is busy for the rest of its sleep (more timeouts, never a hang), then answers again.
@@ -211,7 +211,6 @@ func waitConnected(_ c: RedisConnection, _ seconds: Double = 10) -> Bool {
             if !answered { usleep(20_000) }  // pacing between attempts; the deadline bounds the wait
         }
         #expect(answered, "the connection recovered after the slow command")
-        group.loops[0].execute { c.close() }
     }
 
     @Test func addressesParse() {

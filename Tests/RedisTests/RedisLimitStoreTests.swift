@@ -8,14 +8,9 @@ import Testing
 @Suite(.serialized) struct RedisLimitStoreTests {
     @Test(arguments: LimitWindow.allCases)
     func twoHundredAdmissionsOverTwoConnectionsAdmitExactlyTheLimit(mode: LimitWindow) throws {
-        guard FileManager.default.fileExists(atPath: "/usr/bin/redis-server") else { return }
-        let server = try RedisServer()
-        defer { server.stop() }
-        let group = try EventLoopGroup(count: 2)
-        group.start()
-        defer { group.stopAll() }
-        let conns = group.loops.map { RedisConnection(configuration: RedisConfiguration(host: "127.0.0.1", port: server.port), loop: $0) }
-        for c in conns { c.loop.execute { c.start() } }
+        let f = try RedisFixture(loops: 2)
+        defer { f.close() }
+        let conns = f.connections
         for c in conns { #expect(waitConnected(c)) }
         #expect(command(conns[0], ["SET", RedisLimitStore.userKey("alice"), #"{"name":"alice","rpm":50,"tpm":1000000}"#])
                 == .success(.status("OK")))
@@ -39,18 +34,12 @@ import Testing
         }
         let admitted = counts.compactMap { $0?[0] }.reduce(0, +), limited = counts.compactMap { $0?[1] }.reduce(0, +)
         #expect(admitted == 50 && limited == 150, "\(counts)")
-        for c in conns { c.loop.execute { c.close() } }
     }
 
     @Test func reservationsSettleAndUnknownUsersAreNotLimited() throws {
-        guard FileManager.default.fileExists(atPath: "/usr/bin/redis-server") else { return }
-        let server = try RedisServer()
-        defer { server.stop() }
-        let group = try EventLoopGroup(count: 1)
-        group.start()
-        defer { group.stopAll() }
-        let c = RedisConnection(configuration: RedisConfiguration(host: "127.0.0.1", port: server.port), loop: group.loops[0])
-        c.loop.execute { c.start() }
+        let f = try RedisFixture()
+        defer { f.close() }
+        let c = f.first
         #expect(waitConnected(c))
         _ = command(c, ["SET", RedisLimitStore.userKey("bob"), #"{"name":"bob","rpm":10,"tpm":5000}"#])
         let store = RedisLimitStore(windowSeconds: 3600, mode: .fixed)
@@ -83,6 +72,5 @@ import Testing
             store.admit(user: "nobody", tokens: 1, on: c, done)
         }
         #expect(nobody == .success(nil))
-        c.loop.execute { c.close() }
     }
 }

@@ -9,6 +9,18 @@ import socket
 from harness import Stack, chat, free_port, open_stream, wait_until
 
 
+def load_directly(port, n):
+    """n long streams sent straight to a pod (the gateway never sees them); returns the sockets to hold."""
+    held = []
+    for i in range(n):
+        c = socket.create_connection(("127.0.0.1", port), timeout=30)
+        body = json.dumps(chat(content=f"direct {i}", stream=True, max_tokens=5000)).encode()
+        c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                  + f"content-length: {len(body)}\r\n\r\n".encode() + body)
+        held.append(c)
+    return held
+
+
 def test_load_and_latency_strategies_send_requests_away_from_a_busy_pod():
     # Pod A carries 6 streams the gateway never routed (clients talking to it
     # directly, 5,000 tokens each, held for the whole test); pod B is idle.
@@ -18,12 +30,7 @@ def test_load_and_latency_strategies_send_requests_away_from_a_busy_pod():
         a, b = (f"127.0.0.1:{p}" for p in s.pod_ports)
         held = []
         try:
-            for i in range(6):
-                c = socket.create_connection(("127.0.0.1", s.pod_ports[0]), timeout=30)
-                body = json.dumps(chat(content=f"direct {i}", stream=True, max_tokens=5000)).encode()
-                c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                          + f"content-length: {len(body)}\r\n\r\n".encode() + body)
-                held.append(c)
+            held += load_directly(s.pod_ports[0], 6)
             wait_until(lambda: (s.admin("/debug/pods")[1]["models"]["tiny"][0]["metrics"].get("tiny") or {})
                        .get("running") == 6, "the gateway to see pod A's 6 running requests")
             for strategy in ("least-request", "power-of-two", "least-latency"):
@@ -51,12 +58,7 @@ def test_kv_cache_and_throughput_strategies_send_requests_away_from_a_busy_pod()
         a, b = (f"127.0.0.1:{p}" for p in s.pod_ports)
         held = []
         try:
-            for i in range(6):
-                c = socket.create_connection(("127.0.0.1", s.pod_ports[0]), timeout=30)
-                body = json.dumps(chat(content=f"direct {i}", stream=True, max_tokens=5000)).encode()
-                c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                          + f"content-length: {len(body)}\r\n\r\n".encode() + body)
-                held.append(c)
+            held += load_directly(s.pod_ports[0], 6)
 
             def busy():
                 ms = {e["address"]: (e["metrics"].get("tiny") or {}) for e in s.admin("/debug/pods")[1]["models"]["tiny"]}
