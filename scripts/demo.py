@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 
@@ -23,7 +24,12 @@ def main():
     ap.add_argument("--concurrency", type=int, default=8)
     args = ap.parse_args()
 
-    with Stack(pods=3, ttft_ms=15, itl_ms=2, max_tokens=12) as s:
+    demo_dir = tempfile.mkdtemp(prefix="switchboard-demo-")
+    users = os.path.join(demo_dir, "users.json")
+    with open(users, "w") as f:
+        json.dump([{"name": "demo-user", "rpm": 5, "tpm": 100000}], f)
+    with Stack(pods=3, ttft_ms=15, itl_ms=2, max_tokens=12, logdir=demo_dir,
+               switchboard_args=["--users-file", users]) as s:
         print(f"stack up: Envoy :{s.envoy_port} -> switchboard :{s.grpc_port} (ext_proc, h2c) -> "
               f"pods {', '.join(str(p) for p in s.pod_ports)}   logs in {s.logdir}")
         lat, ttft = collections.defaultdict(list), []
@@ -83,6 +89,29 @@ def main():
             print(f"  {kind + ' end-to-end':<38} {1000 * pct(xs, 50):7.1f} {1000 * pct(xs, 90):7.1f} {1000 * pct(xs, 99):7.1f}")
         if ttft:
             print(f"  {'stream time to first token':<38} {1000 * pct(ttft, 50):7.1f} {1000 * pct(ttft, 90):7.1f} {1000 * pct(ttft, 99):7.1f}")
+
+        print("\nprefix-cache: 6 conversations with a 300-word shared prefix, 6 follow-ups each;"
+              "\nfollow-ups that reached the pod holding their prefix (random for comparison):")
+        for strategy in ("prefix-cache", "random"):
+            home, stuck = {}, 0
+            for turn in range(7):
+                for g in range(6):
+                    text = " ".join(f"{strategy[:3]}{g}w{i}" for i in range(300)) + f" turn {turn}"
+                    _, h, _ = s.request(chat(content=text, max_tokens=2), headers={"routing-strategy": strategy})
+                    pod = h.get("x-switchboard-pod")
+                    if turn == 0:
+                        home[g] = pod
+                    elif pod == home[g]:
+                        stuck += 1
+            print(f"  {strategy:<13} {stuck:>2} of 36")
+
+        print("\nper-user limits (users.json: demo-user may send 5 requests a minute):")
+        codes = []
+        for i in range(8):
+            st, h, _ = s.request(chat(max_tokens=2, user="demo-user"))
+            codes.append(st)
+        print(f"  8 requests -> {codes}; the 429s say retry-after {h.get('retry-after')}s, "
+              f"x-ratelimit-remaining-requests {h.get('x-ratelimit-remaining-requests')}")
 
         print("\nerrors come back OpenAI-shaped:")
         for label, kw in [("unknown model", dict(body=chat(model="gpt-unknown"))),
