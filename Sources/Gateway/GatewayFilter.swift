@@ -297,7 +297,8 @@ final class GatewayFilter: ExtProcFilter {
     private func limitShared(_ summary: OpenAIRequestSummary, body: [UInt8], candidates: ModelView, snapshot: PodSnapshot,
                              started: UInt64) -> FilterDecision? {
         guard let limiter = context.limiter, let shared = limiter.shared, let resume,
-              let user = summary.user ?? userHeader, !user.isEmpty, let loop, let conn = limiter.connection(on: loop) else { return nil }
+              let user = summary.user ?? userHeader, !user.isEmpty, !limiter.knownUnlimited(user),
+              let loop, let conn = limiter.connection(on: loop) else { return nil }
         let prompt = max(1, summary.bodyBytes / 4)
         let tokens = Self.reservation(prompt: prompt, maxTokens: summary.maxTokens ?? limiter.configuration.defaultMaxTokens)
         // The answer may come synchronously (Redis down: an immediate error): then it is returned, not resumed.
@@ -311,6 +312,7 @@ final class GatewayFilter: ExtProcFilter {
             let decision: FilterDecision
             switch result {
             case .success(nil):
+                limiter.rememberUnlimited(user)
                 decision = proceed(summary, body: body, candidates: candidates, snapshot: snapshot, started: started, quota: nil)
             case .success(let admission?):
                 do throws(Rejection) {

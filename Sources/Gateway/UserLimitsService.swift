@@ -102,6 +102,11 @@ public final class Limiter: Sendable {
     let shared: RedisLimitStore?
     private let users: Mutex<[String: UserLimits]>
     let logger: Logger
+    /// Users the shared store said have no record, until when (monotonic
+    /// ns): their requests skip the round trip for `unknownUserTTLNanos`
+    /// (many SDK clients send a `user` for abuse tracking, not for limits).
+    private let unknownUsers = Mutex<[String: UInt64]>([:])
+    static let unknownUserTTLNanos: UInt64 = 2_000_000_000
     /// Admissions that found the shared store unavailable, by policy outcome.
     let storeErrorsAdmitted = Counter()
     let storeErrorsRefused = Counter()
@@ -122,6 +127,21 @@ public final class Limiter: Sendable {
     }
 
     var userCount: Int { users.withLock { $0.count } }
+
+    /// True while `user` is remembered as having no record in the shared store.
+    func knownUnlimited(_ user: String) -> Bool {
+        let now = monotonicNanos()
+        return unknownUsers.withLock { ($0[user] ?? 0) > now }
+    }
+
+    /// Remembers that `user` has no record (bounded: cleared when large).
+    func rememberUnlimited(_ user: String) {
+        let until = monotonicNanos() &+ Self.unknownUserTTLNanos
+        unknownUsers.withLock { m in
+            if m.count >= 100_000 { m.removeAll(keepingCapacity: true) }
+            m[user] = until
+        }
+    }
 
     /// This loop's Redis connection (made and started on first use; loop-confined).
     func connection(on loop: EventLoop) -> RedisConnection? {

@@ -114,3 +114,25 @@ def test_redis_dying_follows_the_policy_without_hangs_and_limits_return_with_it(
                            f"limits to hold again after Redis came back ({policy})")
     finally:
         redis.stop()
+
+
+def test_users_without_a_record_skip_the_round_trip_for_a_while(tmp_path):
+    # Many clients send a `user` for abuse tracking only: after Redis says
+    # there is no record, that user's requests stop asking for 2 seconds.
+    redis = Redis(str(tmp_path)).start()
+    try:
+        with redis_stack(redis, pods=1) as s:
+            def evals():
+                stats = redis.cli("INFO", "commandstats")
+                line = [ln for ln in stats.splitlines() if ln.startswith("cmdstat_eval:")]
+                return int(line[0].split("calls=")[1].split(",")[0]) if line else 0
+            before = evals()
+            for i in range(20):
+                assert s.request(chat(max_tokens=2, user="tracking-only"))[0] == 200
+            assert evals() - before <= 2, evals() - before  # one per event loop at most, not 20
+            # A record added later takes effect once the memory expires (bounded by its 2 s).
+            users(redis, "add", "tracking-only", "--rpm", "1")
+            wait_until(lambda: s.request(chat(max_tokens=2, user="tracking-only"))[0] == 429,
+                       "the new record to be enforced", timeout=20)
+    finally:
+        redis.stop()
