@@ -4,12 +4,21 @@ import Redis
 import Synchronization
 import Testing
 
-/// A real redis-server on a free port, for one test (skipped, saying why, when
-/// the binary is missing: scripts/setup installs it).
+/// A real redis-server on a free port, for one test. Start waits for the
+/// server's own "Ready to accept connections" line, stop for its exit: events,
+/// each bounded by a timeout that fails with the server's output.
 final class RedisServer {
     let port: Int
     let process = Process()
     let dir: String
+    private let events = Events()
+
+    /// What the server's output and exit tell the test, shared with Foundation's handlers.
+    final class Events: Sendable {
+        let output = Mutex("")
+        let ready = DispatchSemaphore(value: 0)
+        let exited = DispatchSemaphore(value: 0)
+    }
 
     init(password: String? = nil, port: Int? = nil) throws {
         self.port = port ?? Self.freePort()
@@ -20,38 +29,27 @@ final class RedisServer {
                     "--enable-debug-command", "yes"]
         if let p = password { args += ["--requirepass", p] }
         process.arguments = args
-        process.standardOutput = FileHandle.nullDevice
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        let events = self.events
+        pipe.fileHandleForReading.readabilityHandler = { h in
+            let chunk = String(decoding: h.availableData, as: UTF8.self)
+            events.output.withLock { $0 += chunk }
+            if chunk.contains("Ready to accept connections") { events.ready.signal() }
+        }
+        process.terminationHandler = { _ in events.exited.signal() }
         try process.run()
-        // Wait for the port (bounded).
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            if Self.canConnect(self.port) { return }
-            usleep(10_000)  // pacing between connection attempts; the deadline bounds the wait
+        guard events.ready.wait(timeout: .now() + 10) == .success else {
+            throw NSError(domain: "redis-server did not become ready on \(self.port): \(events.output.withLock { $0 })", code: 1)
         }
-        throw NSError(domain: "redis-server did not start on \(self.port)", code: 1)
     }
 
-    /// Kills the server and waits (bounded) for its port to close.
-    /// (Process.waitUntilExit can wait forever off the main thread on Linux.)
+    /// Kills the server and waits (bounded) for it to exit.
     func stop() {
+        guard process.isRunning else { return }
         kill(process.processIdentifier, SIGKILL)
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline && Self.canConnect(port) {
-            usleep(10_000)  // pacing between looks at the port; the deadline bounds the wait
-        }
-        var status: Int32 = 0
-        _ = waitpid(process.processIdentifier, &status, WNOHANG)
-    }
-
-    static func canConnect(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = in_port_t(UInt16(port).bigEndian)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &a) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        if events.exited.wait(timeout: .now() + 10) != .success {
+            Issue.record("redis-server \(port) did not exit after SIGKILL")
         }
     }
 
@@ -94,14 +92,15 @@ func command(_ c: RedisConnection, _ args: [String], timeout: Double = 10) -> Re
     onLoop(c.loop, timeout: timeout) { done in c.send(args) { done($0) } }
 }
 
-/// Waits until the connection says it is up (bounded).
+/// Waits (bounded) for the connection to say it is up: its state-change
+/// event, or already up when asked on its loop.
 func waitConnected(_ c: RedisConnection, _ seconds: Double = 10) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if onLoop(c.loop, { (done: @escaping @Sendable (Bool) -> Void) in done(c.isConnected) }) == true { return true }
-        usleep(10_000)  // pacing between looks at the connection state
+    let up = DispatchSemaphore(value: 0)
+    c.loop.execute {
+        c.onStateChange = { isUp, _ in if isUp { up.signal() } }
+        if c.isConnected { up.signal() }
     }
-    return false
+    return up.wait(timeout: .now() + seconds) == .success
 }
 
 /// A real redis-server, an event loop group and one started connection
@@ -203,12 +202,12 @@ final class RedisFixture {
         let c = f.first
         #expect(waitConnected(c))
         #expect(command(c, ["DEBUG", "SLEEP", "0.5"]) == .failure(.timeout))
-        // The server is busy for the rest of its sleep (more timeouts, never a hang), then answers again.
+        // The server is busy for the rest of its sleep: each attempt waits for the
+        // reconnection, then times out or answers; never a hang.
         let deadline = Date().addingTimeInterval(10)
         var answered = false
         while !answered && Date() < deadline {
-            answered = command(c, ["PING"]) == .success(.status("PONG"))
-            if !answered { usleep(20_000) }  // pacing between attempts; the deadline bounds the wait
+            answered = waitConnected(c, 2) && command(c, ["PING"]) == .success(.status("PONG"))
         }
         #expect(answered, "the connection recovered after the slow command")
     }
