@@ -52,13 +52,18 @@ public final class PrebleRouter: Router {
     private var second: Int { Int((clock.now - origin).components.seconds) }
 
     /// Work routed to `pod` within the window (seconds).
-    public func windowLoad(_ pod: PodEndpoint) -> Double {
+    public func windowLoad(_ pod: PodEndpoint) -> Double { windowLoads([pod])[0] }
+
+    /// Each pod's routed work within the window, expiring what left it.
+    private func windowLoads(_ pods: [PodEndpoint]) -> [Double] {
         let now = second
         return loads.withLock { m in
-            guard var w = m[pod.id] else { return 0 }
-            w.expire(now: now)
-            m[pod.id] = w
-            return w.total
+            pods.map { p in
+                guard var w = m[p.id] else { return 0 }
+                w.expire(now: now)
+                m[p.id] = w
+                return w.total
+            }
         }
     }
 
@@ -70,14 +75,7 @@ public final class PrebleRouter: Router {
         let matched = cache.index.longestMatches(keys, pods: view.endpoints)
         let perBlock = cache.tokensPerBlock(model: request.model)
         let now = second
-        let history: [Double] = loads.withLock { m in
-            view.endpoints.map { p in
-                guard var w = m[p.id] else { return 0 }
-                w.expire(now: now)
-                m[p.id] = w
-                return w.total
-            }
-        }
+        let history = windowLoads(view.endpoints)
         // Prefill seconds per token: each pod's fit, else the median fit, else the default (reported).
         var fits: [Double] = []
         for i in 0..<view.count where view.usable(i) {
@@ -90,14 +88,10 @@ public final class PrebleRouter: Router {
             if let f = view.metrics[i]?.prefillSecondsPerToken, f > 0, f.isFinite { return f }
             return median ?? defaultPrefillSecondsPerToken
         }
-        var lo = Double.infinity, hi = -Double.infinity, best = 0
-        for i in 0..<view.count where view.usable(i) {
-            let l = load.cost(at: i, in: view) ?? 0
-            lo = min(lo, l)
-            hi = max(hi, l)
-            best = max(best, matched[i])
-        }
-        let gated = hi - lo > Double(cache.options.imbalance)
+        var best = 0
+        for i in 0..<view.count where view.usable(i) { best = max(best, matched[i]) }
+        let spread = LoadSpread(view, load: load)
+        let gated = spread.imbalanced(gate: cache.options.imbalance)
         let cachedTokens = min(promptTokens, Double(best) * perBlock)
         var pick = -1
         var ties = 0
@@ -115,7 +109,7 @@ public final class PrebleRouter: Router {
             exploited.add(1, ordering: .relaxed)
         } else {
             for i in 0..<view.count where view.usable(i) {
-                if gated && (load.cost(at: i, in: view) ?? 0) > lo { continue }
+                if gated && (load.cost(at: i, in: view) ?? 0) > spread.lo { continue }
                 let rate = spt(i)
                 let uncached = max(0, promptTokens - Double(matched[i]) * perBlock)
                 var m = 0.0

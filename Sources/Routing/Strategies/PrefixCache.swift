@@ -92,10 +92,6 @@ public final class PrefixCache: Sendable {
         options.tokenizers[model] == nil ? Double(options.blockBytes) / options.bytesPerToken : Double(options.blockTokens)
     }
 
-    /// Bytes of prompt text one index block stands for (for cost estimates).
-    func blockBytes(model: String) -> Double {
-        options.tokenizers[model] == nil ? Double(options.blockBytes) : Double(options.blockTokens) * options.bytesPerToken
-    }
 
     /// Blocks the index keeps for candidate `i`: `--prefix-pod-blocks` when
     /// set, else the engine's scraped KV size (`vllm:cache_config_info`) in
@@ -104,9 +100,7 @@ public final class PrefixCache: Sendable {
     func capacity(_ i: Int, in view: ModelView) -> Int? {
         if let c = options.podCapacityBlocks { return c }
         guard let tokens = view.metrics[i]?.kvCapacityTokens, tokens > 0 else { return nil }
-        let perBlock = options.tokenizers[view.model] == nil ? Double(options.blockBytes) / options.bytesPerToken
-                                                             : Double(options.blockTokens)
-        return max(1, Int(tokens / perBlock))
+        return max(1, Int(tokens / tokensPerBlock(model: view.model)))
     }
 
     /// Remembers the routed prompt at its pod (not for explanations).
@@ -152,22 +146,14 @@ public struct PrefixCacheRouter: Router {
         guard let keys = cache.keys(request) else {
             return RoutingDecision(pod: view.endpoints[load.leastLoaded(view, source: source)], fallback: "no_prompt")
         }
-        // One pass for the load statistics.
-        var n = 0.0, sum = 0.0, sumSq = 0.0, lo = Double.infinity, hi = -Double.infinity
-        for i in 0..<view.count where view.usable(i) {
-            let l = load.cost(at: i, in: view) ?? 0
-            n += 1; sum += l; sumSq += l * l
-            lo = min(lo, l); hi = max(hi, l)
-        }
+        let spread = LoadSpread(view, load: load)
         let matched = cache.index.longestMatches(keys, pods: view.endpoints)
         var pick: Int
-        if hi - lo > Double(cache.options.imbalance) {
-            pick = best(view, matched, among: { load.cost(at: $0, in: view) ?? 0 <= lo })
+        if spread.imbalanced(gate: cache.options.imbalance) {
+            pick = best(view, matched, among: { load.cost(at: $0, in: view) ?? 0 <= spread.lo })
             cache.imbalancedDecisions.add(1, ordering: .relaxed)
         } else {
-            let mean = sum / n
-            let sd = n > 1 ? (max(0, sumSq - n * mean * mean) / (n - 1)).squareRoot() : 0
-            let bound = mean + cache.options.stddevFactor * sd
+            let bound = spread.mean + cache.options.stddevFactor * spread.sd
             let minimum = max(1, Int((cache.options.minMatchFraction * Double(keys.count)).rounded(.up)))
             pick = best(view, matched, among: { matched[$0] >= minimum && (load.cost(at: $0, in: view) ?? 0) <= bound })
             if pick >= 0 {
@@ -237,6 +223,30 @@ public struct PrefixCacheCostRouter: Router {
     }
 }
 
+/// The usable pods' loads (`least-request`'s measure) in one pass: the
+/// imbalance gate and the mean + k·σ guard of the prefix strategies.
+struct LoadSpread {
+    var lo = Double.infinity, hi = -Double.infinity
+    var mean = 0.0
+    /// Sample standard deviation (0 for one pod).
+    var sd = 0.0
+
+    init(_ view: ModelView, load: LeastRequestScorer) {
+        var n = 0.0, sum = 0.0, sumSq = 0.0
+        for i in 0..<view.count where view.usable(i) {
+            let l = load.cost(at: i, in: view) ?? 0
+            n += 1; sum += l; sumSq += l * l
+            lo = min(lo, l); hi = max(hi, l)
+        }
+        guard n > 0 else { return }
+        mean = sum / n
+        sd = n > 1 ? (max(0, sumSq - n * mean * mean) / (n - 1)).squareRoot() : 0
+    }
+
+    /// The busiest pod has more than `gate` requests in flight over the least busy.
+    func imbalanced(gate: Int) -> Bool { hi - lo > Double(gate) }
+}
+
 extension LeastRequestScorer {
     /// The usable pod with the fewest requests in flight, ties at random
     /// (the prefix strategies' fallback and no-match choice).
@@ -301,7 +311,7 @@ struct PrefixCostScorer: Scorer {
     func cost(at i: Int, in view: ModelView) -> Double? {
         guard view.promptBytes >= 0, !view.cachedBlocks.isEmpty else { return nil }
         let cached = view.cachedBlocks[i]
-        let uncached = max(0, Double(view.promptBytes) - Double(cached) * cache.blockBytes(model: view.model)) / cache.options.bytesPerToken
+        let uncached = max(0, Double(view.promptBytes) / cache.options.bytesPerToken - Double(cached) * cache.tokensPerBlock(model: view.model))
         let queued = load.cost(at: i, in: view) ?? 0
         return uncached + cache.options.queueTokens * queued
     }
