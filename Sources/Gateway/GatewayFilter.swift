@@ -285,8 +285,7 @@ final class GatewayFilter: ExtProcFilter {
     private func limit(_ summary: OpenAIRequestSummary) throws(Rejection) -> Quota? {
         guard let limiter = context.limiter, limiter.shared == nil, let user = summary.user ?? userHeader, !user.isEmpty,
               let limits = limiter.limits(for: user) else { return nil }
-        let prompt = max(1, summary.bodyBytes / 4)
-        let tokens = Self.reservation(prompt: prompt, maxTokens: summary.maxTokens ?? limiter.configuration.defaultMaxTokens)
+        let (prompt, tokens) = Self.reservation(summary, defaultMaxTokens: limiter.configuration.defaultMaxTokens)
         return try settleAdmission(limiter.store.admit(AdmissionRequest(user: limits, tokens: tokens, now: Limiter.now)),
                                    user: user, tokens: tokens, prompt: prompt, store: .embedded(limiter.store))
     }
@@ -299,8 +298,7 @@ final class GatewayFilter: ExtProcFilter {
         guard let limiter = context.limiter, let shared = limiter.shared, let resume,
               let user = summary.user ?? userHeader, !user.isEmpty, !limiter.knownUnlimited(user),
               let loop, let conn = limiter.connection(on: loop) else { return nil }
-        let prompt = max(1, summary.bodyBytes / 4)
-        let tokens = Self.reservation(prompt: prompt, maxTokens: summary.maxTokens ?? limiter.configuration.defaultMaxTokens)
+        let (prompt, tokens) = Self.reservation(summary, defaultMaxTokens: limiter.configuration.defaultMaxTokens)
         // The answer may come synchronously (Redis down: an immediate error): then it is returned, not resumed.
         let handoff = Handoff()
         shared.admit(user: user, tokens: tokens, on: conn) { [self] result in
@@ -344,12 +342,17 @@ final class GatewayFilter: ExtProcFilter {
         return handoff.early ?? .later
     }
 
-    /// Tokens a request reserves: its prompt estimate plus its output cap,
-    /// clamped (a client's max_tokens can be any JSON integer; the sum must
-    /// not overflow, and no limit is anywhere near 2^40 tokens).
-    static func reservation(prompt: Int, maxTokens: Int) -> Int {
-        min(prompt, 1 << 40) + min(max(0, maxTokens), 1 << 40)
+    /// A request's prompt estimate (body bytes / 4, as the in-flight charge
+    /// uses) and the tokens it reserves: that plus its output cap, clamped (a
+    /// client's max_tokens can be any JSON integer; the sum must not
+    /// overflow, and no limit is anywhere near 2^40 tokens).
+    static func reservation(_ summary: OpenAIRequestSummary, defaultMaxTokens: Int) -> (prompt: Int, tokens: Int) {
+        let prompt = promptEstimate(summary)
+        return (prompt, min(prompt, 1 << 40) + min(max(0, summary.maxTokens ?? defaultMaxTokens), 1 << 40))
     }
+
+    /// Prompt tokens estimated from the body size until usage says.
+    static func promptEstimate(_ summary: OpenAIRequestSummary) -> Int { max(1, summary.bodyBytes / 4) }
 
     /// Whether `limitShared` already returned when the store answered.
     private final class Handoff {
@@ -442,7 +445,7 @@ final class GatewayFilter: ExtProcFilter {
         context.stats.routingDuration.observe(nanos: monotonicNanos() - started)
         if let load = snapshot.loads[pod.address] {
             // Prompt tokens estimated from the body size until a tokenizer lands.
-            charge = RequestCharge(load: load, tokens: max(1, summary.bodyBytes / 4))
+            charge = RequestCharge(load: load, tokens: Self.promptEstimate(summary))
         }
     }
 

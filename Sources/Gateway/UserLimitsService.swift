@@ -85,9 +85,17 @@ public enum UsersFile {
         return try parse(data, path: path)
     }
 
+    /// One record as the reference stores it, `{"name","rpm","tpm"}`.
+    static func record(_ u: UserLimits) -> [String: Any] { ["name": u.name, "rpm": u.rpm, "tpm": u.tpm] }
+
+    /// One record's JSON (a Redis `aibrix-users/<name>` value).
+    public static func encode(_ u: UserLimits) throws -> Data {
+        try JSONSerialization.data(withJSONObject: record(u), options: [.sortedKeys])
+    }
+
     /// Writes the records (sorted by name) atomically: a reloading gateway never sees half a file.
     public static func write(_ users: [UserLimits], path: String) throws {
-        let records = users.sorted { $0.name < $1.name }.map { ["name": $0.name, "rpm": $0.rpm, "tpm": $0.tpm] as [String: Any] }
+        let records = users.sorted { $0.name < $1.name }.map(record)
         let data = try JSONSerialization.data(withJSONObject: records, options: [.prettyPrinted, .sortedKeys])
         try (data + Data("\n".utf8)).write(to: URL(fileURLWithPath: path), options: .atomic)
     }

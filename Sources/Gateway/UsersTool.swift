@@ -24,7 +24,7 @@ public enum UsersTool {
             guard let n = name, !n.isEmpty else { throw Failure(description: "\(action) needs a user name") }
             return n
         }
-        func record(_ u: UserLimits) -> String { #"{"name":"# + "\"\(u.name)\"" + #","rpm":\#(u.rpm),"tpm":\#(u.tpm)}"# }
+        func record(_ u: UserLimits) throws -> String { String(decoding: try UsersFile.encode(u), as: UTF8.self) }
         func read(_ n: String) throws -> UserLimits? {
             guard case .string(let b) = try client.run(["GET", RedisLimitStore.userKey(n)]) else { return nil }
             return try UsersFile.parse(Data(("[" + String(decoding: b, as: UTF8.self) + "]").utf8), path: RedisLimitStore.userKey(n)).first
@@ -38,9 +38,7 @@ public enum UsersTool {
                 cursor = next
                 names += keys.compactMap(\.text).map { String($0.dropFirst(RedisLimitStore.userKey("").count)) }
             } while cursor != "0"
-            return try names.sorted().compactMap(read)
-                .map { "\($0.name)\trpm \($0.requests)\($0.rpm == 0 ? " (default)" : "")\ttpm \($0.tokens)\($0.tpm == 0 ? " (default)" : "")\n" }
-                .joined()
+            return try names.sorted().compactMap(read).map(listLine).joined()
         case "add", "set":
             let n = try named()
             let existing = try read(n)
@@ -48,7 +46,7 @@ public enum UsersTool {
             if action == "set", existing == nil { throw Failure(description: "no user '\(n)'; use add") }
             if action == "set", rpm == nil, tpm == nil { throw Failure(description: "set needs --rpm or --tpm") }
             let u = UserLimits(name: n, rpm: rpm ?? existing?.rpm ?? 0, tpm: tpm ?? existing?.tpm ?? 0)
-            _ = try client.run(["SET", RedisLimitStore.userKey(n), record(u)])
+            _ = try client.run(["SET", RedisLimitStore.userKey(n), try record(u)])
             return "saved \(n) in \(address)\n"
         case "delete":
             let n = try named()
@@ -57,6 +55,11 @@ public enum UsersTool {
         default:
             throw Failure(description: "unknown action '\(action)': use add, set, delete or list")
         }
+    }
+
+    /// One `list` line: the limits in force, marked where they are the defaults.
+    static func listLine(_ u: UserLimits) -> String {
+        "\(u.name)\trpm \(u.requests)\(u.rpm == 0 ? " (default)" : "")\ttpm \(u.tokens)\(u.tpm == 0 ? " (default)" : "")\n"
     }
 
     /// Runs one action and returns what to print.
@@ -72,9 +75,7 @@ public enum UsersTool {
         switch action {
         case "list":
             guard exists else { throw Failure(description: "no users file at \(file)") }
-            return users.sorted { $0.name < $1.name }
-                .map { "\($0.name)\trpm \($0.requests)\(($0.rpm == 0 ? " (default)" : ""))\ttpm \($0.tokens)\(($0.tpm == 0 ? " (default)" : ""))\n" }
-                .joined()
+            return users.sorted { $0.name < $1.name }.map(listLine).joined()
         case "add":
             let n = try named()
             guard !users.contains(where: { $0.name == n }) else { throw Failure(description: "user '\(n)' exists; use set") }

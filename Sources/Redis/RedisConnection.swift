@@ -205,7 +205,7 @@ public final class RedisConnection: FDHandler, @unchecked Sendable {
             }
             nextID &+= 1
             pending[cmd.id] = cmd
-            if !issue(ac, setup.count == 0 ? [] : args.map { Array($0.utf8) }, cmd) { pending[cmd.id] = nil }
+            if !issue(ac, args.map { Array($0.utf8) }, cmd) { pending[cmd.id] = nil }
         }
     }
 
