@@ -19,6 +19,9 @@ public struct EnvoyConfigRenderer: Sendable {
     public var listen: SocketAddress = .tcp(host: "127.0.0.1", port: 10000)
     public var admin: SocketAddress = .tcp(host: "127.0.0.1", port: 9901)
     public var processor: SocketAddress = .tcp(host: "127.0.0.1", port: 50051)
+    /// Further gateway replicas (`serve --shared-state`): the processor
+    /// cluster lists them all, health-checked over gRPC, picked at random.
+    public var moreProcessors: [SocketAddress] = []
     public var requestBodyMode: BodySendMode = .buffered
     public var responseBodyMode: BodySendMode = .streamed
     public var messageTimeoutMillis = 5000
@@ -73,13 +76,23 @@ public struct EnvoyConfigRenderer: Sendable {
         let reduced = responsePhase != .inBand
         let observer = responsePhase == .observer
         let ticket = ObservedRequests.header
-        let processorAddress: String
-        switch processor {
-        case .tcp(let h, let p):
-            processorAddress = "socket_address: { address: \(h), port_value: \(p) }"
-        case .unix(let path):
-            processorAddress = "pipe: { path: \(path) }"
+        func address(_ a: SocketAddress) -> String {
+            switch a {
+            case .tcp(let h, let p): return "socket_address: { address: \(h), port_value: \(p) }"
+            case .unix(let path): return "pipe: { path: \(path) }"
+            }
         }
+        let processorAddress = address(processor) + moreProcessors.map {
+            "\n        - endpoint:\n            address:\n              " + address($0)
+        }.joined()
+        // Replicas: a stream must not be sent to one that died or is
+        // draining. RANDOM, not round robin: each request opens a routing
+        // and an observer stream, so round robin over two replicas would
+        // send every routing stream to one and every observer to the other.
+        let processorHealth = moreProcessors.isEmpty ? "" : [
+            "", "    lb_policy: RANDOM", "    health_checks:", "    - timeout: 1s", "      interval: 1s", "      unhealthy_threshold: 1", "      healthy_threshold: 1",
+            "      grpc_health_check: {}",
+        ].joined(separator: "\n")
         return """
         # Rendered by `switchboard envoy-config`. Envoy 1.40.
         admin:
@@ -161,7 +174,7 @@ public struct EnvoyConfigRenderer: Sendable {
             # 1000 in-flight requests came from Envoy's default of 1024).
             circuit_breakers:
               thresholds:
-              - { max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 }
+              - { max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 }\(processorHealth)
             load_assignment:
               cluster_name: switchboard
               endpoints:

@@ -149,8 +149,10 @@ enum GatewayAdmin {
                     o["metrics"] = mm
                 }
                 if let l = snap.loads[e.address] {
-                    o["in_flight_requests"] = l.requests
-                    o["in_flight_tokens"] = l.tokens
+                    o["in_flight_requests"] = l.localRequests
+                    o["in_flight_tokens"] = l.localTokens
+                    // Other replicas' last report (shared state): routers weigh both.
+                    o["peer_in_flight_requests"] = l.peerRequests
                     o["routed_total"] = l.routed
                     o["prompt_tokens_total"] = l.promptTokensTotal
                     o["completion_tokens_total"] = l.completionTokensTotal

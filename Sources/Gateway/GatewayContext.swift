@@ -7,6 +7,7 @@ import Metrics
 import PodMetrics
 import PodSnapshot
 import Routing
+import SharedState
 import Synchronization
 
 /// What every request's filter shares: the pod registry, the routers, the
@@ -17,7 +18,9 @@ public final class GatewayContext: Sendable {
     public let logger: Logger
     public let stats = GatewayStats()
     /// Routed requests the usage observer may read the response of.
-    public let observed = ObservedRequests()
+    public let observed: ObservedRequests
+    /// Routing state shared with other replicas; nil: this replica alone.
+    public let shared: SharedRoutingState?
     /// Decision time per strategy (blends share "blend"), fixed at start.
     public let decisionDurations: [String: Histogram]
     /// Header the ORIGINAL_DST cluster reads.
@@ -62,8 +65,11 @@ public final class GatewayContext: Sendable {
                 extProc: ExtProcConfiguration, skipResponseBody: Bool, usageAccounting: Bool = true,
                 maxUsageBodyBytes: Int = 4 << 20, apiKeys: APIKeyStore? = nil, injectStreamUsage: Bool = false,
                 passThroughUnknownPaths: Bool = false, endpointPickerFallbacks: Int? = nil, targetHeader: String = "target-pod",
-                limiter: Limiter? = nil) {
+                limiter: Limiter? = nil, shared: SharedRoutingState? = nil) {
         self.limiter = limiter
+        self.shared = shared
+        // Usage another replica's observer read arrives after a batch interval or two.
+        observed = ObservedRequests(lingerNanos: shared == nil ? 0 : 10_000_000_000)
         self.passThroughUnknownPaths = passThroughUnknownPaths
         self.endpointPickerFallbacks = endpointPickerFallbacks
         var durations: [String: Histogram] = [:]
@@ -102,6 +108,39 @@ public final class GatewayContext: Sendable {
     }
 
     private let injectionWarned = Atomic<Bool>(false)
+
+    /// The observer ticket as sent upstream: the number, and with shared
+    /// state `@replica` (the usage observer's stream may reach a peer).
+    func ticketText(_ t: UInt64) -> String {
+        guard let s = shared else { return String(t) }
+        return "\(t)@\(s.replicaID)"
+    }
+
+    /// A ticket this replica issued.
+    func localTicket(_ text: String) -> UInt64? {
+        guard let at = text.firstIndex(of: "@") else { return shared == nil ? UInt64(text) : nil }
+        guard let s = shared, text[text.index(after: at)...] == s.replicaID else { return nil }
+        return UInt64(text[..<at])
+    }
+
+    /// A ticket another replica issued (shared state only): its replica and number.
+    func foreignTicket(_ text: String) -> (String, UInt64)? {
+        guard let s = shared, let at = text.firstIndex(of: "@"), let t = UInt64(text[..<at]) else { return nil }
+        let replica = String(text[text.index(after: at)...])
+        return replica == s.replicaID || replica.isEmpty ? nil : (replica, t)
+    }
+
+    /// A peer read the usage of a response this replica routed.
+    func applyForwardedUsage(ticket: UInt64, promptTokens: Int?, completionTokens: Int, estimated: Bool) {
+        guard let e = observed.entry(ticket) else {
+            stats.observedUnmatched.add()
+            return
+        }
+        stats.observed.add()
+        if estimated { stats.usageEstimated.add() } else { stats.usageReported.add() }
+        e.charge?.settle(promptTokens: promptTokens, completionTokens: completionTokens)
+        e.usage?.settle(promptTokens: promptTokens, completionTokens: completionTokens)
+    }
 
     /// `--inject-stream-usage` rewrites the response, which only the
     /// in-band response phase can: said once, at the first request that

@@ -63,6 +63,9 @@ final class GatewayFilter: ExtProcFilter {
     private var sse: SSEUsageScanner?
     private var responseJSON: [UInt8]?
     private var usageSettled = false
+    /// An observer stream reading a response another replica routed: where
+    /// its usage goes (shared state forwards it to that replica).
+    private var forwardTo: (replica: String, ticket: UInt64)?
     /// A POST to a `/v1/*` path the gateway does not model, routed on its
     /// body's model (`--pass-through-unknown-paths`).
     private var passThrough = false
@@ -226,7 +229,7 @@ final class GatewayFilter: ExtProcFilter {
                     let t = context.observed.register(.init(requestID: requestID, charge: charge, routedAt: routedAt,
                                                             usage: usageSink))
                     ticket = t
-                    m.overwrite(ObservedRequests.header, String(t))
+                    m.overwrite(ObservedRequests.header, context.ticketText(t))
                 }
                 return .proceed(m, modeOverride: nil)
             }
@@ -508,7 +511,7 @@ final class GatewayFilter: ExtProcFilter {
             return .replaceBody(h, normalized)
         }
         if sse != nil {
-            if sse!.feed(chunk.body[...]) {
+            if sse!.feed(chunk.body[...]), forwardTo == nil {  // another replica's request: its routing time is not ours
                 context.stats.timeToFirstToken.observe(nanos: monotonicNanos() &- routedAt)
             }
             if stripper != nil {
@@ -533,7 +536,14 @@ final class GatewayFilter: ExtProcFilter {
     /// its ticket and read the body for usage and TTFT. Envoy does not wait
     /// for these answers (observability mode); every byte passes unchanged.
     private func observe(_ headers: HTTPHeadersMessage) -> FilterDecision {
-        guard let t = headers.value(of: ObservedRequests.header).flatMap({ UInt64($0) }),
+        let text = headers.value(of: ObservedRequests.header)
+        if let text, let (replica, t) = context.foreignTicket(text) {
+            // Routed by another replica (Envoy's observer stream reached this
+            // one): read the usage here, settle it there.
+            forwardTo = (replica, t)
+            return readResponse(headers)
+        }
+        guard let t = text.flatMap({ context.localTicket($0) }),
               let e = context.observed.entry(t) else {
             // Not a routed request (a gateway or Envoy error), or its routing
             // stream already ended.
@@ -546,6 +556,11 @@ final class GatewayFilter: ExtProcFilter {
         ownsCharge = false
         routedAt = e.routedAt
         context.stats.observed.add()
+        return readResponse(headers)
+    }
+
+    /// Starts reading a successful response's usage (SSE or JSON).
+    private func readResponse(_ headers: HTTPHeadersMessage) -> FilterDecision {
         guard !headers.endOfStream, Self.isSuccess(headers.value(of: ":status")) else { return .proceed }
         if (headers.value(of: "content-type") ?? "").hasPrefix("text/event-stream") {
             sse = SSEUsageScanner()
@@ -586,6 +601,14 @@ final class GatewayFilter: ExtProcFilter {
     private func settleUsage(_ usage: OpenAIUsage?) {
         guard !usageSettled else { return }
         usageSettled = true
+        if let f = forwardTo {
+            // The owner counts it (usage stats, pod and user charges).
+            if let u = usage {
+                context.shared?.forwardUsage(to: f.replica, ticket: f.ticket, promptTokens: u.promptTokens,
+                                             completionTokens: u.completionTokens, estimated: u.estimated)
+            }
+            return
+        }
         guard let u = usage else {
             context.stats.usageMissing.add()
             return

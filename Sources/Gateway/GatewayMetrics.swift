@@ -3,6 +3,7 @@ import Metrics
 import PodMetrics
 import PodSnapshot
 import Routing
+import SharedState
 
 /// The gateway's own Prometheus page (text format 0.0.4), served on the
 /// admin endpoint at `/metrics`. Names follow `switchboard_<subsystem>_<name>_<unit>`.
@@ -54,6 +55,7 @@ enum GatewayMetrics {
                 w.sample("switchboard_limits_store_errors_total", labels: "outcome=\"refused\"", Double(l.storeErrorsRefused.value))
             }
         }
+        if let sh = context.shared { Self.renderSharedState(sh.counters, into: &w) }
         if let p = context.routers.prefixCache {
             w.family("switchboard_prefix_cache_decisions_total", .counter,
                      help: "prefix-cache decisions by how the pod was chosen: the longest cached prefix (prefix_match), the least loaded pods because the in-flight imbalance gate tripped (imbalance), or the least loaded because no pod within the load guard held the prompt's first block (no_match).")
@@ -77,7 +79,7 @@ enum GatewayMetrics {
 
         let snap = context.registry.snapshot
         w.family("switchboard_pod_up", .gauge, help: "1 when the pod's metrics are fresh, 0 when stale or not scraped yet.")
-        w.family("switchboard_pod_in_flight_requests", .gauge, help: "Requests routed to the pod and not finished.")
+        w.family("switchboard_pod_in_flight_requests", .gauge, help: "Requests this replica routed to the pod and not finished (other replicas' are not included: sum over replicas).")
         w.family("switchboard_pod_in_flight_tokens", .gauge, help: "Estimated prompt tokens of those requests.")
         w.family("switchboard_pod_routed_total", .counter, help: "Requests routed to the pod.")
         w.family("switchboard_pod_prompt_tokens_total", .counter, help: "Prompt tokens the pod's responses reported.")
@@ -88,8 +90,8 @@ enum GatewayMetrics {
                 let labels = PrometheusWriter.labels(["model": model, "pod": e.address])
                 w.sample("switchboard_pod_up", labels: labels, snap.pods[e.address]?.health.isFresh == true ? 1.0 : 0.0)
                 if let l = snap.loads[e.address] {
-                    w.sample("switchboard_pod_in_flight_requests", labels: labels, Double(l.requests))
-                    w.sample("switchboard_pod_in_flight_tokens", labels: labels, Double(l.tokens))
+                    w.sample("switchboard_pod_in_flight_requests", labels: labels, Double(l.localRequests))
+                    w.sample("switchboard_pod_in_flight_tokens", labels: labels, Double(l.localTokens))
                     w.sample("switchboard_pod_routed_total", labels: labels, Double(l.routed))
                     w.sample("switchboard_pod_prompt_tokens_total", labels: labels, Double(l.promptTokensTotal))
                     w.sample("switchboard_pod_completion_tokens_total", labels: labels, Double(l.completionTokensTotal))
@@ -110,5 +112,35 @@ enum GatewayMetrics {
         w.family("switchboard_grpc_serving", .gauge, help: "1 while serving, 0 while draining.")
         w.sample("switchboard_grpc_serving", grpc.isServing ? 1.0 : 0.0)
         return w.text
+    }
+
+    /// `--shared-state`: the exchange with the other replicas.
+    static func renderSharedState(_ c: SharedRoutingState.Counters, into w: inout PrometheusWriter) {
+        w.family("switchboard_shared_state_connected", .gauge, help: "1 while this replica's shared-state connection to Redis is up.")
+        w.sample("switchboard_shared_state_connected", c.connected.load(ordering: .relaxed) ? 1.0 : 0.0)
+        w.family("switchboard_shared_state_peers", .gauge, help: "Other replicas whose in-flight report is fresh.")
+        w.sample("switchboard_shared_state_peers", Double(c.peers.load(ordering: .relaxed)))
+        w.family("switchboard_shared_state_batches_total", .counter,
+                 help: "Batches of this replica's changes: published, or lost because Redis was down or slow (peers then ask for a resync).")
+        w.sample("switchboard_shared_state_batches_total", labels: "result=\"published\"", Double(c.batchesPublished.value))
+        w.sample("switchboard_shared_state_batches_total", labels: "result=\"lost\"", Double(c.batchesLost.value))
+        w.family("switchboard_shared_state_events_total", .counter,
+                 help: "Changes this replica published, dropped (batch full or lost), and peers' changes applied here, by kind.")
+        w.sample("switchboard_shared_state_events_total", labels: "direction=\"out\",result=\"published\"", Double(c.eventsPublished.value))
+        w.sample("switchboard_shared_state_events_total", labels: "direction=\"out\",result=\"dropped\"", Double(c.eventsDropped.value))
+        w.sample("switchboard_shared_state_events_total", labels: "direction=\"in\",result=\"prefix\"", Double(c.prefixApplied.value))
+        w.sample("switchboard_shared_state_events_total", labels: "direction=\"in\",result=\"charge\"", Double(c.chargesApplied.value))
+        w.sample("switchboard_shared_state_events_total", labels: "direction=\"in\",result=\"usage\"", Double(c.usageApplied.value))
+        w.sample("switchboard_shared_state_events_total", labels: "direction=\"in\",result=\"unknown_pod\"", Double(c.unknownPods.value))
+        w.sample("switchboard_shared_state_events_total", labels: "direction=\"in\",result=\"malformed\"", Double(c.malformed.value))
+        w.family("switchboard_shared_state_usage_forwarded_total", .counter,
+                 help: "Responses this replica's usage observer read for a request another replica routed (usage sent to it).")
+        w.sample("switchboard_shared_state_usage_forwarded_total", Double(c.usageForwarded.value))
+        w.family("switchboard_shared_state_gaps_total", .counter, help: "Gaps seen in a peer's batches (each asks that peer for a resync).")
+        w.sample("switchboard_shared_state_gaps_total", Double(c.gaps.value))
+        w.family("switchboard_shared_state_resyncs_served_total", .counter, help: "Times this replica republished its prefix index for peers.")
+        w.sample("switchboard_shared_state_resyncs_served_total", Double(c.resyncsServed.value))
+        w.family("switchboard_shared_state_errors_total", .counter, help: "Exchanges with Redis that failed (down, slow, error reply).")
+        w.sample("switchboard_shared_state_errors_total", Double(c.errors.value))
     }
 }

@@ -8,6 +8,7 @@ import PodDiscovery
 import PodMetrics
 import PodSnapshot
 import Routing
+import SharedState
 import Tokenization
 import Synchronization
 
@@ -29,6 +30,8 @@ public struct GatewayConfiguration: Sendable {
     public var prefix = PrefixCacheOptions()
     /// Per-user limits (`--users-file`); nil: none.
     public var limits: LimitsConfiguration?
+    /// Routing state shared with other replicas through Redis (`--shared-state`); nil: none.
+    public var sharedState: SharedStateConfiguration?
     /// Tokenizer mode: model → tokenizer.json path (loaded at start).
     public var prefixTokenizers: [String: String] = [:]
     public var seed: UInt64?
@@ -96,9 +99,10 @@ public final class GatewayService {
                 throw GatewayStartError(description: "--prefix-tokenizer \(model)=\(path): \(error)")
             }
         }
+        let shared = configuration.sharedState.map { SharedRoutingState(configuration: $0, logger: logger) }
         let routers = RouterRegistry.standard(defaultStrategy: configuration.defaultStrategy, seed: configuration.seed,
                                               sessionInner: configuration.sessionInnerStrategy,
-                                              prefix: PrefixCache(options: prefix))
+                                              prefix: PrefixCache(options: prefix, sink: shared), sink: shared)
         if configuration.sessionInnerStrategy == "session-affinity"
             || (try? routers.router(named: configuration.sessionInnerStrategy)) == nil {
             throw GatewayStartError(description: "unknown --session-inner-strategy '\(configuration.sessionInnerStrategy)'; "
@@ -175,7 +179,20 @@ public final class GatewayService {
                                      usageAccounting: configuration.usageAccounting, apiKeys: apiKeys,
                                      injectStreamUsage: configuration.injectStreamUsage,
                                      passThroughUnknownPaths: configuration.passThroughUnknownPaths,
-                                     endpointPickerFallbacks: configuration.endpointPickerFallbacks, limiter: limiter)
+                                     endpointPickerFallbacks: configuration.endpointPickerFallbacks, limiter: limiter,
+                                     shared: shared)
+        if let shared {
+            shared.start(on: control, targets: .init(registry: registry, prefix: routers.prefixCache, fairness: routers.fairness) {
+                [context] ticket, prompt, completion, estimated in
+                context.applyForwardedUsage(ticket: ticket, promptTokens: prompt, completionTokens: completion, estimated: estimated)
+            })
+            let r = shared.configuration.redis
+            logger.notice("shared_state.enabled", metadata: [
+                "redis.address": "\(r.host):\(r.port)", "replica": "\(shared.replicaID)",
+                "shared_state.interval_ms": "\(shared.configuration.intervalNanos / 1_000_000)",
+                "shared_state.keys": "\(shared.configuration.keyPrefix):events, \(shared.configuration.keyPrefix):inflight",
+            ])
+        }
         let extStats = ExtProcStats()
         var grpc = GRPCServerConfiguration(listen: configuration.listen)
         grpc.maxMessageSize = configuration.maxMessageBytes

@@ -1,3 +1,4 @@
+import EventLoop
 import PodSnapshot
 import Routing
 import Synchronization
@@ -23,8 +24,17 @@ public final class ObservedRequests: Sendable {
 
     private let entries = Mutex<[UInt64: Entry]>([:])
     private let next = Atomic<UInt64>(1)
+    /// How long an entry stays findable after its routing stream ended (0:
+    /// not at all). With shared state, usage read by another replica's
+    /// observer arrives a batch interval or two later, usually after the
+    /// routing stream is gone.
+    private let lingerNanos: UInt64
+    /// Ended entries still findable, oldest first (deadline, ticket).
+    private let ended = Mutex<(queue: [(UInt64, UInt64)], head: Int, entries: [UInt64: Entry])>(([], 0, [:]))
 
-    public init() {}
+    public init(lingerNanos: UInt64 = 0) {
+        self.lingerNanos = lingerNanos
+    }
 
     /// Registers a routed request; returns its ticket.
     public func register(_ entry: Entry) -> UInt64 {
@@ -34,11 +44,26 @@ public final class ObservedRequests: Sendable {
     }
 
     public func entry(_ ticket: UInt64) -> Entry? {
-        entries.withLock { $0[ticket] }
+        if let e = entries.withLock({ $0[ticket] }) { return e }
+        guard lingerNanos > 0 else { return nil }
+        return ended.withLock { $0.entries[ticket] }
     }
 
     public func remove(_ ticket: UInt64) {
-        _ = entries.withLock { $0.removeValue(forKey: ticket) }
+        guard let e = entries.withLock({ $0.removeValue(forKey: ticket) }), lingerNanos > 0 else { return }
+        let now = monotonicNanos()
+        ended.withLock { x in
+            while x.head < x.queue.count && x.queue[x.head].0 <= now {
+                x.entries[x.queue[x.head].1] = nil
+                x.head += 1
+            }
+            if x.head > 4096 && x.head * 2 > x.queue.count {
+                x.queue.removeFirst(x.head)
+                x.head = 0
+            }
+            x.queue.append((now &+ lingerNanos, ticket))
+            x.entries[ticket] = e
+        }
     }
 
     /// Requests routed and not yet ended (for /debug and tests).

@@ -9,6 +9,9 @@ public final class PodLoad: Sendable {
     private let routedTotal = Atomic<Int>(0)
     private let promptTotal = Atomic<Int>(0)
     private let completionTotal = Atomic<Int>(0)
+    /// Other gateway replicas' in flight on this pod (shared state; 0 when not shared).
+    private let peerRequestsInFlight = Atomic<Int>(0)
+    private let peerTokensInFlight = Atomic<Int>(0)
     public init() {}
 
     /// Prompt tokens the pod's responses reported (usage), since start.
@@ -17,8 +20,21 @@ public final class PodLoad: Sendable {
     /// from streamed content events when no usage came.
     public var completionTokensTotal: Int { completionTotal.load(ordering: .relaxed) }
 
-    public var requests: Int { requestsInFlight.load(ordering: .relaxed) }
-    public var tokens: Int { tokensInFlight.load(ordering: .relaxed) }
+    /// In flight from every replica: this one's plus its peers' last report
+    /// (what routers weigh).
+    public var requests: Int { requestsInFlight.load(ordering: .relaxed) + peerRequestsInFlight.load(ordering: .relaxed) }
+    public var tokens: Int { tokensInFlight.load(ordering: .relaxed) + peerTokensInFlight.load(ordering: .relaxed) }
+    /// In flight from this replica only (what it reports to its peers and on `/metrics`).
+    public var localRequests: Int { requestsInFlight.load(ordering: .relaxed) }
+    public var localTokens: Int { tokensInFlight.load(ordering: .relaxed) }
+    /// The peers' part of `requests`/`tokens`.
+    public var peerRequests: Int { peerRequestsInFlight.load(ordering: .relaxed) }
+
+    /// The other replicas' latest in-flight report for this pod.
+    public func setPeers(requests: Int, tokens: Int) {
+        peerRequestsInFlight.store(max(0, requests), ordering: .relaxed)
+        peerTokensInFlight.store(max(0, tokens), ordering: .relaxed)
+    }
     public var routed: Int { routedTotal.load(ordering: .relaxed) }
 
     public func start(tokens: Int) {

@@ -94,6 +94,27 @@ public final class PrefixIndex: Sendable {
         }
     }
 
+    /// The blocks `pod` holds, most recent first, at most `limit`, skipping
+    /// entries past the TTL: what a replica republishes when a peer missed
+    /// its insertions (recording the list elsewhere rebuilds the same
+    /// recency order, since `record` touches its keys last-first).
+    public func keys(of pod: PodEndpoint, limit: Int, at: UInt32? = nil) -> [UInt64] {
+        let t = at ?? now
+        let ttl = UInt32(clamping: limits.ttlSeconds)
+        return state.withLock { tab in
+            guard Int(pod.id) < tab.pods.count else { return [] }
+            var out: [UInt64] = []
+            out.reserveCapacity(min(limit, tab.pods[Int(pod.id)].count))
+            var e = tab.pods[Int(pod.id)].head
+            while e >= 0 && out.count < limit {
+                let x = tab.entries[Int(e)]
+                if t &- x.stamp < ttl { out.append(x.key) }
+                e = x.next
+            }
+            return out
+        }
+    }
+
     /// Block-pod entries held.
     public var count: Int { state.withLock { $0.count } }
 

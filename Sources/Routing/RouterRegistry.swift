@@ -10,6 +10,8 @@ public struct RouterRegistry: Sendable {
     public let defaultStrategy: String?
     /// The prefix strategies' shared index (for `/metrics` and `/debug`).
     public let prefixCache: PrefixCache?
+    /// `vtc-basic`'s user counters (shared state applies other replicas' charges).
+    public var fairness: VTCBasicRouter? { routers["vtc-basic"] as? VTCBasicRouter }
 
     /// `defaultStrategy` is used when a request names none; nil makes the
     /// `routing-strategy` header mandatory. `scorers` may be blended.
@@ -33,7 +35,7 @@ public struct RouterRegistry: Sendable {
     /// `sessionInner` places new sessions for `session-affinity`.
     public static func standard(defaultStrategy: String? = "random", seed: UInt64? = nil,
                                 sessionInner: String = "least-request",
-                                prefix: PrefixCache = PrefixCache()) -> RouterRegistry {
+                                prefix: PrefixCache = PrefixCache(), sink: (any RoutingStateSink)? = nil) -> RouterRegistry {
         let source = RandomSource(seed: seed)
         let scorers: [any Scorer] = [LeastRequestScorer(), LeastKVCacheScorer(), LeastKVCacheScorer(name: "least-gpu-cache"),
                                      ThroughputScorer(), LeastLatencyScorer(), PrefixMatchScorer(cache: prefix)]
@@ -46,7 +48,7 @@ public struct RouterRegistry: Sendable {
         let leastRequest = routers.first { $0.name == "least-request" }!  // every fallback's
         let inner = (try? base.router(named: sessionInner)) ?? leastRequest
         routers.append(SessionAffinityRouter(inner: inner))
-        routers.append(VTCBasicRouter(fallback: leastRequest, source: source))
+        routers.append(VTCBasicRouter(fallback: leastRequest, source: source, sink: sink))
         return RouterRegistry(routers: routers, scorers: scorers, defaultStrategy: defaultStrategy, source: source,
                               prefixCache: prefix)
     }

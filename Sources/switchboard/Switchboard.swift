@@ -7,6 +7,7 @@ import Logging
 import PodDiscovery
 import PodMetrics
 import PodSnapshot
+import SharedState
 
 @main
 struct Switchboard: ParsableCommand {
@@ -113,6 +114,15 @@ struct Serve: ParsableCommand {
 
     @Option(help: "Output tokens a request without max_tokens reserves against its user's TPM until its real usage settles it.")
     var limitDefaultMaxTokens: Int = 256
+
+    @Flag(help: "Share routing state with the other gateway replicas through --redis: prefix-index insertions, per-pod in-flight counts, vtc-basic's user charges, and usage read by a peer's observer stream (so replicas behind one Envoy route as one would). Off: each replica routes on what it saw itself.")
+    var sharedState = false
+
+    @Option(help: "This replica's name among its peers with --shared-state (default: host name and pid; in Kubernetes, the pod name).")
+    var replicaId: String?
+
+    @Option(help: "Milliseconds between shared-state exchanges (publish this replica's batch of changes, apply the peers', swap in-flight counts).")
+    var sharedStateIntervalMs: Int = 20
 
     @Option(help: "Event loops (threads); 0 = one per core.")
     var loops: Int = 0
@@ -231,6 +241,24 @@ struct Serve: ParsableCommand {
             l.defaultMaxTokens = limitDefaultMaxTokens
             c.limits = l
         }
+        if sharedState {
+            guard let r = c.limits?.redis else {
+                throw ValidationError("--shared-state exchanges state through Redis: give --redis HOST:PORT (users without an aibrix-users record stay unlimited)")
+            }
+            guard sharedStateIntervalMs > 0 else { throw ValidationError("--shared-state-interval-ms must be positive") }
+            var redis = r
+            // Off the request path: a slow reply delays the exchange, not a request.
+            redis.commandTimeoutNanos = max(r.commandTimeoutNanos, 500_000_000)
+            let id = replicaId ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+            guard !id.isEmpty, !id.contains("@"), !id.contains(" ") else {
+                throw ValidationError("--replica-id must be non-empty, without '@' or spaces")
+            }
+            var sc = SharedStateConfiguration(redis: redis, replicaID: id)
+            sc.intervalNanos = UInt64(sharedStateIntervalMs) * 1_000_000
+            c.sharedState = sc
+        } else if replicaId != nil {
+            throw ValidationError("--replica-id names this replica for --shared-state, which is off")
+        }
         guard prefixBlockBytes > 0, prefixIndexBlocks > 0, prefixTtl > 0, prefixPodBlocks >= 0, prefixImbalance >= 0,
               prefixStddevFactor >= 0, prefixQueueTokens >= 0 else {
             throw ValidationError("--prefix-block-bytes, --prefix-index-blocks and --prefix-ttl must be positive; the other --prefix-* options non-negative")
@@ -299,8 +327,8 @@ struct EnvoyConfig: ParsableCommand {
     @Option(help: "Envoy's admin address (keep it on loopback).")
     var admin: String = "127.0.0.1:9901"
 
-    @Option(help: "Where Switchboard serves gRPC: host:port or unix:/path.")
-    var processor: String = "127.0.0.1:50051"
+    @Option(help: "Where Switchboard serves gRPC: host:port or unix:/path. Repeat it for gateway replicas behind one Envoy (run them with serve --shared-state); Envoy then health-checks each over gRPC and spreads streams over the healthy ones.")
+    var processor: [String] = ["127.0.0.1:50051"]
 
     @Option(help: "request_body_mode: buffered or full-duplex-streamed.")
     var requestBodyMode: String = "buffered"
@@ -341,7 +369,9 @@ struct EnvoyConfig: ParsableCommand {
         var r = EnvoyConfigRenderer()
         r.listen = try SocketAddress(parsing: listen)
         r.admin = try SocketAddress(parsing: admin)
-        r.processor = try SocketAddress(parsing: processor)
+        guard let first = processor.first else { throw ValidationError("give at least one --processor") }
+        r.processor = try SocketAddress(parsing: first)
+        r.moreProcessors = try processor.dropFirst().map { try SocketAddress(parsing: $0) }
         guard let rq = EnvoyConfigRenderer.parseMode(requestBodyMode) else { throw ValidationError("bad --request-body-mode") }
         guard let rs = EnvoyConfigRenderer.parseMode(responseBodyMode) else { throw ValidationError("bad --response-body-mode") }
         r.requestBodyMode = rq

@@ -154,7 +154,7 @@ class Stack:
                  request_body_mode="buffered", response_body_mode="streamed", extra_models=None,
                  switchboard_args=(), logdir=None, sim_loops=1, envoy_concurrency=1, pod_ports=None, sim_args=(),
                  model_strategies=None, response_phase="observer", usage_accounting=True, endpoint_picker=None,
-                 engine=False):
+                 engine=False, replicas=1):
         self.logdir = logdir or tempfile.mkdtemp(prefix="switchboard-it-")
         self.procs = []
         # pod_ports: endpoints already running (real vLLM servers); no simulator then.
@@ -165,6 +165,12 @@ class Stack:
         self.admin_port = free_port()
         self.grpc_port = free_port()
         self.gateway_admin_port = free_port()
+        # replicas > 1: more gateways behind Envoy's processor cluster (TCP),
+        # each with its own gRPC and admin port; the first is `switchboard`.
+        self.replicas = replicas
+        self.more_grpc_ports = [free_port() for _ in range(replicas - 1)]
+        self.more_admin_ports = [free_port() for _ in range(replicas - 1)]
+        self.switchboards = []
         self.uds = os.path.join(self.logdir, "switchboard.sock")
         self.processor = processor
         self.request_body_mode = request_body_mode
@@ -216,7 +222,9 @@ class Stack:
         cfg = subprocess.run([binary("switchboard"), "envoy-config",
                               "--listen", f"127.0.0.1:{self.envoy_port}",
                               "--admin", f"127.0.0.1:{self.admin_port}",
-                              "--processor", self.processor_address,
+                              "--processor", self.processor_address]
+                             + sum([["--processor", f"127.0.0.1:{p}"] for p in self.more_grpc_ports], [])
+                             + [
                               "--request-body-mode", self.request_body_mode,
                               "--response-body-mode", self.response_body_mode,
                               "--response-phase", self.response_phase]
@@ -239,10 +247,18 @@ class Stack:
                 "--listen", self.processor_address, "--request-body-mode", self.request_body_mode,
                 "--drain-timeout", "10", "--admin-listen", f"127.0.0.1:{self.gateway_admin_port}"] + self.switchboard_args
         self.switchboard = self._spawn("switchboard", args)
+        self.switchboards = [self.switchboard]
+        for i, (g, a) in enumerate(zip(self.more_grpc_ports, self.more_admin_ports)):
+            self.switchboards.append(self._spawn(f"switchboard-{i + 2}", [
+                binary("switchboard"), "serve", "--pods-file", self.pods_file, "--listen", f"127.0.0.1:{g}",
+                "--request-body-mode", self.request_body_mode, "--drain-timeout", "10",
+                "--admin-listen", f"127.0.0.1:{a}"] + self.switchboard_args))
         if self.processor == "unix":
             wait_unix(self.uds)
         else:
             wait_port(self.grpc_port)
+        for g in self.more_grpc_ports:
+            wait_port(g)
         return self.switchboard
 
     def _spawn(self, name, args):
@@ -277,9 +293,11 @@ class Stack:
                 out[k] = int(v)
         return out
 
-    def admin(self, path):
-        """GET from the gateway's admin endpoint; returns (status, parsed JSON or text)."""
-        c = http.client.HTTPConnection("127.0.0.1", self.gateway_admin_port, timeout=10)
+    def admin(self, path, replica=0):
+        """GET from a gateway's admin endpoint (the first replica's unless
+        told); returns (status, parsed JSON or text)."""
+        port = self.gateway_admin_port if replica == 0 else self.more_admin_ports[replica - 1]
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         c.request("GET", path)
         r = c.getresponse()
         body = r.read()
@@ -399,3 +417,24 @@ def build_fake_cudart(directory):
     subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", out, "-lpthread",
                     os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_cudart.c")], check=True)
     return out
+
+
+class Redis:
+    """A real redis-server on loopback (no persistence), in `logdir`."""
+
+    def __init__(self, logdir, port=None):
+        self.port = port or free_port()
+        self.logdir = logdir
+        self.proc = None
+
+    def start(self):
+        self.proc = Proc(f"redis-{self.port}", ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                                "--appendonly", "no", "--dir", self.logdir], self.logdir)
+        wait_port(self.port)
+        return self
+
+    def stop(self):
+        self.proc.stop()
+
+    def cli(self, *args):
+        return subprocess.run(["redis-cli", "-p", str(self.port)] + list(args), capture_output=True, text=True).stdout.strip()

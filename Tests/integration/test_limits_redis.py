@@ -9,26 +9,7 @@ import subprocess
 
 import openai
 
-from harness import Proc, Stack, binary, chat, free_port, wait_port, wait_until
-
-
-class Redis:
-    def __init__(self, logdir, port=None):
-        self.port = port or free_port()
-        self.logdir = logdir
-        self.proc = None
-
-    def start(self):
-        self.proc = Proc(f"redis-{self.port}", ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                                "--appendonly", "no", "--dir", self.logdir], self.logdir)
-        wait_port(self.port)
-        return self
-
-    def stop(self):
-        self.proc.stop()
-
-    def cli(self, *args):
-        return subprocess.run(["redis-cli", "-p", str(self.port)] + list(args), capture_output=True, text=True).stdout.strip()
+from harness import Redis, Stack, binary, chat, free_port, wait_until
 
 
 def users(redis, *args):

@@ -57,9 +57,12 @@ public final class PrefixCache: Sendable {
     /// Prompt blocks routed, and of those, blocks the chosen pod held.
     public let promptBlocks = Atomic<Int>(0)
     public let hitBlocks = Atomic<Int>(0)
+    /// Other replicas' view of this one's insertions (shared state); nil: not shared.
+    let sink: (any RoutingStateSink)?
 
-    public init(options: PrefixCacheOptions = PrefixCacheOptions()) {
+    public init(options: PrefixCacheOptions = PrefixCacheOptions(), sink: (any RoutingStateSink)? = nil) {
         self.options = options
+        self.sink = sink
         hasher = BlockHasher(blockSize: max(1, options.blockBytes), seed: options.seed)
         tokenHasher = BlockHasher(blockSize: max(1, options.blockTokens), seed: options.seed)
         index = PrefixIndex(limits: .init(maxEntries: options.maxEntries, ttlSeconds: options.ttlSeconds,
@@ -107,8 +110,15 @@ public final class PrefixCache: Sendable {
     func record(_ request: RoutingRequest, keys: [UInt64], pod: PodEndpoint, cached: Int, capacity: Int?) {
         guard request.records else { return }
         index.record(keys, pod: pod, capacity: capacity)
+        sink?.recorded(keys: keys, pod: pod, capacity: capacity)
         promptBlocks.add(keys.count, ordering: .relaxed)
         hitBlocks.add(cached, ordering: .relaxed)
+    }
+
+    /// Another replica routed `keys` to `pod`: the index learns it as if
+    /// this replica had (not counted in this replica's decisions).
+    public func recordPeer(_ keys: [UInt64], pod: PodEndpoint, capacity: Int?, at: UInt32? = nil) {
+        index.record(keys, pod: pod, capacity: capacity, at: at)
     }
 }
 

@@ -25,7 +25,7 @@ public final class VTCBasicRouter: Router {
     public let name = "vtc-basic"
     public static let inputWeight = 1.0, outputWeight = 2.0
     public static let minBucket = 1000.0, maxPodLoad = 100.0
-    private let windowSeconds: Int
+    public let windowSeconds: Int
     private let fallback: any Router
     private let source: RandomSource
     private let clock = ContinuousClock()
@@ -61,7 +61,11 @@ public final class VTCBasicRouter: Router {
         }
     }
 
-    public init(fallback: any Router, source: RandomSource, windowSeconds: Int = 300) {
+    /// Other replicas' view of this one's charges (shared state); nil: not shared.
+    private let sink: (any RoutingStateSink)?
+
+    public init(fallback: any Router, source: RandomSource, windowSeconds: Int = 300, sink: (any RoutingStateSink)? = nil) {
+        self.sink = sink
         self.fallback = fallback
         self.source = source
         self.windowSeconds = max(1, windowSeconds)
@@ -124,6 +128,17 @@ public final class VTCBasicRouter: Router {
     }
 
     fileprivate func charge(_ user: String, _ tokens: Double, at second: Int) {
+        sink?.charged(user: user, tokens: tokens)
+        add(user, tokens, at: second)
+    }
+
+    /// Another replica charged `user` (shared state): counted here as if
+    /// this replica had, in the current second.
+    public func chargePeer(_ user: String, _ tokens: Double) {
+        add(user, tokens, at: second)
+    }
+
+    private func add(_ user: String, _ tokens: Double, at second: Int) {
         let size = windowSeconds
         state.withLock { st in
             if st.users[user] == nil { st.users[user] = Window(size: size, now: second) }

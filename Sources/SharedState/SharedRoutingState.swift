@@ -1,0 +1,465 @@
+import EventLoop
+import Logging
+import Metrics
+import PodSnapshot
+import Redis
+import Routing
+import Synchronization
+
+/// How gateway replicas share routing state through Redis.
+public struct SharedStateConfiguration: Sendable {
+    public var redis: RedisConfiguration
+    /// This replica's name among its peers (unique: the pod name in
+    /// Kubernetes; host and pid by default).
+    public var replicaID: String
+    /// Prefix of the keys used: `<prefix>:events` (a stream of batches) and
+    /// `<prefix>:inflight` (a hash: each replica's in-flight report).
+    public var keyPrefix = "switchboard:state"
+    /// How often a replica publishes its batch, reads its peers' and
+    /// exchanges in-flight counts.
+    public var intervalNanos: UInt64 = 20_000_000
+    /// Batches the stream keeps (approximately; older ones are trimmed).
+    public var streamLength = 10_000
+    /// A peer whose in-flight report has not changed for this long is
+    /// taken to be gone: its counts no longer count.
+    public var peerStaleNanos: UInt64 = 2_000_000_000
+    /// Bytes of events waiting for the next publish at most; beyond it new
+    /// events are dropped (counted) until Redis takes the batch.
+    public var maxPendingBytes = 4 << 20
+    /// Blocks per pod a replica republishes when a peer asks for a resync.
+    public var resyncBlocksPerPod = 100_000
+
+    public init(redis: RedisConfiguration, replicaID: String) {
+        self.redis = redis
+        self.replicaID = replicaID
+    }
+}
+
+/// Routing state shared by gateway replicas, so two replicas behind one
+/// Envoy route as one would:
+///
+/// - **prefix-index insertions** and **fairness charges** are events: each
+///   replica appends the ones it makes to a batch (on the routing path,
+///   under a lock, no I/O), and every `interval` its control loop publishes
+///   the batch as one entry of a Redis stream (`XADD … MAXLEN ~`) and reads
+///   the entries its peers added since the last read (`XREAD`), applying
+///   them to its own index and counters;
+/// - **per-pod in-flight counts** are levels: each tick a replica writes its
+///   own counts into one hash field and reads its peers' (`HSET` +
+///   `HGETALL`); routers weigh this replica's exact counts plus the peers'
+///   last report. A peer that stops reporting is dropped after
+///   `peerStaleNanos`.
+/// - **missed messages** (a batch that could not be published while Redis
+///   was down, entries trimmed before a slow reader got them, a Redis
+///   restart) show as a gap in a peer's batch sequence numbers: the reader
+///   then asks that peer for a resync, and the peer republishes its whole
+///   index (most recent blocks per pod). A replica that starts reads the
+///   retained stream and asks every peer for a resync, so it starts warm.
+/// - **usage seen by the wrong replica**: Envoy's usage observer opens its
+///   own ext_proc stream, which may reach another replica than the one
+///   that routed the request; that replica forwards the usage to the owner
+///   as an event.
+///
+/// Redis slow or down never blocks routing: events wait in the batch
+/// (bounded) or are dropped and counted, peers' in-flight reports go stale,
+/// and each replica routes on its own state until Redis is back.
+public final class SharedRoutingState: RoutingStateSink, Sendable {
+    public let configuration: SharedStateConfiguration
+    public let counters = Counters()
+    let logger: Logger
+    private let outbox = Mutex<Outbox>(Outbox())
+
+    struct Outbox {
+        var bytes: [UInt8] = []
+        var events = 0
+    }
+
+    public final class Counters: Sendable {
+        /// Batches published, and batches lost because Redis refused or timed out.
+        public let batchesPublished = Counter()
+        public let batchesLost = Counter()
+        /// Events published, and events dropped because the batch was full.
+        public let eventsPublished = Counter()
+        public let eventsDropped = Counter()
+        /// Peers' events applied here, by kind.
+        public let prefixApplied = Counter()
+        public let chargesApplied = Counter()
+        public let usageApplied = Counter()
+        /// Usage forwarded to the replica that routed the request.
+        public let usageForwarded = Counter()
+        /// Gaps seen in a peer's batches (each asks it for a resync), and
+        /// resyncs this replica served.
+        public let gaps = Counter()
+        public let resyncsServed = Counter()
+        /// Entries that could not be decoded, events naming a pod this
+        /// replica does not know (yet).
+        public let malformed = Counter()
+        public let unknownPods = Counter()
+        /// Exchanges that failed (Redis down, slow, or an error reply).
+        public let errors = Counter()
+        /// Peers whose in-flight report is fresh.
+        public let peers = Atomic<Int>(0)
+        public let connected = Atomic<Bool>(false)
+    }
+
+    public init(configuration: SharedStateConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public var replicaID: String { configuration.replicaID }
+
+    // MARK: events from the routing path
+
+    public func recorded(keys: [UInt64], pod: PodEndpoint, capacity: Int?) {
+        enqueue(.prefix(pod: pod.address, capacity: capacity, keys: keys))
+    }
+
+    public func charged(user: String, tokens: Double) {
+        enqueue(.charge(user: user, tokens: tokens))
+    }
+
+    /// The usage of a response another replica routed (ticket from its
+    /// `x-switchboard-ticket`).
+    public func forwardUsage(to replica: String, ticket: UInt64, promptTokens: Int?, completionTokens: Int, estimated: Bool) {
+        counters.usageForwarded.add()
+        enqueue(.usage(replica: replica, ticket: ticket, promptTokens: promptTokens, completionTokens: completionTokens,
+                       estimated: estimated))
+    }
+
+    func enqueue(_ e: StateEvent) {
+        let limit = configuration.maxPendingBytes
+        let ok = outbox.withLock { o -> Bool in
+            guard o.bytes.count < limit else { return false }
+            StateBatch.append(e, to: &o.bytes)
+            o.events += 1
+            return true
+        }
+        if !ok { counters.eventsDropped.add() }
+    }
+
+    /// The batch to publish (emptied), nil when nothing is waiting.
+    func takeBatch() -> (bytes: [UInt8], events: Int)? {
+        outbox.withLock { o in
+            guard o.events > 0 else { return nil }
+            defer { o = Outbox() }
+            return (o.bytes, o.events)
+        }
+    }
+
+    // MARK: the exchange
+
+    /// What peers' events are applied to.
+    public struct Targets: Sendable {
+        public var registry: PodRegistry
+        public var prefix: PrefixCache?
+        public var fairness: VTCBasicRouter?
+        /// A peer read the usage of a request this replica routed:
+        /// (ticket, prompt tokens, completion tokens, estimated).
+        public var usage: (@Sendable (UInt64, Int?, Int, Bool) -> Void)?
+        public init(registry: PodRegistry, prefix: PrefixCache?, fairness: VTCBasicRouter?,
+                    usage: (@Sendable (UInt64, Int?, Int, Bool) -> Void)? = nil) {
+            self.registry = registry
+            self.prefix = prefix
+            self.fairness = fairness
+            self.usage = usage
+        }
+    }
+
+    /// Starts exchanging on `loop` (the control loop); call once, on any thread.
+    public func start(on loop: EventLoop, targets: Targets) {
+        loop.execute { [self] in
+            let x = Exchange(state: self, loop: loop, targets: targets)
+            loop.loopLocal["shared-state.exchange"] = x
+            x.start()
+        }
+    }
+}
+
+/// The control loop's side: one Redis connection, the read position, each
+/// peer's last batch number and in-flight report. Loop-confined (every
+/// method runs on `loop`), hence `@unchecked Sendable`.
+final class Exchange: @unchecked Sendable {
+    let state: SharedRoutingState
+    let loop: EventLoop
+    let targets: SharedRoutingState.Targets
+    let connection: RedisConnection
+    let streamKey: [UInt8]
+    let inflightKey: [UInt8]
+    let me: [UInt8]
+    /// The last stream entry read.
+    var lastID = "0-0"
+    /// Each producer's last batch number applied.
+    var producers: [String: UInt64] = [:]
+    var sequence: UInt64 = 0
+    var reportSequence: UInt64 = 0
+    /// Each peer's last in-flight report's sequence text, and when it changed.
+    var peers: [String: (sequence: Substring, changed: UInt64)] = [:]
+    var outstanding = 0
+    var again = false
+    var failed = false
+    var endpoints: (version: UInt64, byAddress: [String: PodEndpoint]) = (UInt64.max, [:])
+    var lastResyncServed: UInt64 = 0
+    var askedAtStart = false
+    var up = false
+    static let readCount = 256
+    var config: SharedStateConfiguration { state.configuration }
+
+    init(state: SharedRoutingState, loop: EventLoop, targets: SharedRoutingState.Targets) {
+        self.state = state
+        self.loop = loop
+        self.targets = targets
+        connection = RedisConnection(configuration: state.configuration.redis, loop: loop)
+        streamKey = Array((state.configuration.keyPrefix + ":events").utf8)
+        inflightKey = Array((state.configuration.keyPrefix + ":inflight").utf8)
+        me = Array(state.configuration.replicaID.utf8)
+    }
+
+    func start() {
+        let logger = state.logger, cfg = config.redis, counters = state.counters
+        connection.onStateChange = { up, why in
+            counters.connected.store(up, ordering: .relaxed)
+            if up {
+                logger.notice("shared_state.redis.connected", metadata: ["redis.address": "\(cfg.host):\(cfg.port)"])
+            } else {
+                logger.warning("shared_state.redis.lost", metadata: [
+                    "redis.address": "\(cfg.host):\(cfg.port)", "error": "\(why)",
+                    "effect": "routing on this replica's own state until Redis is back; peers' in-flight counts age out",
+                ])
+            }
+        }
+        connection.start()
+        schedule(after: config.intervalNanos)
+    }
+
+    func schedule(after nanos: UInt64) {
+        _ = loop.schedule(afterNanos: nanos) { [self] in tick() }
+    }
+
+    /// One exchange: publish, report in-flight, read peers' reports and events.
+    func tick() {
+        guard connection.isConnected else {
+            schedule(after: config.intervalNanos)
+            return
+        }
+        if !askedAtStart {
+            // Warm start: every peer republishes its index.
+            askedAtStart = true
+            state.enqueue(.resync(replica: ""))
+        }
+        outstanding = 0
+        again = false
+        failed = false
+        if let batch = state.takeBatch() {
+            sequence += 1
+            let events = batch.events
+            issue([t("XADD"), streamKey, t("MAXLEN"), t("~"), bytes(config.streamLength), t("*"), t("r"), me, t("s"), bytes(sequence),
+                   t("b"), batch.bytes]) { [self] r in
+                if case .success(.string) = r {
+                    state.counters.batchesPublished.add()
+                    state.counters.eventsPublished.add(UInt64(events))
+                } else {
+                    // Lost: peers see the gap in the sequence and ask for a resync.
+                    state.counters.batchesLost.add()
+                    state.counters.eventsDropped.add(UInt64(events))
+                }
+            }
+        }
+        reportSequence += 1
+        issue([t("HSET"), inflightKey, me, t(report())]) { _ in }
+        issue([t("HGETALL"), inflightKey]) { [self] r in
+            if case .success(.array(let a)) = r { applyReports(a) }
+        }
+        issue([t("XREAD"), t("COUNT"), bytes(Self.readCount), t("STREAMS"), streamKey, t(lastID)]) { [self] r in
+            if case .success(let v) = r { read(v) }
+        }
+    }
+
+    private func bytes(_ n: some BinaryInteger) -> [UInt8] { Array(String(n).utf8) }
+    private func t(_ s: String) -> [UInt8] { Array(s.utf8) }
+
+    private func issue(_ parts: [[UInt8]], _ done: @escaping (Result<RedisValue, RedisError>) -> Void) {
+        outstanding += 1
+        connection.send(parts) { [self] r in
+            switch r {
+            case .failure: failed = true
+            case .success(.error): failed = true
+            case .success: break
+            }
+            done(r)
+            outstanding -= 1
+            if outstanding == 0 { finished() }
+        }
+    }
+
+    private func finished() {
+        if failed { state.counters.errors.add() }
+        schedule(after: again && !failed ? 0 : config.intervalNanos)
+    }
+
+    // MARK: in-flight levels
+
+    /// "<sequence> <address> <requests> <tokens> …" for pods this replica has requests on.
+    private func report() -> String {
+        var s = String(reportSequence)
+        for (address, load) in targets.registry.snapshot.loads {
+            let r = load.localRequests, t = load.localTokens
+            if r != 0 || t != 0 { s += " \(address) \(r) \(t)" }
+        }
+        return s
+    }
+
+    private func applyReports(_ a: [RedisValue]) {
+        let now = monotonicNanos()
+        var sums: [Substring: (Int, Int)] = [:]
+        var fresh = 0
+        var stale: [[UInt8]] = []
+        var i = 0
+        while i + 1 < a.count {
+            defer { i += 2 }
+            guard let field = a[i].text, let value = a[i + 1].text, field != config.replicaID else { continue }
+            let parts = value.split(separator: " ")
+            guard let seq = parts.first else { continue }
+            if let p = peers[field], p.sequence == seq {
+                if now &- p.changed > config.peerStaleNanos {
+                    // Gone (or stuck): its counts stop counting; long gone: its field is removed.
+                    if now &- p.changed > 10 * config.peerStaleNanos { stale.append(Array(field.utf8)) }
+                    continue
+                }
+            } else {
+                peers[field] = (seq, now)
+            }
+            fresh += 1
+            var j = 1
+            while j + 2 < parts.count {
+                if let r = Int(parts[j + 1]), let t = Int(parts[j + 2]) {
+                    let prev = sums[parts[j]] ?? (0, 0)
+                    sums[parts[j]] = (prev.0 + r, prev.1 + t)
+                }
+                j += 3
+            }
+        }
+        state.counters.peers.store(fresh, ordering: .relaxed)
+        for (address, load) in targets.registry.snapshot.loads {
+            let v = sums[Substring(address)] ?? (0, 0)
+            load.setPeers(requests: v.0, tokens: v.1)
+        }
+        for f in stale {
+            peers[String(decoding: f, as: UTF8.self)] = nil
+            connection.send([t("HDEL"), inflightKey, f]) { _ in }
+        }
+    }
+
+    // MARK: events
+
+    private func read(_ v: RedisValue) {
+        // [[key, [[id, [field, value, …]], …]]] or nil when nothing is new.
+        guard case .array(let streams) = v, case .array(let s)? = streams.first, s.count == 2,
+              case .array(let entries) = s[1] else { return }
+        again = entries.count >= Self.readCount
+        let newest = entries.last.flatMap { entryMillis($0) } ?? 0
+        for e in entries {
+            guard case .array(let pair) = e, pair.count == 2, let id = pair[0].text, case .array(let fields) = pair[1] else {
+                state.counters.malformed.add()
+                continue
+            }
+            lastID = id
+            var producer: String?, seq: UInt64?, body: [UInt8]?
+            var k = 0
+            while k + 1 < fields.count {
+                switch fields[k].text {
+                case "r": producer = fields[k + 1].text
+                case "s": seq = fields[k + 1].text.flatMap { UInt64($0) }
+                case "b": if case .string(let b) = fields[k + 1] { body = b }
+                default: break
+                }
+                k += 2
+            }
+            guard let producer, let seq, let body else {
+                state.counters.malformed.add()
+                continue
+            }
+            if producer == config.replicaID { continue }
+            if let last = producers[producer], seq > last + 1 {
+                state.counters.gaps.add()
+                state.logger.warning("shared_state.gap", metadata: [
+                    "peer": "\(producer)", "missed_batches": "\(seq - last - 1)", "action": "asking the peer to republish its index",
+                ])
+                state.enqueue(.resync(replica: producer))
+            }
+            producers[producer] = seq
+            let events: [StateEvent]
+            do { events = try StateBatch.decode(body) } catch {
+                state.counters.malformed.add()
+                state.logger.warning("shared_state.malformed", metadata: ["peer": "\(producer)", "entry": "\(id)", "error": "\(error)"])
+                continue
+            }
+            let ageSeconds = Int((newest &- (entryMillis(e) ?? newest)) / 1000)
+            for ev in events { apply(ev, ageSeconds: ageSeconds) }
+        }
+    }
+
+    /// The Redis clock's milliseconds in an entry's id ("<ms>-<n>").
+    private func entryMillis(_ e: RedisValue) -> UInt64? {
+        guard case .array(let pair) = e, let id = pair.first?.text, let dash = id.firstIndex(of: "-") else { return nil }
+        return UInt64(id[..<dash])
+    }
+
+    private func apply(_ e: StateEvent, ageSeconds: Int) {
+        switch e {
+        case .prefix(let address, let capacity, let keys):
+            guard let cache = targets.prefix, ageSeconds < cache.options.ttlSeconds else { return }
+            guard let pod = endpoint(address) else {
+                state.counters.unknownPods.add()
+                return
+            }
+            cache.recordPeer(keys, pod: pod, capacity: capacity)
+            state.counters.prefixApplied.add()
+        case .charge(let user, let tokens):
+            guard let f = targets.fairness, ageSeconds < f.windowSeconds else { return }
+            f.chargePeer(user, tokens)
+            state.counters.chargesApplied.add()
+        case .usage(let replica, let ticket, let prompt, let completion, let estimated):
+            guard replica == config.replicaID, let u = targets.usage else { return }
+            u(ticket, prompt, completion, estimated)
+            state.counters.usageApplied.add()
+        case .resync(let replica):
+            guard replica.isEmpty || replica == config.replicaID else { return }
+            serveResync()
+        }
+    }
+
+    /// Republishes this replica's index, each pod's blocks in chunks from
+    /// least to most recent (so the receiver ends with the same order). At
+    /// most once a second however many peers ask.
+    private func serveResync() {
+        guard let cache = targets.prefix else { return }
+        let now = monotonicNanos()
+        guard now &- lastResyncServed > 1_000_000_000 else { return }
+        lastResyncServed = now
+        state.counters.resyncsServed.add()
+        var blocks = 0
+        for pod in targets.registry.snapshot.loads.keys.compactMap({ endpoint($0) }) {
+            let keys = cache.index.keys(of: pod, limit: config.resyncBlocksPerPod)
+            blocks += keys.count
+            var end = keys.count
+            while end > 0 {
+                let start = max(0, end - 4096)
+                state.enqueue(.prefix(pod: pod.address, capacity: nil, keys: Array(keys[start..<end])))
+                end = start
+            }
+        }
+        state.logger.info("shared_state.resync.served", metadata: ["blocks": "\(blocks)"])
+    }
+
+    /// The endpoint this replica knows by `address` (map rebuilt when discovery changes).
+    private func endpoint(_ address: String) -> PodEndpoint? {
+        let v = targets.registry.version
+        if v != endpoints.version {
+            var m: [String: PodEndpoint] = [:]
+            for eps in targets.registry.snapshot.models.values { for e in eps { m[e.address] = e } }
+            endpoints = (v, m)
+        }
+        return endpoints.byAddress[address]
+    }
+}
