@@ -157,6 +157,7 @@ let package = Package(
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: strict),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodSnapshot", "PrefixIndex"], swiftSettings: strict),
         .testTarget(name: "RateLimitTests", dependencies: ["RateLimit"], swiftSettings: strict),
+        .testTarget(name: "SharedStateTests", dependencies: ["SharedState"], swiftSettings: strict),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "EventLoop", "RateLimit", "SharedState", "Routing", "PodSnapshot"],
                     swiftSettings: strict),
         .testTarget(name: "TokenizationTests", dependencies: ["Tokenization"], swiftSettings: strict),

@@ -199,7 +199,9 @@ final class Exchange: @unchecked Sendable {
     var again = false
     var failed = false
     var endpoints: (version: UInt64, byAddress: [String: PodEndpoint]) = (UInt64.max, [:])
-    var lastResyncServed: UInt64 = 0
+    var lastResyncServed: UInt64?
+    /// A peer asked for a resync; served at the next tick at least a second after the last.
+    var resyncWanted = false
     var askedAtStart = false
     var up = false
     static let readCount = 256
@@ -246,6 +248,10 @@ final class Exchange: @unchecked Sendable {
             // Warm start: every peer republishes its index.
             askedAtStart = true
             state.enqueue(.resync(replica: ""))
+        }
+        if resyncWanted && (lastResyncServed.map { monotonicNanos() &- $0 > 1_000_000_000 } ?? true) {
+            resyncWanted = false
+            serveResync()
         }
         outstanding = 0
         again = false
@@ -425,18 +431,17 @@ final class Exchange: @unchecked Sendable {
             state.counters.usageApplied.add()
         case .resync(let replica):
             guard replica.isEmpty || replica == config.replicaID else { return }
-            serveResync()
+            resyncWanted = true
         }
     }
 
     /// Republishes this replica's index, each pod's blocks in chunks from
     /// least to most recent (so the receiver ends with the same order). At
-    /// most once a second however many peers ask.
+    /// most once a second however many peers ask (requests in between are
+    /// served together at the next chance).
     private func serveResync() {
         guard let cache = targets.prefix else { return }
-        let now = monotonicNanos()
-        guard now &- lastResyncServed > 1_000_000_000 else { return }
-        lastResyncServed = now
+        lastResyncServed = monotonicNanos()
         state.counters.resyncsServed.add()
         var blocks = 0
         for pod in targets.registry.snapshot.loads.keys.compactMap({ endpoint($0) }) {

@@ -71,3 +71,96 @@ def test_two_replicas_sharing_state_route_shared_prefixes_as_well_as_one(tmp_pat
         assert apart < together - 2.0, (one, together, apart)
     finally:
         redis.stop()
+
+
+def pods_view(s, replica):
+    return {e["address"]: e for e in s.admin("/debug/pods", replica=replica)[1]["models"]["tiny"]}
+
+
+def test_in_flight_counts_reach_the_other_replica_and_least_request_spreads_over_both(tmp_path):
+    redis = Redis(str(tmp_path)).start()
+    conns = []
+    try:
+        s = Stack(pods=4, itl_ms=20, replicas=2, switchboard_args=["--redis", f"127.0.0.1:{redis.port}", "--shared-state"])
+        with s:
+            used = []
+            for i in range(4):
+                c, _, h = open_stream(s, f"long {i}", strategy="least-request")
+                conns.append(c)
+                used.append(h["x-switchboard-pod"])
+                # Both replicas count every held stream: this replica's own, and its peer's report.
+                wait_until(lambda: all(sum(e["in_flight_requests"] + e["peer_in_flight_requests"] for e in pods_view(s, r).values())
+                                       == len(conns) for r in (0, 1)),
+                           f"both replicas to count {len(conns)} streams in flight")
+            # Whichever replica routed each stream, least-request saw the others' load: four pods, four streams.
+            assert len(set(used)) == 4, used
+            views = [pods_view(s, r) for r in (0, 1)]
+            for pod in used:
+                own = [views[r][pod]["in_flight_requests"] for r in (0, 1)]
+                peer = [views[r][pod]["peer_in_flight_requests"] for r in (0, 1)]
+                assert sorted(own) == [0, 1] and peer == own[::-1], (pod, own, peer)
+            for c in conns:
+                c.close()
+            conns = []
+            wait_until(lambda: all(e["in_flight_requests"] + e["peer_in_flight_requests"] == 0
+                                   for r in (0, 1) for e in pods_view(s, r).values()),
+                       "the released streams to leave both replicas' counts")
+    finally:
+        for c in conns:
+            c.close()
+        redis.stop()
+
+
+def test_usage_read_by_the_other_replicas_observer_settles_where_the_request_was_routed(tmp_path):
+    redis = Redis(str(tmp_path)).start()
+    try:
+        with stack(redis, 2, True) as s:
+            for i in range(30):
+                status, _, p = s.request(chat(content=f"count my tokens {i} " + "x " * i, max_tokens=3))
+                assert status == 200, p[:300]
+            engine = sum(metric_sums(f"127.0.0.1:{p}").get("vllm:prompt_tokens_total", 0) for p in s.pod_ports)
+            # Every response's usage lands in the pod accounting of the replica that routed it,
+            # whichever replica's observer stream read it.
+            wait_until(lambda: pod_prompt_tokens(s) == engine, f"the gateways' settled prompt tokens to reach the pods' {engine}")
+            forwarded = sum(sample(s.admin("/metrics", replica=r)[1], "switchboard_shared_state_usage_forwarded_total") for r in (0, 1))
+            applied = sum(sample(s.admin("/metrics", replica=r)[1], 'switchboard_shared_state_events_total{direction="in",result="usage"}')
+                          for r in (0, 1))
+            print(f"\n30 requests: usage forwarded {forwarded:.0f}, applied {applied:.0f}, prompt tokens {engine:.0f}")
+            assert forwarded > 0 and applied == forwarded, (forwarded, applied)
+    finally:
+        redis.stop()
+
+
+def pod_prompt_tokens(s):
+    total = 0.0
+    for r in (0, 1):
+        for line in s.admin("/metrics", replica=r)[1].splitlines():
+            if line.startswith("switchboard_pod_prompt_tokens_total{"):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_redis_down_and_back_routing_goes_on_and_the_replicas_catch_up(tmp_path):
+    redis = Redis(str(tmp_path)).start()
+    try:
+        with stack(redis, 2, True) as s:
+            def metric(name, r):
+                return sample(s.admin("/metrics", replica=r)[1], name)
+            wait_until(lambda: all(metric("switchboard_shared_state_connected", r) == 1 for r in (0, 1)), "both replicas connected")
+            redis.stop()
+            wait_until(lambda: all(metric("switchboard_shared_state_connected", r) == 0 for r in (0, 1)),
+                       "both replicas to notice Redis is gone")
+            applied = 'switchboard_shared_state_events_total{direction="in",result="prefix"}'
+            before = [metric(applied, r) for r in (0, 1)]
+            # Routing never waits on the exchange: every request is answered while Redis is down.
+            for i in range(10):
+                status, _, p = s.request(chat(content=f"while redis is down {i} " + "y " * 80, max_tokens=2),
+                                         headers={"routing-strategy": "prefix-cache"}, timeout=10)
+                assert status == 200, p[:300]
+            redis.start()
+            # The changes made meanwhile waited in each replica's batch and reach the peer once Redis is back.
+            wait_until(lambda: sum(metric(applied, r) for r in (0, 1)) >= sum(before) + 10,
+                       "the insertions made while Redis was down to reach the other replica")
+            assert all(metric("switchboard_shared_state_connected", r) == 1 for r in (0, 1))
+    finally:
+        redis.stop()

@@ -1,0 +1,131 @@
+import EventLoop
+import Foundation
+import Logging
+import PodSnapshot
+import Redis
+import Routing
+import SharedState
+import Synchronization
+import Testing
+
+/// Two replicas' shared state through a real redis-server, each on its own
+/// event loop with its own pods registry and prefix index (as two gateway
+/// processes would have).
+final class Replica {
+    let registry = PodRegistry()
+    let state: SharedRoutingState
+    let routers: RouterRegistry
+    let pods = [PodEndpoint(host: "10.1.0.1", port: 8000), PodEndpoint(host: "10.1.0.2", port: 8000)]
+
+    init(_ id: String, port: Int, loop: EventLoop) {
+        var c = SharedStateConfiguration(redis: RedisConfiguration(host: "127.0.0.1", port: port), replicaID: id)
+        c.intervalNanos = 5_000_000
+        c.peerStaleNanos = 500_000_000
+        state = SharedRoutingState(configuration: c, logger: Logger(label: "test.\(id)"))
+        let cache = PrefixCache(sink: state)
+        routers = .standard(seed: 1, prefix: cache, sink: state)
+        registry.publish(models: ["m": pods])
+        state.start(on: loop, targets: .init(registry: registry, prefix: routers.prefixCache, fairness: routers.fairness))
+    }
+
+    var prefix: PrefixCache { routers.prefixCache! }
+
+    /// Routes a prompt with prefix-cache (records it and publishes the insertion).
+    func route(_ text: String) throws -> PodEndpoint {
+        let r = RoutingRequest(model: "m", stream: false, bodyBytes: text.utf8.count, requestID: "r", prompt: Array(text.utf8))
+        return try routers.router(named: "prefix-cache").decide(r, view: registry.snapshot.view(for: "m")!).pod
+    }
+
+    func held(_ text: String) -> [Int] {
+        let keys = prefix.hasher.keys(bytes: Array(text.utf8), model: "m")
+        return prefix.index.longestMatches(keys, pods: pods)
+    }
+}
+
+/// Polls a condition another thread makes true (the exchange runs on its
+/// loop), bounded: fails with `what` at the deadline.
+func eventually(_ what: String, timeout: Double = 10, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(2_000)  // pacing between looks, not the thing waited for
+    }
+    Issue.record("timed out waiting for \(what)")
+    return false
+}
+
+@Suite(.serialized) struct SharedStateExchangeTests {
+    func doc(_ name: String) -> String { (0..<120).map { "\(name)\($0)" }.joined(separator: " ") }
+
+    @Test func insertionsChargesAndInFlightReachThePeer() throws {
+        let f = try RedisFixture(loops: 2)
+        defer { f.close() }
+        let a = Replica("a", port: f.server.port, loop: f.group.loops[0])
+        let b = Replica("b", port: f.server.port, loop: f.group.loops[1])
+        // A routes a prompt: B's index learns where it went.
+        let pod = try a.route(doc("shared") + " first")
+        let blocks = a.held(doc("shared"))
+        #expect(blocks.max()! > 0)
+        #expect(eventually("B to learn A's insertion") { b.held(doc("shared")) == blocks })
+        // ...so B sends the follow-up to the same pod.
+        #expect(try b.route(doc("shared") + " second") == pod)
+        // In-flight: A's requests on a pod show at B as the peer's (and the other way round).
+        let load = a.registry.snapshot.loads[pod.address]!
+        load.start(tokens: 100)
+        load.start(tokens: 50)
+        #expect(eventually("B to see A's 2 requests in flight") { b.registry.snapshot.loads[pod.address]!.requests == 2 })
+        #expect(b.registry.snapshot.loads[pod.address]!.peerRequests == 2)
+        #expect(b.registry.snapshot.loads[pod.address]!.localRequests == 0)
+        load.finish(tokens: 100)
+        load.finish(tokens: 50)
+        #expect(eventually("B to see them finish") { b.registry.snapshot.loads[pod.address]!.requests == 0 })
+        // vtc-basic charges: A's estimate for alice counts at B.
+        let r = RoutingRequest(model: "m", stream: false, bodyBytes: 400, requestID: "x", maxTokens: 50, user: "alice")
+        _ = try a.routers.router(named: "vtc-basic").decide(r, view: a.registry.snapshot.view(for: "m")!)
+        let charged = a.routers.fairness!.tokens(of: "alice")
+        #expect(charged > 0)
+        #expect(eventually("B to count alice's charge") { b.routers.fairness!.tokens(of: "alice") == charged })
+        #expect(a.state.counters.eventsDropped.value == 0 && b.state.counters.malformed.value == 0)
+    }
+
+    @Test func aGapInAPeersBatchesGetsItsIndexRepublished() throws {
+        let f = try RedisFixture(loops: 2)
+        defer { f.close() }
+        let a = Replica("a", port: f.server.port, loop: f.group.loops[0])
+        let b = Replica("b", port: f.server.port, loop: f.group.loops[1])
+        _ = try a.route(doc("published") + " q")
+        #expect(eventually("B to apply A's first batch") { b.held(doc("published")).max()! > 0 })
+        // Blocks A holds whose batch never reached Redis (as when Redis was down)...
+        let lost = doc("lost")
+        a.prefix.index.record(a.prefix.hasher.keys(bytes: Array(lost.utf8), model: "m"), pod: a.pods[1])
+        #expect(b.held(lost) == [0, 0])
+        // ...and a later batch of A's that shows the gap.
+        let c = f.first
+        #expect(waitConnected(c))
+        let entry = command(c, ["XADD", "switchboard:state:events", "*", "r", "a", "s", "1000", "b",
+                                String(decoding: StateBatch.encode([]), as: UTF8.self)])
+        guard case .success(.string)? = entry else {
+            Issue.record("XADD failed: \(String(describing: entry))")
+            return
+        }
+        // B asks A for a resync; A republishes its index; B now holds the lost blocks too.
+        #expect(eventually("B to get A's republished index") { b.held(lost)[1] > 0 })
+        #expect(b.state.counters.gaps.value >= 1)
+        #expect(a.state.counters.resyncsServed.value >= 1)  // requests within a second are served together
+    }
+
+    @Test func aMalformedEntryIsCountedAndSkipped() throws {
+        let f = try RedisFixture(loops: 2)
+        defer { f.close() }
+        let b = Replica("b", port: f.server.port, loop: f.group.loops[1])
+        let c = f.first
+        #expect(waitConnected(c))
+        _ = command(c, ["XADD", "switchboard:state:events", "*", "r", "z", "s", "1", "b", "\u{1}\u{9}garbage"])
+        _ = command(c, ["XADD", "switchboard:state:events", "*", "no", "fields"])
+        #expect(eventually("B to count both malformed entries") { b.state.counters.malformed.value == 2 })
+        // And it goes on applying good entries.
+        let a = Replica("a", port: f.server.port, loop: f.group.loops[0])
+        _ = try a.route(doc("after") + " q")
+        #expect(eventually("B to apply a good batch after the bad ones") { b.held(doc("after")).max()! > 0 })
+    }
+}
