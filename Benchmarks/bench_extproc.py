@@ -163,6 +163,9 @@ def main():
     ap.add_argument("--limits", action="store_true",
                     help="also run per-user limits (every request from one user with limits it never reaches): the "
                          "in-process store and Redis on loopback, beside the same build with limits off; prints the admission cost")
+    ap.add_argument("--shared-state", action="store_true",
+                    help="also run prefix-cache routing with and without serve --shared-state (Redis on loopback, one "
+                         "replica: its exchange and its events' cost on the request path); prints the difference")
     ap.add_argument("--sizes", metavar="BYTES,...",
                     help="instead of the comparison: processor CPU per request through Envoy for chat bodies of "
                          "these sizes, streamed and not, with the response phase on (e.g. 1024,32768,409600)")
@@ -232,21 +235,36 @@ def main():
             su, su_port = start_gateway(binary("switchboard"), "switchboard-usage", ["--usage-accounting"])
             runs["Envoy + sb +usage"] = []
             runs["Envoy + sb in-band"] = []
+        rport = None
+
+        def redis_port():
+            nonlocal rport
+            if rport is None:
+                rport = free_port()
+                spawn("redis", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                "--dir", d])
+                wait_port(rport)
+            return rport
+        if a.shared_state:
+            pc, pc_port = start_gateway(binary("switchboard"), "switchboard-prefix", ["--default-strategy", "prefix-cache"])
+            ss, ss_port = start_gateway(binary("switchboard"), "switchboard-shared",
+                                        ["--default-strategy", "prefix-cache", "--redis", f"127.0.0.1:{redis_port()}", "--shared-state"])
+            runs["Envoy + sb prefix-cache"] = []
+            runs["Envoy + sb prefix-cache shared"] = []
         if a.limits:
             users = os.path.join(d, "users.json")
             with open(users, "w") as f:
                 json.dump([{"name": "bench", "rpm": 1_000_000_000, "tpm": 1_000_000_000_000}], f)
             le, le_port = start_gateway(binary("switchboard"), "switchboard-limits", ["--users-file", users])
-            rport = free_port()
-            spawn("redis", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                            "--dir", d])
-            wait_port(rport)
-            subprocess.run([binary("switchboard"), "users", "--redis", f"127.0.0.1:{rport}", "add", "bench", "--rpm", "1000000000",
+            subprocess.run([binary("switchboard"), "users", "--redis", f"127.0.0.1:{redis_port()}", "add", "bench", "--rpm", "1000000000",
                             "--tpm", "1000000000000"], check=True, capture_output=True)
             lr, lr_port = start_gateway(binary("switchboard"), "switchboard-limits-redis", ["--redis", f"127.0.0.1:{rport}"])
             runs["Envoy + sb limits"] = []
             runs["Envoy + sb limits redis"] = []
         for i in range(rounds):  # interleaved, so drift on a noisy machine hits both builds alike
+            if a.shared_state:
+                runs["Envoy + sb prefix-cache"].append(envoy_run(rendered(f"127.0.0.1:{pc_port}"), f"prefix-{i}", pc))
+                runs["Envoy + sb prefix-cache shared"].append(envoy_run(rendered(f"127.0.0.1:{ss_port}"), f"shared-{i}", ss))
             if a.limits:
                 runs["Envoy + sb limits"].append(envoy_run(rendered(f"127.0.0.1:{le_port}"), f"limits-{i}", le))
                 runs["Envoy + sb limits redis"].append(envoy_run(rendered(f"127.0.0.1:{lr_port}"), f"limits-redis-{i}", lr))
@@ -304,12 +322,12 @@ def main():
         kind = "streamed (64 SSE events)" if a.stream else "non-streamed"
         print(f"\next_proc benchmark: {a.seconds}s per run, wrk -t1 -c{a.connections}, 4 KB {kind} chat body, "
               f"Envoy --concurrency {a.envoy_concurrency}, processors on 1 event loop, {os.cpu_count()} cores\n")
-        print(f"{'':<22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'proc CPU µs/req':>17}{'Envoy CPU µs/req':>18}")
+        print(f"{'':<31}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'proc CPU µs/req':>17}{'Envoy CPU µs/req':>18}")
         for k, r in results.items():
             cpu = f"{r['proc_cpu_us']:.1f}" if r["proc_cpu_us"] is not None else "-"
-            print(f"{k:<22}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9}{cpu:>17}{r['envoy_cpu_us']:>18.1f}")
+            print(f"{k:<31}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9}{cpu:>17}{r['envoy_cpu_us']:>18.1f}")
         for k, r in peers.items():
-            print(f"{k:<22}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9}{r['cpu_us']:>17.1f}{'-':>18}")
+            print(f"{k:<31}{r['rps']:>9.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9}{r['cpu_us']:>17.1f}{'-':>18}")
         sbr, al = results["Envoy + switchboard"], results["Envoy alone"]
         total = sbr["proc_cpu_us"] + sbr["envoy_cpu_us"]
         if peers:
@@ -339,6 +357,11 @@ def main():
                       f"{lr_['proc_cpu_us']:.1f} vs {sbr['proc_cpu_us']:.1f} µs/req with limits off (+{lr_['proc_cpu_us'] - sbr['proc_cpu_us']:.1f}); "
                       f"p50 {lr_['p50']:.2f} vs {sbr['p50']:.2f} ms, p99 {lr_['p99']:.2f} vs {sbr['p99']:.2f} ms "
                       f"(the limited user's responses are read for usage: compare with '+usage' too)")
+        if a.shared_state:
+            pr, sr = results["Envoy + sb prefix-cache"], results["Envoy + sb prefix-cache shared"]
+            print(f"shared state cost (prefix-cache): processor CPU {sr['proc_cpu_us']:.1f} vs {pr['proc_cpu_us']:.1f} µs/req "
+                  f"without sharing (+{sr['proc_cpu_us'] - pr['proc_cpu_us']:.1f}); p50 {sr['p50']:.2f} vs {pr['p50']:.2f} ms, "
+                  f"p99 {sr['p99']:.2f} vs {pr['p99']:.2f} ms")
         print(f"\nratios: switchboard / Envoy alone = {sbr['rps'] / al['rps']:.2f}", end="")
         if py:
             pyr = results["Envoy + Python peer"]
