@@ -72,6 +72,8 @@ public final class SharedRoutingState: RoutingStateSink, Sendable {
     struct Outbox {
         var bytes: [UInt8] = []
         var events = 0
+        /// Events were dropped since the last batch (it was full).
+        var dropped = false
     }
 
     public final class Counters: Sendable {
@@ -130,7 +132,10 @@ public final class SharedRoutingState: RoutingStateSink, Sendable {
     func enqueue(_ e: StateEvent) {
         let limit = configuration.maxPendingBytes
         let ok = outbox.withLock { o -> Bool in
-            guard o.bytes.count < limit else { return false }
+            guard o.bytes.count < limit else {
+                o.dropped = true
+                return false
+            }
             StateBatch.append(e, to: &o.bytes)
             o.events += 1
             return true
@@ -138,12 +143,14 @@ public final class SharedRoutingState: RoutingStateSink, Sendable {
         if !ok { counters.eventsDropped.add() }
     }
 
-    /// The batch to publish (emptied), nil when nothing is waiting.
-    func takeBatch() -> (bytes: [UInt8], events: Int)? {
+    /// The batch to publish (emptied), nil when nothing is waiting; `gap`:
+    /// events were dropped before it (its number then skips one, so peers
+    /// see the gap and ask for a resync).
+    func takeBatch() -> (bytes: [UInt8], events: Int, gap: Bool)? {
         outbox.withLock { o in
             guard o.events > 0 else { return nil }
             defer { o = Outbox() }
-            return (o.bytes, o.events)
+            return (o.bytes, o.events, o.dropped)
         }
     }
 
@@ -202,6 +209,8 @@ final class Exchange: @unchecked Sendable {
     var lastResyncServed: UInt64?
     /// A peer asked for a resync; served at the next tick at least a second after the last.
     var resyncWanted = false
+    /// When the peers' in-flight reports were last read.
+    var lastReports: UInt64?
     var askedAtStart = false
     var up = false
     static let readCount = 256
@@ -241,6 +250,12 @@ final class Exchange: @unchecked Sendable {
     /// One exchange: publish, report in-flight, read peers' reports and events.
     func tick() {
         guard connection.isConnected else {
+            // Cut off from the peers: their last reports stop counting once stale.
+            if let t = lastReports, monotonicNanos() &- t > config.peerStaleNanos {
+                lastReports = nil
+                for load in targets.registry.snapshot.loads.values { load.setPeers(requests: 0, tokens: 0) }
+                state.counters.peers.store(0, ordering: .relaxed)
+            }
             schedule(after: config.intervalNanos)
             return
         }
@@ -257,7 +272,7 @@ final class Exchange: @unchecked Sendable {
         again = false
         failed = false
         if let batch = state.takeBatch() {
-            sequence += 1
+            sequence += batch.gap ? 2 : 1
             let events = batch.events
             issue([t("XADD"), streamKey, t("MAXLEN"), t("~"), bytes(config.streamLength), t("*"), t("r"), me, t("s"), bytes(sequence),
                    t("b"), batch.bytes]) { [self] r in
@@ -317,6 +332,7 @@ final class Exchange: @unchecked Sendable {
 
     private func applyReports(_ a: [RedisValue]) {
         let now = monotonicNanos()
+        lastReports = now
         var sums: [Substring: (Int, Int)] = [:]
         var fresh = 0
         var stale: [[UInt8]] = []

@@ -88,6 +88,21 @@ func eventually(_ what: String, timeout: Double = 10, _ condition: () -> Bool) -
         #expect(a.state.counters.eventsDropped.value == 0 && b.state.counters.malformed.value == 0)
     }
 
+    @Test func peersInFlightStopCountingWhenRedisIsGone() throws {
+        let f = try RedisFixture(loops: 2)
+        defer { f.close() }
+        let a = Replica("a", port: f.server.port, loop: f.group.loops[0])
+        let b = Replica("b", port: f.server.port, loop: f.group.loops[1])
+        let load = a.registry.snapshot.loads[a.pods[0].address]!
+        load.start(tokens: 10)
+        #expect(eventually("B to see A's request in flight") { b.registry.snapshot.loads[a.pods[0].address]!.requests == 1 })
+        f.server.stop()
+        // A's report can no longer change: after the stale time B counts its own requests only.
+        #expect(eventually("B to stop counting A's request") { b.registry.snapshot.loads[a.pods[0].address]!.requests == 0 })
+        #expect(b.state.counters.peers.load(ordering: .relaxed) == 0)
+        load.finish(tokens: 10)
+    }
+
     @Test func aGapInAPeersBatchesGetsItsIndexRepublished() throws {
         let f = try RedisFixture(loops: 2)
         defer { f.close() }

@@ -1,4 +1,7 @@
-import SharedState
+import Logging
+import PodSnapshot
+import Redis
+@testable import SharedState
 import Testing
 
 @Suite struct StateBatchTests {
@@ -56,5 +59,24 @@ import Testing
             let junk = [1] + (0..<n).map { _ in UInt8.random(in: 0...255, using: &g) }
             _ = try? StateBatch.decode(junk)
         }
+    }
+}
+
+@Suite struct OutboxTests {
+    @Test func aFullBatchDropsEventsAndMarksTheGap() throws {
+        var c = SharedStateConfiguration(redis: RedisConfiguration(host: "127.0.0.1", port: 1), replicaID: "r")
+        c.maxPendingBytes = 100
+        let s = SharedRoutingState(configuration: c, logger: Logger(label: "test"))
+        let pod = PodEndpoint(host: "10.0.0.1", port: 8000)
+        for _ in 0..<10 { s.recorded(keys: [1, 2, 3, 4], pod: pod, capacity: nil) }
+        #expect(s.counters.eventsDropped.value > 0)
+        let first = try #require(s.takeBatch())
+        #expect(first.gap && first.events + Int(s.counters.eventsDropped.value) == 10)
+        #expect(try StateBatch.decode(first.bytes).count == first.events)
+        // The next batch starts clean.
+        s.charged(user: "u", tokens: 1)
+        let second = try #require(s.takeBatch())
+        #expect(!second.gap && second.events == 1)
+        #expect(s.takeBatch() == nil)
     }
 }
