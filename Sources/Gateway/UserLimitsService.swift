@@ -2,6 +2,7 @@ import EventLoop
 import Foundation
 import Logging
 import Metrics
+import PodDiscovery
 import RateLimit
 import Redis
 import Routing
@@ -55,23 +56,31 @@ public enum UsersFile {
 
     public static func parse(_ data: Data, path: String) throws(LoadError) -> [UserLimits] {
         let records: [Record]
+        // JSON is YAML: its nodes give each record's line for the messages.
+        let text = String(decoding: data, as: UTF8.self)
+        let at = YAMLLocation(text)
+        func name(_ node: [any Sendable]) -> String {
+            "users file \(path)" + (at.line(node).map { " line \($0)" } ?? "")
+        }
         do {
             records = try JSONDecoder().decode([Record].self, from: data)
         } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx), let DecodingError.keyNotFound(_, ctx) {
-            let at = ctx.codingPath.map { $0.intValue.map { "record \($0 + 1)" } ?? $0.stringValue }.joined(separator: ", ")
-            throw LoadError(description: "users file \(path): \(at.isEmpty ? "" : at + ": ")\(ctx.debugDescription) (expected a JSON array of {\"name\": string, \"rpm\": integer, \"tpm\": integer})")
+            let node: [any Sendable] = ctx.codingPath.map { $0.intValue.map { $0 as any Sendable } ?? $0.stringValue }
+            let what = ctx.codingPath.map { $0.intValue.map { "record \($0 + 1)" } ?? $0.stringValue }.joined(separator: ", ")
+            throw LoadError(description: "\(name(node)): \(what.isEmpty ? "" : what + ": ")\(ctx.debugDescription) (expected a JSON array of {\"name\": string, \"rpm\": integer, \"tpm\": integer})")
         } catch {
-            throw LoadError(description: "users file \(path) is not a JSON array of {\"name\", \"rpm\", \"tpm\"} records: \(error)")
+            let line = YAMLLocation.errorLine(text).map { " line \($0)" } ?? ""
+            throw LoadError(description: "users file \(path)\(line) is not a JSON array of {\"name\", \"rpm\", \"tpm\"} records: \(error)")
         }
         var out: [UserLimits] = []
         var seen = Set<String>()
         for (i, r) in records.enumerated() {
-            guard !r.name.isEmpty else { throw LoadError(description: "users file \(path) record \(i + 1): \"name\" is empty") }
+            guard !r.name.isEmpty else { throw LoadError(description: "\(name([i, "name"])): record \(i + 1): \"name\" is empty") }
             guard (r.rpm ?? 0) >= 0, (r.tpm ?? 0) >= 0 else {
-                throw LoadError(description: "users file \(path) record \(i + 1) (\(r.name)): rpm and tpm must be non-negative")
+                throw LoadError(description: "\(name([i, (r.rpm ?? 0) < 0 ? "rpm" : "tpm"])): record \(i + 1) (\(r.name)): rpm and tpm must be non-negative")
             }
             guard seen.insert(r.name).inserted else {
-                throw LoadError(description: "users file \(path) record \(i + 1): user '\(r.name)' listed twice")
+                throw LoadError(description: "\(name([i, "name"])): record \(i + 1): user '\(r.name)' listed twice")
             }
             out.append(UserLimits(name: r.name, rpm: r.rpm ?? 0, tpm: r.tpm ?? 0))
         }

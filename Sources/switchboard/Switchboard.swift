@@ -25,7 +25,7 @@ struct Switchboard: ParsableCommand {
           switchboard serve --pods-file pods.yaml --listen 127.0.0.1:50051
           envoy -c envoy.yaml
         """,
-        subcommands: [Serve.self, EnvoyConfig.self, Tokenize.self, Users.self],
+        subcommands: [Serve.self, EnvoyConfig.self, Tokenize.self, Users.self, Validate.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -425,6 +425,49 @@ struct Tokenize: ParsableCommand {
             try TokenizerTool.run(tokenizer: tokenizer, addSpecialTokens: addSpecialTokens, jsonLines: jsonLines, text: text)
         } catch {
             throw ValidationError("\(error)")
+        }
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check pods files, users files, API key files and rendered Envoy configs before the gateway reads them.",
+        discussion: """
+        Each file's kind is taken from its content (a JSON array: users; YAML with static_resources: an Envoy \
+        config; YAML with models: a pods file; otherwise an API key file) unless --kind says. Prints one line \
+        per file, FILE: ok (...) or FILE:LINE: what is wrong, and exits 1 when any file is bad (the Helm \
+        chart runs it as an init step, so a bad config fails the rollout, not the traffic). For Envoy configs \
+        it checks what the gateway depends on (the ext_proc filter and its HTTP/2 cluster, the anti-spoof \
+        header removal, the route's ORIGINAL_DST cluster); `envoy --mode validate` checks the rest.
+        """)
+
+    @Option(help: "Treat every file as this kind: pods, users, keys or envoy.")
+    var kind: String?
+
+    @Argument(help: "Files to check.")
+    var files: [String]
+
+    func run() throws {
+        var k: ConfigValidator.Kind?
+        if let name = kind {
+            guard let v = ConfigValidator.Kind(rawValue: name) else {
+                throw ValidationError("--kind must be one of \(ConfigValidator.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            k = v
+        }
+        var bad = 0
+        for f in files {
+            let r = ConfigValidator.validate(path: f, as: k)
+            if r.errors.isEmpty {
+                print("\(f): ok (\(r.kind.rawValue): \(r.summary))")
+            } else {
+                bad += 1
+                for e in r.errors { print(e) }
+            }
+        }
+        if bad > 0 {
+            FileHandle.standardError.write(Data("validate: \(bad) of \(files.count) file(s) have errors\n".utf8))
+            throw ExitCode(1)
         }
     }
 }
