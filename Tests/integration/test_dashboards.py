@@ -1,0 +1,110 @@
+"""The gateway's /metrics through prometheus_client's parser (histogram
+counts equal the requests sent), and every Grafana dashboard query in the
+chart names only metrics a live gateway, KV agent or simulated pod exposes."""
+import json
+import os
+import re
+import tempfile
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness import Proc, Redis, Stack, binary, chat, free_port, wait_port
+import http.client
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DASHBOARDS = os.path.join(ROOT, "charts", "switchboard", "dashboards")
+
+
+def page(port):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    return text
+
+
+def names(text):
+    """Every sample name a Prometheus page exposes, and each family's
+    (histograms add _bucket, _sum, _count), via prometheus_client."""
+    out = set()
+    for fam in text_string_to_metric_families(text):
+        out.add(fam.name)
+        if fam.type == "counter":
+            out.add(fam.name + "_total")
+        if fam.type == "histogram":
+            out.update({fam.name + "_bucket", fam.name + "_sum", fam.name + "_count"})
+        out.update(s.name for s in fam.samples)
+    return out
+
+
+def test_the_gateway_page_parses_and_its_histograms_count_every_request(tmp_path):
+    users = tmp_path / "users.json"
+    users.write_text('[{"name": "u", "rpm": 1000, "tpm": 10000000}]')
+    with Stack(pods=2, switchboard_args=["--users-file", str(users)]) as s:
+        sent = 25
+        for i in range(sent):
+            status, _, _ = s.request(chat(content=f"q{i}", user="u"), headers={"routing-strategy": "least-request"})
+            assert status == 200
+        fams = {f.name: f for f in text_string_to_metric_families(s.admin("/metrics")[1])}
+        routing = fams["switchboard_gateway_routing_duration_seconds"]
+        assert routing.type == "histogram"
+        count = next(x.value for x in routing.samples if x.name.endswith("_count"))
+        buckets = [x for x in routing.samples if x.name.endswith("_bucket")]
+        assert count == sent, count
+        # Cumulative buckets ending at +Inf == count.
+        values = [b.value for b in buckets]
+        assert values == sorted(values) and buckets[-1].labels["le"] == "+Inf" and values[-1] == sent
+        decision = fams["switchboard_routing_decision_duration_seconds"]
+        per = {x.labels["strategy"]: x.value for x in decision.samples if x.name.endswith("_count")}
+        assert per.get("least-request") == sent, per
+
+
+def live_names(tmp_path):
+    out = set()
+    redis = Redis(str(tmp_path)).start()
+    try:
+        with Stack(pods=2, engine=True, switchboard_args=["--redis", f"127.0.0.1:{redis.port}", "--shared-state"]) as s:
+            for i in range(4):
+                s.request(chat(content=f"hello {i}", user="u"), headers={"routing-strategy": "prefix-cache"})
+            s.request(chat(content="no user"), headers={"routing-strategy": "vtc-basic"})  # a fallback (no_user)
+            out |= names(s.admin("/metrics")[1])
+            out |= names(page(s.pod_ports[0]))
+    finally:
+        redis.stop()
+    d = tempfile.mkdtemp()
+    port = free_port()
+    agent = Proc("agent", [binary("switchboard-kv-agent"), "--socket", os.path.join(d, "kv.sock"), "--capacity", "64M",
+                           "--metrics-listen", f"127.0.0.1:{port}"], d)
+    try:
+        wait_port(port)
+        out |= names(page(port))
+    finally:
+        agent.stop()
+    return out
+
+
+FUNCS = {"sum", "rate", "by", "histogram_quantile", "max", "min", "count", "le", "irate", "avg", "increase"}
+
+
+def test_every_dashboard_query_names_metrics_that_exist(tmp_path):
+    have = live_names(tmp_path)
+    missing, checked = [], 0
+    for f in sorted(os.listdir(DASHBOARDS)):
+        board = json.load(open(os.path.join(DASHBOARDS, f)))
+        for p in board["panels"]:
+            for t in p.get("targets", []):
+                expr = t["expr"]
+                # Metric names: identifiers followed by a selector or range, and not inside by (...).
+                stripped = re.sub(r"by \([^)]*\)", "", expr)
+                for m in re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?=[\[{])", stripped):
+                    if m in FUNCS:
+                        continue
+                    checked += 1
+                    if m not in have:
+                        missing.append(f"{f}: {p['title']}: {m}")
+                for m in re.findall(r"\b((?:vllm:|switchboard_)[a-zA-Z0-9_:]+)\)", stripped):
+                    checked += 1
+                    if m not in have:
+                        missing.append(f"{f}: {p['title']}: {m}")
+    assert checked > 40, checked
+    assert not missing, "\n".join(missing)
