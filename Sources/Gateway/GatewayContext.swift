@@ -168,6 +168,13 @@ public final class GatewayContext: Sendable {
 
 /// Request outcomes, readable from any thread.
 public final class GatewayStats: Sendable {
+    /// Requests from their headers to their stream's end (the whole HTTP
+    /// request through Envoy), by model (a served model's name, else
+    /// "unknown"), strategy, pod and HTTP status ("none" when the gateway did
+    /// not see the response: observer off, or the stream was cut).
+    public let requestDuration = LabelledHistogram(
+        labelNames: ["model", "strategy", "pod", "status"],
+        bounds: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300])
     /// Time to decide a request's pod: body parse, snapshot read, router.
     public let routingDuration = Histogram(bounds: [0.000_001, 0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05,
                                                     0.000_1, 0.000_2, 0.000_5, 0.001, 0.005, 0.01])

@@ -75,6 +75,11 @@ final class GatewayFilter: ExtProcFilter {
     /// An upstream error's JSON body, collected to check its shape.
     private var errorBody: [UInt8]?
     private var errorStatus = 0
+    /// For the request histogram: when the request headers came, the served
+    /// model it named, and the status the client got (0: not seen here).
+    private var headersAt: UInt64 = 0
+    private var servedModel: String?
+    private var clientStatus = 0
 
     /// The stream's event loop (the shared limits' Redis connection lives on it).
     private let loop: EventLoop?
@@ -95,6 +100,7 @@ final class GatewayFilter: ExtProcFilter {
     }
 
     func requestHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision {
+        headersAt = monotonicNanos()
         let path = headers.value(of: ":path") ?? ""
         let method = headers.value(of: ":method") ?? ""
         if let s = headers.value(of: "x-session-id"), !s.isEmpty { sessionID = s }
@@ -278,6 +284,7 @@ final class GatewayFilter: ExtProcFilter {
                                                          param: "model", code: "model_not_found"),
                                              diagnostic: ("x-error-no-model-backends", summary.model)))
         }
+        servedModel = summary.model
         return candidates
     }
 
@@ -463,6 +470,7 @@ final class GatewayFilter: ExtProcFilter {
         for (k, v) in rateLimitHeaders ?? [] { m.overwrite(k, v) }
         m.overwrite("x-request-id", requestID)
         let status = headers.value(of: ":status")
+        clientStatus = status.flatMap { Int($0) } ?? 0
         if !Self.isSuccess(status), let code = status.flatMap({ Int($0) }), code >= 400,
            !Self.mentionsJSON(headers.value(of: "content-type") ?? "") {
             // Envoy's own replies (upstream connect failure, timeout) and
@@ -551,6 +559,7 @@ final class GatewayFilter: ExtProcFilter {
             return .proceed
         }
         requestID = e.requestID
+        e.status.set(headers.value(of: ":status").flatMap { Int($0) } ?? 0)
         charge = e.charge
         usageSink = e.usage
         ownsCharge = false
@@ -706,9 +715,15 @@ final class GatewayFilter: ExtProcFilter {
         charge = nil
         if let t = ticket {
             ticket = nil
+            if clientStatus == 0 { clientStatus = context.observed.entry(t)?.status.value ?? 0 }
             context.observed.remove(t)
         }
         if info.startsAtResponse { return }  // an observer: the routing stream counts the request
+        if headersAt > 0 {
+            context.stats.requestDuration.observe(
+                [servedModel ?? "unknown", router?.name ?? "", chosen?.address ?? "", clientStatus > 0 ? String(clientStatus) : "none"],
+                Double(monotonicNanos() &- headersAt) / 1e9)
+        }
         switch outcome {
         case .completed: context.stats.completed.add(1)
         case .immediateResponse: context.stats.rejected.add(1)
@@ -725,6 +740,7 @@ final class GatewayFilter: ExtProcFilter {
     private func reject(_ error: OpenAIError, diagnostic: (String, String)? = nil,
                         extraHeaders: [(String, String)] = []) -> FilterDecision {
         var error = error
+        clientStatus = error.status
         if error.status == 500 && !error.message.contains(requestID) {
             error.message += " (request \(requestID))"  // what an operator greps the logs for
         }

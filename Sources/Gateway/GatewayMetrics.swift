@@ -18,6 +18,11 @@ enum GatewayMetrics {
         }
         w.family("switchboard_gateway_routed_total", .counter, help: "Requests given a target pod.")
         w.sample("switchboard_gateway_routed_total", Double(s.routed.value))
+        w.family("switchboard_gateway_request_duration_seconds", .histogram,
+                 help: "Requests from their headers to the end of their stream (the whole request through Envoy), by served model, strategy, pod and the HTTP status the client got (none: the gateway did not see the response).")
+        for (labels, h) in s.requestDuration.snapshots {
+            w.histogram("switchboard_gateway_request_duration_seconds", h, before: labels)
+        }
         w.family("switchboard_gateway_routing_duration_seconds", .histogram, help: "Time to decide a request's pod.")
         w.histogram("switchboard_gateway_routing_duration_seconds", s.routingDuration.snapshot)
         w.family("switchboard_gateway_time_to_first_token_seconds", .histogram,

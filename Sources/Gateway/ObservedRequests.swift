@@ -18,6 +18,16 @@ public final class ObservedRequests: Sendable {
         public let routedAt: UInt64
         /// The routing strategy's own charge to settle (fairness), if any.
         public let usage: (any UsageSink)?
+        /// The response's HTTP status, set by the observer (0 until seen):
+        /// the routing stream labels its request with it when it ends.
+        public let status = ResponseStatus()
+    }
+
+    public final class ResponseStatus: Sendable {
+        private let code = Atomic<Int>(0)
+        public init() {}
+        public var value: Int { code.load(ordering: .relaxed) }
+        public func set(_ v: Int) { code.store(v, ordering: .relaxed) }
     }
 
     public static let header = "x-switchboard-ticket"

@@ -54,6 +54,20 @@ def test_the_gateway_page_parses_and_its_histograms_count_every_request(tmp_path
         # Cumulative buckets ending at +Inf == count.
         values = [b.value for b in buckets]
         assert values == sorted(values) and buckets[-1].labels["le"] == "+Inf" and values[-1] == sent
+        # Requests by model, strategy, pod and status: every request counted once, on a real pod.
+        req = fams["switchboard_gateway_request_duration_seconds"]
+        series = [x for x in req.samples if x.name.endswith("_count")]
+        assert sum(x.value for x in series) == sent, series
+        assert all(x.labels["model"] == "tiny" and x.labels["strategy"] == "least-request"
+                   and x.labels["pod"] in {f"127.0.0.1:{p}" for p in s.pod_ports} for x in series), series
+        assert any(x.labels["status"] == "200" for x in series), series
+        # A rejection is counted with its status and no pod.
+        status, _, _ = s.request(chat(model="nope"))
+        assert status == 404
+        fams = {f.name: f for f in text_string_to_metric_families(s.admin("/metrics")[1])}
+        rejected = [x for x in fams["switchboard_gateway_request_duration_seconds"].samples
+                    if x.name.endswith("_count") and x.labels["status"] == "404"]
+        assert [(x.labels["model"], x.labels["pod"], x.value) for x in rejected] == [("unknown", "", 1.0)], rejected
         decision = fams["switchboard_routing_decision_duration_seconds"]
         per = {x.labels["strategy"]: x.value for x in decision.samples if x.name.endswith("_count")}
         assert per.get("least-request") == sent, per
