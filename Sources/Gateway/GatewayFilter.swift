@@ -80,6 +80,9 @@ final class GatewayFilter: ExtProcFilter {
     private var headersAt: UInt64 = 0
     private var servedModel: String?
     private var clientStatus = 0
+    /// For the request log line: the routing decision's time, the usage read here.
+    private var decisionNanos: UInt64 = 0
+    private var loggedUsage: OpenAIUsage?
 
     /// The stream's event loop (the shared limits' Redis connection lives on it).
     private let loop: EventLoop?
@@ -452,7 +455,8 @@ final class GatewayFilter: ExtProcFilter {
         chosen = pod
         routedAt = monotonicNanos()
         context.stats.routed.add(1)
-        context.stats.routingDuration.observe(nanos: monotonicNanos() - started)
+        decisionNanos = routedAt &- started
+        context.stats.routingDuration.observe(nanos: decisionNanos)
         if let load = snapshot.loads[pod.address] {
             // Prompt tokens estimated from the body size until a tokenizer lands.
             charge = RequestCharge(load: load, tokens: Self.promptEstimate(summary))
@@ -622,6 +626,7 @@ final class GatewayFilter: ExtProcFilter {
             context.stats.usageMissing.add()
             return
         }
+        loggedUsage = u
         if u.estimated { context.stats.usageEstimated.add() } else { context.stats.usageReported.add() }
         charge?.settle(promptTokens: u.promptTokens, completionTokens: u.completionTokens)
         usageSink?.settle(promptTokens: u.promptTokens, completionTokens: u.completionTokens)
@@ -720,9 +725,10 @@ final class GatewayFilter: ExtProcFilter {
         }
         if info.startsAtResponse { return }  // an observer: the routing stream counts the request
         if headersAt > 0 {
-            context.stats.requestDuration.observe(
-                [servedModel ?? "unknown", router?.name ?? "", chosen?.address ?? "", clientStatus > 0 ? String(clientStatus) : "none"],
-                Double(monotonicNanos() &- headersAt) / 1e9)
+            let seconds = Double(monotonicNanos() &- headersAt) / 1e9
+            let status = clientStatus > 0 ? String(clientStatus) : "none"
+            context.stats.requestDuration.observe([servedModel ?? "unknown", router?.name ?? "", chosen?.address ?? "", status], seconds)
+            if context.logger.logLevel <= .info { logRequest(outcome, status: status, seconds: seconds) }
         }
         switch outcome {
         case .completed: context.stats.completed.add(1)
@@ -734,6 +740,36 @@ final class GatewayFilter: ExtProcFilter {
         case .protocolViolation(let why):
             context.stats.violations.add(1)
             context.logger.warning("gateway.stream.protocol_violation", metadata: ["request.id": "\(requestID)", "reason": "\(why)"])
+        }
+    }
+
+    /// The request's one line at info (`gateway.request`): who, where, how
+    /// it ended, how long, and its tokens when this stream read them.
+    private func logRequest(_ outcome: ExtProcOutcome, status: String, seconds: Double) {
+        var m: Logger.Metadata = [
+            "request.id": "\(requestID)", "request.model": "\(servedModel ?? "unknown")", "http.status": "\(status)",
+            "duration_ms": "\((seconds * 1e6).rounded() / 1e3)", "outcome": "\(Self.outcomeName(outcome))",
+        ]
+        if let r = router { m["router.name"] = "\(r.name)" }
+        if let p = chosen {
+            m["pod.address"] = "\(p.address)"
+            m["routing_us"] = "\((Double(decisionNanos) / 100).rounded() / 10)"
+        }
+        if let f = fallback { m["router.fallback"] = "\(f)" }
+        if let u = loggedUsage {
+            if let p = u.promptTokens { m["tokens.prompt"] = "\(p)" }
+            m["tokens.completion"] = "\(u.completionTokens)"
+        }
+        context.logger.info("gateway.request", metadata: m)
+    }
+
+    private static func outcomeName(_ o: ExtProcOutcome) -> String {
+        switch o {
+        case .completed: return "completed"
+        case .immediateResponse: return "answered_by_gateway"
+        case .reset: return "reset"
+        case .aborted: return "aborted"
+        case .protocolViolation: return "protocol_violation"
         }
     }
 
