@@ -465,10 +465,13 @@ struct Validate: ParsableCommand {
                 for e in r.errors { print(e) }
             }
         }
-        if bad > 0 {
-            FileHandle.standardError.write(Data("validate: \(bad) of \(files.count) file(s) have errors\n".utf8))
-            throw ExitCode(1)
-        }
+        // Argument parsing prints the error on standard error and exits 1.
+        if bad > 0 { throw ValidateFailed(bad: bad, of: files.count) }
+    }
+
+    struct ValidateFailed: Error, CustomStringConvertible {
+        let bad: Int, of: Int
+        var description: String { "validate: \(bad) of \(of) file(s) have errors" }
     }
 }
 
