@@ -16,17 +16,20 @@ import Testing
         #expect(m["b"] == [])
     }
 
+    /// Each bad file, and the line its error must name.
     @Test(arguments: [
-        "models: 3", "- a", "models:\n  - endpoints: []", "models:\n  - name: a\n    endpoints: [\"x\"]",
-        "models:\n  - name: a\n    endpoints: [\"h:99999\"]", "models:\n  - name: a\n  - name: a",
-        "models:\n  - name: a\n    endpoints: [{address: \"h:1\", metricsPort: 0}]", "models: [",
+        ("models: 3", 1), ("- a", 1), ("models:\n  - endpoints: []", 2), ("models:\n  - name: a\n    endpoints: [\"x\"]", 3),
+        ("models:\n  - name: a\n    endpoints: [\"h:99999\"]", 3), ("models:\n  - name: a\n  - name: a", 3),
+        ("models:\n  - name: a\n    endpoints: [{address: \"h:1\", metricsPort: 0}]", 3), ("models: [", 2),
+        ("models:\n  - name: a\n    endpoints: 7", 3),
     ])
-    func badPodsFilesAreRejectedWithAReason(_ text: String) {
+    func badPodsFilesAreRejectedWithAReasonAndLine(_ text: String, _ line: Int) {
         do {
             _ = try StaticPodsFile.parse(text, path: "p.yaml")
             Issue.record("accepted \(text)")
         } catch {
-            #expect(error.description.hasPrefix("pods file p.yaml: "))
+            #expect(error.description.hasPrefix("pods file p.yaml line \(line): "), "\(text)")
+            #expect(error.line == line)
         }
     }
 }
