@@ -118,12 +118,16 @@ public final class ExtProcStreamHandler: GRPCStreamHandler {
         details: "switchboard_filter_misuse")
 
     private func invoke(_ call: ExtProcStreamStateMachine.FilterCall) -> FilterDecision {
+        let t0 = monotonicNanos()
+        let d: FilterDecision, phase: Int
         switch call {
-        case .requestHeaders(let h): return filter.requestHeaders(h)
-        case .requestBody(let b): return filter.requestBody(b)
-        case .responseHeaders(let h): return filter.responseHeaders(h)
-        case .responseBody(let c): return filter.responseBody(c)
+        case .requestHeaders(let h): d = filter.requestHeaders(h); phase = 0
+        case .requestBody(let b): d = filter.requestBody(b); phase = 1
+        case .responseHeaders(let h): d = filter.responseHeaders(h); phase = 2
+        case .responseBody(let c): d = filter.responseBody(c); phase = 3
         }
+        stats.phaseDurations[phase].observe(nanos: monotonicNanos() &- t0)
+        return d
     }
 
     private func send(_ responses: [ProcessingResponse], on stream: GRPCStream) {

@@ -17,6 +17,8 @@ public final class GatewayContext: Sendable {
     public let routers: RouterRegistry
     public let logger: Logger
     public let stats = GatewayStats()
+    /// ext_proc counters and per-phase filter time.
+    public let extProcStats = ExtProcStats()
     /// Routed requests the usage observer may read the response of.
     public let observed: ObservedRequests
     /// Routing state shared with other replicas; nil: this replica alone.

@@ -1,3 +1,4 @@
+import ExtProc
 import GRPCServer
 import Metrics
 import PodMetrics
@@ -22,6 +23,12 @@ enum GatewayMetrics {
                  help: "Requests from their headers to the end of their stream (the whole request through Envoy), by served model, strategy, pod and the HTTP status the client got (none: the gateway did not see the response).")
         for (labels, h) in s.requestDuration.snapshots {
             w.histogram("switchboard_gateway_request_duration_seconds", h, before: labels)
+        }
+        w.family("switchboard_extproc_phase_duration_seconds", .histogram,
+                 help: "The gateway's time per ext_proc message, by phase (what Envoy waits on at each point of a request; observer messages included).")
+        for (i, phase) in ExtProcStats.phases.enumerated() {
+            w.histogram("switchboard_extproc_phase_duration_seconds", context.extProcStats.phaseDurations[i].snapshot,
+                        before: "phase=\"\(phase)\"")
         }
         w.family("switchboard_gateway_routing_duration_seconds", .histogram, help: "Time to decide a request's pod.")
         w.histogram("switchboard_gateway_routing_duration_seconds", s.routingDuration.snapshot)
@@ -83,6 +90,7 @@ enum GatewayMetrics {
         w.sample("switchboard_gateway_observed_requests_open", Double(context.observed.count))
 
         let snap = context.registry.snapshot
+        renderModelSignals(snap, into: &w)
         w.family("switchboard_pod_up", .gauge, help: "1 when the pod's metrics are fresh, 0 when stale or not scraped yet.")
         w.family("switchboard_pod_in_flight_requests", .gauge, help: "Requests this replica routed to the pod and not finished (other replicas' are not included: sum over replicas).")
         w.family("switchboard_pod_in_flight_tokens", .gauge, help: "Estimated prompt tokens of those requests.")
@@ -117,6 +125,39 @@ enum GatewayMetrics {
         w.family("switchboard_grpc_serving", .gauge, help: "1 while serving, 0 while draining.")
         w.sample("switchboard_grpc_serving", grpc.isServing ? 1.0 : 0.0)
         return w.text
+    }
+
+    /// Per-model autoscaling signals (HPA through a metrics adapter, KEDA's
+    /// Prometheus scaler): requests the gateway has in flight, requests the
+    /// engines report waiting, and how full their KV caches are, over the
+    /// model's pods with fresh metrics.
+    static func renderModelSignals(_ snap: PodSnapshot, into w: inout PrometheusWriter) {
+        w.family("switchboard_model_in_flight_requests", .gauge,
+                 help: "Requests this replica routed to the model's pods and not finished.")
+        w.family("switchboard_model_queue_depth", .gauge,
+                 help: "Requests waiting in the model's engines (vllm:num_requests_waiting summed over pods with fresh metrics).")
+        w.family("switchboard_model_kv_cache_saturation_ratio", .gauge,
+                 help: "Mean KV-cache usage (0-1) of the model's pods with fresh metrics: above ~0.9 engines start preempting.")
+        w.family("switchboard_model_pods", .gauge, help: "The model's endpoints, by whether their metrics are fresh.")
+        for model in snap.modelNames {
+            let eps = snap.models[model]!
+            let label = PrometheusWriter.labels(["model": model])
+            var inFlight = 0, waiting = 0.0, kv = 0.0, kvPods = 0, fresh = 0
+            for e in eps {
+                inFlight += snap.loads[e.address]?.localRequests ?? 0
+                guard let p = snap.pods[e.address], p.health.isFresh else { continue }
+                fresh += 1
+                if let m = p.models[model] {
+                    waiting += m.waiting ?? 0
+                    if let u = m.kvCacheUsage { kv += u; kvPods += 1 }
+                }
+            }
+            w.sample("switchboard_model_in_flight_requests", labels: label, inFlight)
+            w.sample("switchboard_model_queue_depth", labels: label, waiting)
+            if kvPods > 0 { w.sample("switchboard_model_kv_cache_saturation_ratio", labels: label, kv / Double(kvPods)) }
+            w.sample("switchboard_model_pods", labels: PrometheusWriter.labels(["model": model, "fresh": "true"]), fresh)
+            w.sample("switchboard_model_pods", labels: PrometheusWriter.labels(["model": model, "fresh": "false"]), eps.count - fresh)
+        }
     }
 
     /// `--shared-state`: the exchange with the other replicas.

@@ -193,7 +193,7 @@ public final class GatewayService {
                 "shared_state.keys": "\(shared.configuration.keyPrefix):events, \(shared.configuration.keyPrefix):inflight",
             ])
         }
-        let extStats = ExtProcStats()
+        let extStats = context.extProcStats
         var grpc = GRPCServerConfiguration(listen: configuration.listen)
         grpc.maxMessageSize = configuration.maxMessageBytes
         grpc.drainTimeoutNanos = UInt64(configuration.drainTimeoutSeconds * 1e9)

@@ -8,7 +8,7 @@ import tempfile
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import Proc, Redis, Stack, binary, chat, free_port, wait_port
+from harness import Proc, Redis, Stack, binary, chat, free_port, wait_port, wait_until
 import http.client
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -68,9 +68,27 @@ def test_the_gateway_page_parses_and_its_histograms_count_every_request(tmp_path
         rejected = [x for x in fams["switchboard_gateway_request_duration_seconds"].samples
                     if x.name.endswith("_count") and x.labels["status"] == "404"]
         assert [(x.labels["model"], x.labels["pod"], x.value) for x in rejected] == [("unknown", "", 1.0)], rejected
+        # The filter's time per ext_proc phase: one request-headers and one request-body message per request.
+        phase = {x.labels["phase"]: x.value for x in fams["switchboard_extproc_phase_duration_seconds"].samples
+                 if x.name.endswith("_count")}
+        assert phase["request_headers"] == sent + 1 and phase["request_body"] == sent + 1, phase
+        # Per-model autoscaling signals.
+        wait_until(lambda: sample_value(s, "switchboard_model_pods", {"model": "tiny", "fresh": "true"}) == 2,
+                   "both pods' metrics to be fresh")
+        assert sample_value(s, "switchboard_model_in_flight_requests", {"model": "tiny"}) == 0
+        assert sample_value(s, "switchboard_model_queue_depth", {"model": "tiny"}) == 0
+        assert sample_value(s, "switchboard_model_kv_cache_saturation_ratio", {"model": "tiny"}) is not None
         decision = fams["switchboard_routing_decision_duration_seconds"]
         per = {x.labels["strategy"]: x.value for x in decision.samples if x.name.endswith("_count")}
         assert per.get("least-request") == sent, per
+
+
+def sample_value(s, name, labels):
+    for fam in text_string_to_metric_families(s.admin("/metrics")[1]):
+        for x in fam.samples:
+            if x.name == name and all(x.labels.get(k) == v for k, v in labels.items()):
+                return x.value
+    return None
 
 
 def live_names(tmp_path):
