@@ -101,6 +101,9 @@ let package = Package(
         .target(name: "PrefixIndex", dependencies: ["PodSnapshot"], swiftSettings: strict),
         // Router protocol and strategies: a request summary and a pod snapshot in, a pod out.
         .target(name: "Routing", dependencies: ["PodSnapshot", "PrefixIndex", "Tokenization"], swiftSettings: strict),
+        // Request-path spans: W3C traceparent, OTLP/protobuf over HTTP.
+        .target(name: "Tracing", dependencies: ["EventLoop", "HTTP1", "Metrics", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: strict),
         // Routing state gateway replicas exchange through Redis (prefix insertions, fairness charges, in-flight counts).
         .target(name: "SharedState", dependencies: ["Redis", "Routing", "PodSnapshot", "EventLoop", "Metrics",
                                                     .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
@@ -128,13 +131,13 @@ let package = Package(
 
         // MARK: composition root
         .target(name: "Gateway", dependencies: [
-            "GRPCServer", "ExtProc", "ExtProcProto", "OpenAIAPI", "Routing", "Tokenization", "RateLimit", "SharedState", "PodSnapshot", "PodDiscovery", "PodMetrics", "EventLoop", "HTTP1", "Metrics", "AdminHTTP",
+            "GRPCServer", "ExtProc", "ExtProcProto", "OpenAIAPI", "Routing", "Tokenization", "RateLimit", "SharedState", "Tracing", "PodSnapshot", "PodDiscovery", "PodMetrics", "EventLoop", "HTTP1", "Metrics", "AdminHTTP",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
 
         // MARK: thin executables
         .executableTarget(name: "switchboard", dependencies: [
-            "Gateway", "SharedState", "PodSnapshot", "PodDiscovery", "PodMetrics", "CommandOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Gateway", "SharedState", "Tracing", "PodSnapshot", "PodDiscovery", "PodMetrics", "CommandOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .executableTarget(name: "switchboard-kv-agent", dependencies: [
@@ -157,6 +160,7 @@ let package = Package(
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: strict),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodSnapshot", "PrefixIndex"], swiftSettings: strict),
         .testTarget(name: "RateLimitTests", dependencies: ["RateLimit"], swiftSettings: strict),
+        .testTarget(name: "TracingTests", dependencies: ["Tracing", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "SharedStateTests", dependencies: ["SharedState", "Redis", "PodSnapshot", .product(name: "Logging", package: "swift-log")],
                     swiftSettings: strict),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "EventLoop", "RateLimit", "SharedState", "Routing", "PodSnapshot"],

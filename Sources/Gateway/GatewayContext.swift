@@ -8,6 +8,7 @@ import PodMetrics
 import PodSnapshot
 import Routing
 import SharedState
+import Tracing
 import Synchronization
 
 /// What every request's filter shares: the pod registry, the routers, the
@@ -23,6 +24,8 @@ public final class GatewayContext: Sendable {
     public let observed: ObservedRequests
     /// Routing state shared with other replicas; nil: this replica alone.
     public let shared: SharedRoutingState?
+    /// Span export (`--otlp-endpoint`); nil: no tracing.
+    public let tracer: Tracer?
     /// Decision time per strategy (blends share "blend"), fixed at start.
     public let decisionDurations: [String: Histogram]
     /// Header the ORIGINAL_DST cluster reads.
@@ -67,9 +70,10 @@ public final class GatewayContext: Sendable {
                 extProc: ExtProcConfiguration, skipResponseBody: Bool, usageAccounting: Bool = true,
                 maxUsageBodyBytes: Int = 4 << 20, apiKeys: APIKeyStore? = nil, injectStreamUsage: Bool = false,
                 passThroughUnknownPaths: Bool = false, endpointPickerFallbacks: Int? = nil, targetHeader: String = "target-pod",
-                limiter: Limiter? = nil, shared: SharedRoutingState? = nil) {
+                limiter: Limiter? = nil, shared: SharedRoutingState? = nil, tracer: Tracer? = nil) {
         self.limiter = limiter
         self.shared = shared
+        self.tracer = tracer
         // Usage another replica's observer read arrives after a batch interval or two.
         observed = ObservedRequests(lingerNanos: shared == nil ? 0 : 10_000_000_000)
         self.passThroughUnknownPaths = passThroughUnknownPaths

@@ -6,6 +6,7 @@ import OpenAIAPI
 import PodSnapshot
 import RateLimit
 import Routing
+import Tracing
 
 /// The gateway's logic for one HTTP request: validate the OpenAI request,
 /// pick an endpoint with the strategy the client named, tell Envoy where to
@@ -83,6 +84,11 @@ final class GatewayFilter: ExtProcFilter {
     /// For the request log line: the routing decision's time, the usage read here.
     private var decisionNanos: UInt64 = 0
     private var loggedUsage: OpenAIUsage?
+    /// Tracing (`--otlp-endpoint`): this request's span context, its parent
+    /// span (empty: a root), and its wall-clock start.
+    private var trace: TraceContext?
+    private var traceParent: [UInt8] = []
+    private var spanStart: UInt64 = 0
 
     /// The stream's event loop (the shared limits' Redis connection lives on it).
     private let loop: EventLoop?
@@ -104,6 +110,10 @@ final class GatewayFilter: ExtProcFilter {
 
     func requestHeaders(_ headers: HTTPHeadersMessage) -> FilterDecision {
         headersAt = monotonicNanos()
+        if let t = context.tracer, !info.startsAtResponse {
+            (traceParent, trace) = t.start(traceparent: headers.value(of: "traceparent"))
+            spanStart = Tracer.unixNanos()
+        }
         let path = headers.value(of: ":path") ?? ""
         let method = headers.value(of: ":method") ?? ""
         if let s = headers.value(of: "x-session-id"), !s.isEmpty { sessionID = s }
@@ -226,6 +236,8 @@ final class GatewayFilter: ExtProcFilter {
                 pickerMetadata = ["envoy.lb": ["x-gateway-destination-endpoint": list]]
             }
             if generatedRequestID { m.overwrite("x-request-id", requestID) }
+            // The engine continues the trace under this request's span.
+            if let t = trace { m.overwrite("traceparent", t.traceparent) }
             if let f = fallback { m.overwrite("x-switchboard-fallback", f) }
             if sessionIDGenerated, let s = sessionID { m.overwrite("x-session-id", s) }
             if info.responseBodyOff {
@@ -729,6 +741,7 @@ final class GatewayFilter: ExtProcFilter {
             let status = clientStatus > 0 ? String(clientStatus) : "none"
             context.stats.requestDuration.observe([servedModel ?? "unknown", router?.name ?? "", chosen?.address ?? "", status], seconds)
             if context.logger.logLevel <= .info { logRequest(outcome, status: status, seconds: seconds) }
+            if let t = trace, t.sampled, let tracer = context.tracer { tracer.finish(span(t, outcome, status: status)) }
         }
         switch outcome {
         case .completed: context.stats.completed.add(1)
@@ -761,6 +774,32 @@ final class GatewayFilter: ExtProcFilter {
             m["tokens.completion"] = "\(u.completionTokens)"
         }
         context.logger.info("gateway.request", metadata: m)
+    }
+
+    /// The request's span: from its headers to its stream's end, with what
+    /// the gateway decided (OpenTelemetry's HTTP and GenAI attribute names
+    /// where they fit).
+    private func span(_ t: TraceContext, _ outcome: ExtProcOutcome, status: String) -> Span {
+        var a: [(String, Span.Attribute)] = [
+            ("switchboard.request_id", .string(requestID)), ("gen_ai.request.model", .string(servedModel ?? "unknown")),
+            ("switchboard.outcome", .string(Self.outcomeName(outcome))),
+        ]
+        if let code = Int(status) { a.append(("http.response.status_code", .int(Int64(code)))) }
+        if let r = router { a.append(("switchboard.strategy", .string(r.name))) }
+        if let p = chosen {
+            a.append(("server.address", .string(p.host)))
+            a.append(("server.port", .int(Int64(p.port))))
+            a.append(("switchboard.routing_duration_us", .double(Double(decisionNanos) / 1000)))
+        }
+        if let f = fallback { a.append(("switchboard.fallback", .string(f))) }
+        if let u = loggedUsage {
+            if let p = u.promptTokens { a.append(("gen_ai.usage.input_tokens", .int(Int64(p)))) }
+            a.append(("gen_ai.usage.output_tokens", .int(Int64(u.completionTokens))))
+        }
+        let code = Int(status) ?? 0
+        return Span(traceID: t.traceID, spanID: t.spanID, parentSpanID: traceParent, name: "switchboard route", kind: .server,
+                    startUnixNanos: spanStart, endUnixNanos: Tracer.unixNanos(), attributes: a,
+                    isError: code >= 500, statusMessage: code >= 500 ? "HTTP \(code)" : "")
     }
 
     private static func outcomeName(_ o: ExtProcOutcome) -> String {

@@ -68,6 +68,12 @@ enum GatewayMetrics {
             }
         }
         if let sh = context.shared { Self.renderSharedState(sh.counters, into: &w) }
+        if let t = context.tracer {
+            w.family("switchboard_tracing_spans_total", .counter,
+                     help: "Request spans by what became of them: exported to the OTLP collector, or dropped (queue full, or the collector refused or was unreachable).")
+            w.sample("switchboard_tracing_spans_total", labels: "result=\"exported\"", Double(t.exported.value))
+            w.sample("switchboard_tracing_spans_total", labels: "result=\"dropped\"", Double(t.dropped.value))
+        }
         if let p = context.routers.prefixCache {
             w.family("switchboard_prefix_cache_decisions_total", .counter,
                      help: "prefix-cache decisions by how the pod was chosen: the longest cached prefix (prefix_match), the least loaded pods because the in-flight imbalance gate tripped (imbalance), or the least loaded because no pod within the load guard held the prompt's first block (no_match).")

@@ -9,6 +9,7 @@ import PodMetrics
 import PodSnapshot
 import Routing
 import SharedState
+import Tracing
 import Tokenization
 import Synchronization
 
@@ -32,6 +33,8 @@ public struct GatewayConfiguration: Sendable {
     public var limits: LimitsConfiguration?
     /// Routing state shared with other replicas through Redis (`--shared-state`); nil: none.
     public var sharedState: SharedStateConfiguration?
+    /// Span export over OTLP/HTTP (`--otlp-endpoint`); nil: no tracing.
+    public var tracing: TracingConfiguration?
     /// Tokenizer mode: model → tokenizer.json path (loaded at start).
     public var prefixTokenizers: [String: String] = [:]
     public var seed: UInt64?
@@ -100,6 +103,7 @@ public final class GatewayService {
             }
         }
         let shared = configuration.sharedState.map { SharedRoutingState(configuration: $0, logger: logger) }
+        let tracer = configuration.tracing.map { Tracer(configuration: $0, logger: logger) }
         let routers = RouterRegistry.standard(defaultStrategy: configuration.defaultStrategy, seed: configuration.seed,
                                               sessionInner: configuration.sessionInnerStrategy,
                                               prefix: PrefixCache(options: prefix, sink: shared), sink: shared)
@@ -180,7 +184,15 @@ public final class GatewayService {
                                      injectStreamUsage: configuration.injectStreamUsage,
                                      passThroughUnknownPaths: configuration.passThroughUnknownPaths,
                                      endpointPickerFallbacks: configuration.endpointPickerFallbacks, limiter: limiter,
-                                     shared: shared)
+                                     shared: shared, tracer: tracer)
+        if let tracer {
+            tracer.start(on: control)
+            let t = tracer.configuration
+            logger.notice("tracing.enabled", metadata: [
+                "otlp.endpoint": "http://\(t.host):\(t.port)\(t.path)", "tracing.sample_ratio": "\(t.sampleRatio)",
+                "tracing.service": "\(t.serviceName)",
+            ])
+        }
         if let shared {
             shared.start(on: control, targets: .init(registry: registry, prefix: routers.prefixCache, fairness: routers.fairness) {
                 [context] ticket, prompt, completion, estimated in

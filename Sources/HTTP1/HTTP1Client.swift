@@ -42,6 +42,19 @@ public final class HTTP1Client: StreamSocketDelegate {
 
     /// GETs `path`; `completion` runs on the loop exactly once.
     public func get(_ path: String, timeoutNanos: UInt64, completion: @escaping (Result<HTTP1Response, HTTP1ClientError>) -> Void) {
+        send(Array("GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: switchboard\r\nAccept: text/plain\r\n\r\n".utf8),
+             timeoutNanos: timeoutNanos, completion: completion)
+    }
+
+    /// POSTs `body` to `path`; `completion` runs on the loop exactly once.
+    public func post(_ path: String, contentType: String, body: [UInt8], timeoutNanos: UInt64,
+                     completion: @escaping (Result<HTTP1Response, HTTP1ClientError>) -> Void) {
+        let head = "POST \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: switchboard\r\n"
+            + "Content-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n\r\n"
+        send(Array(head.utf8) + body, timeoutNanos: timeoutNanos, completion: completion)
+    }
+
+    private func send(_ request: [UInt8], timeoutNanos: UInt64, completion: @escaping (Result<HTTP1Response, HTTP1ClientError>) -> Void) {
         guard pending == nil else { return completion(.failure(.busy)) }
         pending = completion
         parser = HTTP1ResponseParser(maxBodyBytes: maxBodyBytes)
@@ -62,7 +75,7 @@ public final class HTTP1Client: StreamSocketDelegate {
             self.finish(.failure(.timeout(milliseconds: Int(timeoutNanos / 1_000_000))))
             self.socket?.close()
         }
-        socket!.write(Array("GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: switchboard\r\nAccept: text/plain\r\n\r\n".utf8))
+        socket!.write(request)
         socket!.flush()
     }
 

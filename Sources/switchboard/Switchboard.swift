@@ -8,6 +8,7 @@ import PodDiscovery
 import PodMetrics
 import PodSnapshot
 import SharedState
+import Tracing
 
 @main
 struct Switchboard: ParsableCommand {
@@ -120,6 +121,15 @@ struct Serve: ParsableCommand {
 
     @Option(help: "This replica's name among its peers with --shared-state (default: host name and pid; in Kubernetes, the pod name).")
     var replicaId: String?
+
+    @Option(help: "Export a span per request to this OpenTelemetry collector (OTLP/HTTP protobuf, e.g. http://otel-collector:4318/v1/traces). The W3C traceparent of the request is continued (or a trace started) and passed to the engine.")
+    var otlpEndpoint: String?
+
+    @Option(help: "With --otlp-endpoint: the share of requests without a sampled parent that start a sampled trace (0-1); a parent's sampling decision is always followed.")
+    var traceSampleRatio: Double = 1.0
+
+    @Option(help: "With --otlp-endpoint: the service.name of exported spans.")
+    var otlpServiceName: String = "switchboard"
 
     @Option(help: "Milliseconds between shared-state exchanges (publish this replica's batch of changes, apply the peers', swap in-flight counts).")
     var sharedStateIntervalMs: Int = 20
@@ -258,6 +268,15 @@ struct Serve: ParsableCommand {
             c.sharedState = sc
         } else if replicaId != nil {
             throw ValidationError("--replica-id names this replica for --shared-state, which is off")
+        }
+        if let e = otlpEndpoint {
+            guard var t = TracingConfiguration(endpoint: e) else {
+                throw ValidationError("--otlp-endpoint wants http://host[:port][/path] (OTLP/HTTP; for TLS, a local collector), got '\(e)'")
+            }
+            guard (0...1).contains(traceSampleRatio) else { throw ValidationError("--trace-sample-ratio must be between 0 and 1") }
+            t.sampleRatio = traceSampleRatio
+            t.serviceName = otlpServiceName
+            c.tracing = t
         }
         guard prefixBlockBytes > 0, prefixIndexBlocks > 0, prefixTtl > 0, prefixPodBlocks >= 0, prefixImbalance >= 0,
               prefixStddevFactor >= 0, prefixQueueTokens >= 0 else {
