@@ -62,6 +62,8 @@ final class AgentConnection: StreamSocketDelegate {
         guard let op = AgentProtocol.Op(rawValue: req.op) else {
             return fail(req, .badRequest, "unknown op \(req.op)")
         }
+        let t0 = monotonicNanos()
+        defer { core.opDurations[op]!.observe(nanos: monotonicNanos() &- t0) }
         if req.deadline != 0 {
             let now = monotonicNanos()
             if now > req.deadline {

@@ -2,6 +2,7 @@ import EventLoop
 import Foundation
 import HostMemory
 import KVCache
+import KVProtocol
 import Metrics
 import Synchronization
 
@@ -17,6 +18,10 @@ final class AgentCore: @unchecked Sendable {
     private var expiryTimer: (TimerID, UInt64)?
     var requests = 0
     var errors = 0
+    /// The agent's time per request, by op (decode, store work, reply).
+    let opDurations: [AgentProtocol.Op: Histogram]
+    /// The same, by op name in protocol order (the stats copy holds the references; read when rendered).
+    let opDurationList: [(String, Histogram)]
     /// The latest counters, for readers off the loop (copied after every
     /// batch of requests; rendered as text only when someone asks).
     let statsSnapshot: Mutex<AgentStats>
@@ -26,6 +31,14 @@ final class AgentCore: @unchecked Sendable {
         self.pool = pool
         self.loop = loop
         store = BlockStore(pages: pool.pages, policy: configuration.policy)
+        var byOp: [AgentProtocol.Op: Histogram] = [:], list: [(String, Histogram)] = []
+        for op in AgentProtocol.Op.allCases {
+            let h = Histogram(bounds: [0.000_001, 0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.01])
+            byOp[op] = h
+            list.append(("\(op)", h))
+        }
+        opDurations = byOp
+        opDurationList = list
         statsSnapshot = Mutex(AgentStats(store: store.stats, pages: pool.pages, pageSize: pool.pageSize,
                                          policy: configuration.policy.rawValue))
     }
@@ -74,8 +87,9 @@ final class AgentCore: @unchecked Sendable {
     }
 
     func publishStats() {
-        let s = AgentStats(store: store.stats, pages: pool.pages, pageSize: pool.pageSize, policy: configuration.policy.rawValue,
+        var s = AgentStats(store: store.stats, pages: pool.pages, pageSize: pool.pageSize, policy: configuration.policy.rawValue,
                            connections: connections.count, requests: requests, errors: errors)
+        s.durations = opDurationList
         statsSnapshot.withLock { $0 = s }
     }
 }

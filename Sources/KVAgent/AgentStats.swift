@@ -14,6 +14,8 @@ struct AgentStats: Sendable {
     var connections = 0
     var requests = 0
     var errors = 0
+    /// Request handling time per op (rendered as one histogram family).
+    var durations: [(String, Histogram)] = []
 
     var json: String {
         let s = store, page = pageSize
@@ -47,6 +49,9 @@ struct AgentStats: Sendable {
         metric("reservations", .gauge, "Puts reserved and not yet committed.", s.reservations)
         metric("leases", .gauge, "Gets pinning pages.", s.leases)
         metric("connections", .gauge, "Engine connections.", connections)
+        w.family("switchboard_kv_request_duration_seconds", .histogram,
+                 help: "The agent's time per protocol request, by op (decode, store work, reply; block data moves in shared memory, not here).")
+        for (op, h) in durations { w.histogram("switchboard_kv_request_duration_seconds", h.snapshot, before: "op=\"\(op)\"") }
         return w.text
     }
 }

@@ -99,6 +99,11 @@ def test_second_engine_reuses_blocks_the_first_stored(agent):
     page = urllib.request.urlopen(f"http://127.0.0.1:{agent[1].metrics_port}/metrics", timeout=5).read().decode()
     assert "switchboard_kv_l1_hits_total 20\n" in page and "switchboard_kv_l1_puts_total 24\n" in page
     assert f"switchboard_kv_l1_bytes_in_total {24 * PAGE}\n" in page
+    # Request time per op, as a real histogram: one get by engine B (a lease), one put reservation by A.
+    from prometheus_client.parser import text_string_to_metric_families
+    fam = next(f for f in text_string_to_metric_families(page) if f.name == "switchboard_kv_request_duration_seconds")
+    counts = {x.labels["op"]: x.value for x in fam.samples if x.name.endswith("_count")}
+    assert counts["get"] == 1 and counts["putAlloc"] == 1 and counts["putCommit"] == 1, counts
     # A second agent on the same socket refuses to start instead of stealing it.
     d = os.path.dirname(sock)
     second = subprocess.run([binary("switchboard-kv-agent"), "--socket", sock, "--block-bytes", str(PAGE),
