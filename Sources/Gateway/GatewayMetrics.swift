@@ -1,3 +1,4 @@
+import EventLoop
 import ExtProc
 import GRPCServer
 import Metrics
@@ -98,6 +99,9 @@ enum GatewayMetrics {
         let snap = context.registry.snapshot
         renderModelSignals(snap, into: &w)
         w.family("switchboard_pod_up", .gauge, help: "1 when the pod's metrics are fresh, 0 when stale or not scraped yet.")
+        w.family("switchboard_pod_scrape_age_seconds", .gauge,
+                 help: "Seconds since the pod's /metrics was last scraped successfully (absent until the first success).")
+        let now = monotonicNanos()
         w.family("switchboard_pod_in_flight_requests", .gauge, help: "Requests this replica routed to the pod and not finished (other replicas' are not included: sum over replicas).")
         w.family("switchboard_pod_in_flight_tokens", .gauge, help: "Estimated prompt tokens of those requests.")
         w.family("switchboard_pod_routed_total", .counter, help: "Requests routed to the pod.")
@@ -108,6 +112,9 @@ enum GatewayMetrics {
             for e in snap.models[model]! {
                 let labels = PrometheusWriter.labels(["model": model, "pod": e.address])
                 w.sample("switchboard_pod_up", labels: labels, snap.pods[e.address]?.health.isFresh == true ? 1.0 : 0.0)
+                if let at = snap.pods[e.address]?.lastSuccessNanos {
+                    w.sample("switchboard_pod_scrape_age_seconds", labels: labels, Double(now &- at) / 1e9)
+                }
                 if let l = snap.loads[e.address] {
                     w.sample("switchboard_pod_in_flight_requests", labels: labels, Double(l.localRequests))
                     w.sample("switchboard_pod_in_flight_tokens", labels: labels, Double(l.localTokens))

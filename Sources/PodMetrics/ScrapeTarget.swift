@@ -47,6 +47,6 @@ final class ScrapeTarget {
         publishedHealth = h
         return PodState(health: h, models: h.isFresh ? window.current() : [:], lastError: machine.lastError,
                         lastScrapeNanos: lastDurationNanos, scrapes: machine.totalSuccesses + machine.totalFailures,
-                        failures: machine.totalFailures)
+                        failures: machine.totalFailures, lastSuccessNanos: machine.lastSuccessNanos)
     }
 }

@@ -16,12 +16,16 @@ public struct PodState: Sendable {
     /// Per `model_name`; empty unless `health` is fresh.
     public var models: [String: ModelMetrics]
     public var lastError: String?
+    /// How long the last scrape took (ns).
     public var lastScrapeNanos: UInt64?
+    /// Monotonic time (ns) of the last successful scrape; nil before the first.
+    public var lastSuccessNanos: UInt64?
     public var scrapes: Int
     public var failures: Int
 
     public init(health: PodHealth, models: [String: ModelMetrics] = [:], lastError: String? = nil,
-                lastScrapeNanos: UInt64? = nil, scrapes: Int = 0, failures: Int = 0) {
+                lastScrapeNanos: UInt64? = nil, scrapes: Int = 0, failures: Int = 0, lastSuccessNanos: UInt64? = nil) {
+        self.lastSuccessNanos = lastSuccessNanos
         self.health = health
         self.models = models
         self.lastError = lastError

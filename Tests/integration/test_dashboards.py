@@ -78,6 +78,8 @@ def test_the_gateway_page_parses_and_its_histograms_count_every_request(tmp_path
         assert sample_value(s, "switchboard_model_in_flight_requests", {"model": "tiny"}) == 0
         assert sample_value(s, "switchboard_model_queue_depth", {"model": "tiny"}) == 0
         assert sample_value(s, "switchboard_model_kv_cache_saturation_ratio", {"model": "tiny"}) is not None
+        age = sample_value(s, "switchboard_pod_scrape_age_seconds", {"model": "tiny", "pod": f"127.0.0.1:{s.pod_ports[0]}"})
+        assert age is not None and age >= 0, age
         decision = fams["switchboard_routing_decision_duration_seconds"]
         per = {x.labels["strategy"]: x.value for x in decision.samples if x.name.endswith("_count")}
         assert per.get("least-request") == sent, per

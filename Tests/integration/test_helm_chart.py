@@ -26,7 +26,7 @@ VARIANTS = {
     },
     "bundled-redis-autoscaling": {
         "limits": {"mode": "redis"}, "redis": {"bundled": {"enabled": True}},
-        "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6},
+        "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6, "targetStreamsPerPod": 200},
     },
     "kv-tier": {"kvAgent": {"enabled": True, "capacity": "16G", "nodeSelector": {"gpu": "true"}}},
     "kubernetes-one-namespace": {"discovery": {"mode": "kubernetes", "namespaces": ["llm"]}},
@@ -113,6 +113,9 @@ def test_each_variant_renders_objects_kubernetes_accepts(name, tmp_path):
     if name == "bundled-redis-autoscaling":
         assert "--redis=sb-switchboard-redis:6379" in sb["args"]
         assert "HorizontalPodAutoscaler" in by_kind and "replicas" not in dep["spec"]
+        metrics = by_kind["HorizontalPodAutoscaler"][0]["spec"]["metrics"]
+        assert [m["type"] for m in metrics] == ["Resource", "Pods"], metrics
+        assert metrics[1]["pods"]["metric"]["name"] == "switchboard_grpc_streams_open"
     if name == "kv-tier":
         ds = by_kind["DaemonSet"][0]["spec"]["template"]["spec"]
         assert ds["volumes"][0]["hostPath"]["path"] == "/run/switchboard"
