@@ -1,6 +1,7 @@
 """Processor restarts and graceful shutdown, with a real Envoy in front."""
 import concurrent.futures
 import json
+import os
 import signal
 import socket
 import struct
@@ -25,9 +26,20 @@ def test_processor_restart_envoy_reconnects():
         assert s.stats()["cluster.switchboard.upstream_cx_total"] >= 2
 
 
+def chart_shutdown_values():
+    """The Helm chart's drain timeout and preStop sleep (its defaults): the
+    SIGTERM test runs the gateway with the chart's drain timeout, so the
+    chart's terminationGracePeriodSeconds (sleep + drain + 5, checked in
+    test_helm_chart.py) covers what this test shows the drain needs."""
+    import yaml
+    v = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "charts", "switchboard", "values.yaml")))
+    return v["gateway"]["drainTimeoutSeconds"], v["preStopSleepSeconds"]
+
+
 def test_sigterm_drains_in_flight_then_exits_zero():
+    drain, _ = chart_shutdown_values()
     # Every request waits 1.5 s at the pod (its configured TTFT), so all 12 are in flight at SIGTERM.
-    with Stack(pods=2, ttft_ms=1500, max_tokens=2) as s:
+    with Stack(pods=2, ttft_ms=1500, max_tokens=2, switchboard_args=["--drain-timeout", str(drain)]) as s:
         # A raw HTTP/2 connection opened before the drain, to ask for health during it.
         probe = RawH2(s.grpc_port)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=12)
@@ -51,7 +63,7 @@ def test_sigterm_drains_in_flight_then_exits_zero():
         assert [r[0] for r in results] == [200] * 12
         assert all(json.loads(r[2])["object"] == "chat.completion" for r in results)
         # Then the process exits 0 because the streams drained, not because
-        # the drain timeout (10 s) cut them off: the server says which.
+        # the chart's drain timeout cut them off: the server says which.
         code = s.switchboard.wait(30)
         assert code == 0
         out = s.switchboard.output()
