@@ -61,3 +61,24 @@ import Testing
         #expect(h.snapshot.count == 80_000 && h.snapshot.cumulative == [80_000] && h.snapshot.sum == 40_000)
     }
 }
+
+@Suite struct LabelledHistogramTests {
+    @Test func seriesRenderAsOneFamilyAndParseBack() throws {
+        let h = LabelledHistogram(labelNames: ["model", "status"], bounds: [0.1, 1], maxSeries: 2)
+        h.observe(["m", "200"], 0.05)
+        h.observe(["m", "200"], 0.5)
+        h.observe(["m", "429"], 0.01)
+        // Past maxSeries, new label sets are folded into "other", never a new series each.
+        h.observe(["m", "500"], 2)
+        h.observe(["x", "503"], 2)
+        var w = PrometheusWriter()
+        w.family("r_seconds", .histogram, help: "Requests.")
+        for (labels, s) in h.snapshots { w.histogram("r_seconds", s, before: labels) }
+        let fam = try #require(try PrometheusParser().parse(w.text).first)
+        let counts = fam.samples.filter { $0.name == "r_seconds_count" }
+        #expect(counts.map { "\($0.label("model") ?? "")/\($0.label("status") ?? "")=\(Int($0.value))" }
+                == ["m/200=2", "m/429=1", "other/other=2"])
+        let ok = fam.samples.filter { $0.name == "r_seconds_bucket" && $0.label("status") == "200" }.map(\.value)
+        #expect(ok == [1, 2, 2])
+    }
+}
