@@ -65,7 +65,7 @@ let package = Package(
         .target(name: "Metrics", swiftSettings: strict),
         // Option groups every executable shares (--log-level and the one swift-log bootstrap).
         .target(name: "CommandOptions", dependencies: [
-            .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+            "Metrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
 
         // MARK: protocol core
@@ -81,7 +81,7 @@ let package = Package(
         ], swiftSettings: strict),
 
         // MARK: domain: the gateway's
-        .target(name: "OpenAIAPI", swiftSettings: strict),
+        .target(name: "OpenAIAPI", dependencies: ["Metrics"], swiftSettings: strict),
         // What routers read: endpoints, per-pod metrics, health, gateway load,
         // published as immutable snapshots. Standard library + Synchronization only.
         .target(name: "PodSnapshot", swiftSettings: strict),

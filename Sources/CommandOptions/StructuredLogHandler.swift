@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 
 /// One log line per event on standard error, as logfmt
 /// (`ts=… level=info logger=switchboard msg=gateway.request request.id=…`) or
@@ -60,26 +61,7 @@ public struct StructuredLogHandler: LogHandler {
         return json(v)
     }
 
-    /// A JSON string literal.
-    static func json(_ v: String) -> String {
-        var out = "\""
-        for u in v.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    static func json(_ v: String) -> String { JSONText.quote(v) }
 
     /// UTC, RFC 3339 with milliseconds.
     static func timestamp() -> String {

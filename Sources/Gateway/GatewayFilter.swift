@@ -2,6 +2,7 @@ import EventLoop
 import ExtProc
 import ExtProcProto
 import Logging
+import Metrics
 import OpenAIAPI
 import PodSnapshot
 import RateLimit

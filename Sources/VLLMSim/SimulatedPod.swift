@@ -1,6 +1,7 @@
 import EventLoop
 import Foundation
 import HTTP1
+import Metrics
 import OpenAIAPI
 import Tokenization
 import Synchronization
