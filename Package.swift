@@ -113,6 +113,8 @@ let package = Package(
         // an L2 cache server needs to speak to an agent, without the store.
         .target(name: "KVProtocol", swiftSettings: strict),
         // Key spaces, eviction policies, the block store, the in-process L1 cache.
+        // Where KV blocks live among L2 cache servers: a consistent-hash ring.
+        .target(name: "KVPlacement", dependencies: ["KVProtocol"], swiftSettings: strict),
         .target(name: "KVCache", dependencies: ["KVProtocol", "HostMemory"], swiftSettings: strict),
         // The agent server (one event loop) and its process wiring (KVAgentService).
         .target(name: "KVAgent", dependencies: [
@@ -160,6 +162,7 @@ let package = Package(
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"], swiftSettings: strict),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "PodSnapshot", "PrefixIndex"], swiftSettings: strict),
         .testTarget(name: "RateLimitTests", dependencies: ["RateLimit"], swiftSettings: strict),
+        .testTarget(name: "KVPlacementTests", dependencies: ["KVPlacement", "KVProtocol"], swiftSettings: strict),
         .testTarget(name: "TracingTests", dependencies: ["Tracing", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "SharedStateTests", dependencies: ["SharedState", "Redis", "PodSnapshot", .product(name: "Logging", package: "swift-log")],
                     swiftSettings: strict),
