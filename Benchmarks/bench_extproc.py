@@ -140,6 +140,19 @@ def start_pods(d, spawn, extra=()):
     return pods, pods_file
 
 
+# A collector stand-in for --tracing: accepts OTLP/HTTP posts, answers 200, keeps nothing.
+OTLP_SINK = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=int, default=10)
@@ -166,6 +179,9 @@ def main():
     ap.add_argument("--shared-state", action="store_true",
                     help="also run prefix-cache routing with and without serve --shared-state (Redis on loopback, one "
                          "replica: its exchange and its events' cost on the request path); prints the difference")
+    ap.add_argument("--tracing", action="store_true",
+                    help="also run with serve --otlp-endpoint (every request sampled; spans exported to a local sink "
+                         "that answers 200) beside the same build without tracing; prints the difference")
     ap.add_argument("--sizes", metavar="BYTES,...",
                     help="instead of the comparison: processor CPU per request through Envoy for chat bodies of "
                          "these sizes, streamed and not, with the response phase on (e.g. 1024,32768,409600)")
@@ -245,6 +261,13 @@ def main():
                                 "--dir", d])
                 wait_port(rport)
             return rport
+        if a.tracing:
+            sink_port = free_port()
+            spawn("otlp-sink", [sys.executable, "-c", OTLP_SINK, str(sink_port)])
+            wait_port(sink_port)
+            tr, tr_port = start_gateway(binary("switchboard"), "switchboard-tracing",
+                                        ["--otlp-endpoint", f"http://127.0.0.1:{sink_port}/v1/traces"])
+            runs["Envoy + sb tracing"] = []
         if a.shared_state:
             pc, pc_port = start_gateway(binary("switchboard"), "switchboard-prefix", ["--default-strategy", "prefix-cache"])
             ss, ss_port = start_gateway(binary("switchboard"), "switchboard-shared",
@@ -262,6 +285,8 @@ def main():
             runs["Envoy + sb limits"] = []
             runs["Envoy + sb limits redis"] = []
         for i in range(rounds):  # interleaved, so drift on a noisy machine hits both builds alike
+            if a.tracing:
+                runs["Envoy + sb tracing"].append(envoy_run(rendered(f"127.0.0.1:{tr_port}"), f"tracing-{i}", tr))
             if a.shared_state:
                 runs["Envoy + sb prefix-cache"].append(envoy_run(rendered(f"127.0.0.1:{pc_port}"), f"prefix-{i}", pc))
                 runs["Envoy + sb prefix-cache shared"].append(envoy_run(rendered(f"127.0.0.1:{ss_port}"), f"shared-{i}", ss))
@@ -357,6 +382,11 @@ def main():
                       f"{lr_['proc_cpu_us']:.1f} vs {sbr['proc_cpu_us']:.1f} µs/req with limits off (+{lr_['proc_cpu_us'] - sbr['proc_cpu_us']:.1f}); "
                       f"p50 {lr_['p50']:.2f} vs {sbr['p50']:.2f} ms, p99 {lr_['p99']:.2f} vs {sbr['p99']:.2f} ms "
                       f"(the limited user's responses are read for usage: compare with '+usage' too)")
+        if a.tracing:
+            t = results["Envoy + sb tracing"]
+            print(f"tracing cost (every request sampled and exported): processor CPU {t['proc_cpu_us']:.1f} vs "
+                  f"{sbr['proc_cpu_us']:.1f} µs/req without (+{t['proc_cpu_us'] - sbr['proc_cpu_us']:.1f}); "
+                  f"p50 {t['p50']:.2f} vs {sbr['p50']:.2f} ms, p99 {t['p99']:.2f} vs {sbr['p99']:.2f} ms")
         if a.shared_state:
             pr, sr = results["Envoy + sb prefix-cache"], results["Envoy + sb prefix-cache shared"]
             print(f"shared state cost (prefix-cache): processor CPU {sr['proc_cpu_us']:.1f} vs {pr['proc_cpu_us']:.1f} µs/req "

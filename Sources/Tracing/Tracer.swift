@@ -134,12 +134,20 @@ public final class Tracer: Sendable {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
-    static func randomBytes(_ n: Int) -> [UInt8] {
+    /// Ids need to be unique and spread, not secret: a counter from a random
+    /// start, mixed (one atomic add, no system call per id).
+    private static let idSeed: UInt64 = {
         var g = SystemRandomNumberGenerator()
+        return g.next()
+    }()
+    private static let idCounter = Atomic<UInt64>(0)
+
+    static func randomBytes(_ n: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: n)
         var i = 0
         while i < n {
-            var x = g.next() as UInt64
+            let c = idCounter.add(1, ordering: .relaxed).newValue
+            var x = mix(idSeed &+ c &* 0x9E37_79B9_7F4A_7C15)
             for _ in 0..<8 where i < n {
                 out[i] = UInt8(truncatingIfNeeded: x)
                 x >>= 8
@@ -148,5 +156,13 @@ public final class Tracer: Sendable {
         }
         if out.allSatisfy({ $0 == 0 }) { out[n - 1] = 1 }  // all-zero ids are invalid
         return out
+    }
+
+    /// SplitMix64's finalizer.
+    static func mix(_ x: UInt64) -> UInt64 {
+        var z = x
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
