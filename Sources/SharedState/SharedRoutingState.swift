@@ -26,8 +26,15 @@ public struct SharedStateConfiguration: Sendable {
     /// Bytes of events waiting for the next publish at most; beyond it new
     /// events are dropped (counted) until Redis takes the batch.
     public var maxPendingBytes = 4 << 20
-    /// Blocks per pod a replica republishes when a peer asks for a resync.
+    /// Blocks per pod, and in all, a replica republishes when a peer asks
+    /// for a resync (the most recent ones); published as stream entries of
+    /// `resyncChunkBlocks` keys, `resyncEntriesPerTick` per tick, apart from
+    /// the batch budget above (a resync never overflows the batch and so
+    /// never looks like a new gap).
     public var resyncBlocksPerPod = 100_000
+    public var resyncMaxBlocks = 1_000_000
+    public var resyncChunkBlocks = 16_384
+    public var resyncEntriesPerTick = 8
 
     public init(redis: RedisConfiguration, replicaID: String) {
         self.redis = redis
@@ -204,6 +211,8 @@ final class Exchange: @unchecked Sendable {
     var peers: [String: (sequence: Substring, changed: UInt64)] = [:]
     var outstanding = 0
     var again = false
+    /// A resync still has entries to publish: tick again at once.
+    var againResync = false
     var failed = false
     var endpoints: (version: UInt64, byAddress: [String: PodEndpoint]) = (UInt64.max, [:])
     var lastResyncServed: UInt64?
@@ -213,7 +222,12 @@ final class Exchange: @unchecked Sendable {
     var lastReports: UInt64?
     var askedAtStart = false
     var up = false
-    static let readCount = 256
+    /// Entries per read: normal batches are kilobytes, resync entries at most
+    /// `resyncChunkBlocks` × 8 bytes, so one reply stays a few megabytes.
+    static let readCount = 64
+    /// A resync being published: encoded entries, and the next to send.
+    var resyncQueue: [[UInt8]] = []
+    var resyncNext = 0
     var config: SharedStateConfiguration { state.configuration }
 
     init(state: SharedRoutingState, loop: EventLoop, targets: SharedRoutingState.Targets) {
@@ -264,13 +278,31 @@ final class Exchange: @unchecked Sendable {
             askedAtStart = true
             state.enqueue(.resync(replica: ""))
         }
-        if resyncWanted && (lastResyncServed.map { monotonicNanos() &- $0 > 1_000_000_000 } ?? true) {
+        if resyncWanted && resyncQueue.isEmpty && (lastResyncServed.map { monotonicNanos() &- $0 > 1_000_000_000 } ?? true) {
             resyncWanted = false
             serveResync()
         }
         outstanding = 0
         again = false
+        againResync = false
         failed = false
+        var resyncSent = 0
+        while resyncNext < resyncQueue.count && resyncSent < config.resyncEntriesPerTick {
+            let entry = resyncQueue[resyncNext]
+            resyncNext += 1
+            resyncSent += 1
+            sequence += 1
+            issue([t("XADD"), streamKey, t("MAXLEN"), t("~"), bytes(config.streamLength), t("*"), t("r"), me, t("s"), bytes(sequence),
+                   t("b"), entry]) { [self] r in
+                if case .success(.string) = r { state.counters.batchesPublished.add() } else { state.counters.batchesLost.add() }
+            }
+        }
+        if resyncNext == resyncQueue.count {
+            resyncQueue = []
+            resyncNext = 0
+        } else {
+            againResync = true
+        }
         if let batch = state.takeBatch() {
             sequence += batch.gap ? 2 : 1
             let events = batch.events
@@ -315,7 +347,7 @@ final class Exchange: @unchecked Sendable {
 
     private func finished() {
         if failed { state.counters.errors.add() }
-        schedule(after: again && !failed ? 0 : config.intervalNanos)
+        schedule(after: (again || againResync) && !failed ? 0 : config.intervalNanos)
     }
 
     // MARK: in-flight levels
@@ -453,24 +485,24 @@ final class Exchange: @unchecked Sendable {
 
     /// Republishes this replica's index, each pod's blocks in chunks from
     /// least to most recent (so the receiver ends with the same order). At
-    /// most once a second however many peers ask (requests in between are
-    /// served together at the next chance).
+    /// most once a second, one at a time, however many peers ask (requests
+    /// in between are served together at the next chance).
     private func serveResync() {
         guard let cache = targets.prefix else { return }
         lastResyncServed = monotonicNanos()
         state.counters.resyncsServed.add()
         var blocks = 0
-        for pod in targets.registry.snapshot.loads.keys.compactMap({ endpoint($0) }) {
-            let keys = cache.index.keys(of: pod, limit: config.resyncBlocksPerPod)
+        for pod in targets.registry.snapshot.loads.keys.compactMap({ endpoint($0) }) where blocks < config.resyncMaxBlocks {
+            let keys = cache.index.keys(of: pod, limit: min(config.resyncBlocksPerPod, config.resyncMaxBlocks - blocks))
             blocks += keys.count
             var end = keys.count
             while end > 0 {
-                let start = max(0, end - 4096)
-                state.enqueue(.prefix(pod: pod.address, capacity: nil, keys: Array(keys[start..<end])))
+                let start = max(0, end - config.resyncChunkBlocks)
+                resyncQueue.append(StateBatch.encode([.prefix(pod: pod.address, capacity: nil, keys: Array(keys[start..<end]))]))
                 end = start
             }
         }
-        state.logger.info("shared_state.resync.served", metadata: ["blocks": "\(blocks)"])
+        state.logger.info("shared_state.resync.served", metadata: ["blocks": "\(blocks)", "entries": "\(resyncQueue.count)"])
     }
 
     /// The endpoint this replica knows by `address` (map rebuilt when discovery changes).

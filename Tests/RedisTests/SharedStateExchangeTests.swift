@@ -17,10 +17,11 @@ final class Replica {
     let routers: RouterRegistry
     let pods = [PodEndpoint(host: "10.1.0.1", port: 8000), PodEndpoint(host: "10.1.0.2", port: 8000)]
 
-    init(_ id: String, port: Int, loop: EventLoop) {
+    init(_ id: String, port: Int, loop: EventLoop, _ configure: (inout SharedStateConfiguration) -> Void = { _ in }) {
         var c = SharedStateConfiguration(redis: RedisConfiguration(host: "127.0.0.1", port: port), replicaID: id)
         c.intervalNanos = 5_000_000
         c.peerStaleNanos = 500_000_000
+        configure(&c)
         state = SharedRoutingState(configuration: c, logger: Logger(label: "test.\(id)"))
         let cache = PrefixCache(sink: state)
         routers = .standard(seed: 1, prefix: cache, sink: state)
@@ -127,6 +128,28 @@ func eventually(_ what: String, timeout: Double = 10, _ condition: () -> Bool) -
         #expect(eventually("B to get A's republished index") { b.held(lost)[1] > 0 })
         #expect(b.state.counters.gaps.value >= 1)
         #expect(a.state.counters.resyncsServed.value >= 1)  // requests within a second are served together
+    }
+
+    @Test func aLargeIndexResyncsInEntriesWithoutStartingAStorm() throws {
+        let f = try RedisFixture(loops: 2)
+        defer { f.close() }
+        let small: (inout SharedStateConfiguration) -> Void = { c in
+            c.maxPendingBytes = 64 << 10       // far below the index: a resync through the batch would overflow it
+            c.resyncChunkBlocks = 1_000
+            c.resyncEntriesPerTick = 4
+        }
+        let a = Replica("a", port: f.server.port, loop: f.group.loops[0], small)
+        // 40,000 blocks A holds and never published (320 KB of keys).
+        var keys: [UInt64] = []
+        for i in 0..<40_000 { keys.append(UInt64(i) &* 0x9E37_79B9_7F4A_7C15 | 1) }
+        a.prefix.index.record(keys, pod: a.pods[0])
+        // B starts and asks every peer for a resync: A republishes in 40 entries, 4 per tick.
+        let b = Replica("b", port: f.server.port, loop: f.group.loops[1], small)
+        #expect(eventually("B to hold A's 40,000 blocks") { b.prefix.index.count(of: b.pods[0]) == 40_000 })
+        #expect(b.prefix.index.longestMatches([keys[0]], pods: b.pods) == [1, 0])
+        // No gap, no second resync: the republished index never went through the (small) batch.
+        #expect(b.state.counters.gaps.value == 0 && a.state.counters.eventsDropped.value == 0)
+        #expect(a.state.counters.resyncsServed.value == 1, "served \(a.state.counters.resyncsServed.value)")
     }
 
     @Test func aMalformedEntryIsCountedAndSkipped() throws {
