@@ -27,8 +27,9 @@ final class AgentConnection: StreamSocketDelegate {
         } catch {
             // The stream cannot be resynchronised: say why, then close.
             core.errors += 1
-            send(AgentProtocol.Frame(op: 0, status: error == .bodyTooLarge(0) ? AgentProtocol.Status.tooLarge.rawValue : AgentProtocol.Status.badRequest.rawValue,
-                                     requestID: 0, body: Array("\(error)".utf8)))
+            let status: AgentProtocol.Status
+            if case .bodyTooLarge = error { status = .tooLarge } else { status = .badRequest }
+            send(AgentProtocol.Frame(op: 0, status: status.rawValue, requestID: 0, body: Array("\(error)".utf8)))
             socket.shutdownWrite()
             socket.close()
             return

@@ -69,9 +69,11 @@ public enum AgentProtocol {
             self.body = body
         }
 
-        public func encoded() -> [UInt8] {
+        /// The frame on the wire; `magic` names the protocol (the agent's
+        /// by default; the L2 cache servers' is `CacheProtocol.magic`).
+        public func encoded(magic: UInt32 = AgentProtocol.magic) -> [UInt8] {
             var w = Writer(capacity: AgentProtocol.headerSize + body.count)
-            w.u32(AgentProtocol.magic)
+            w.u32(magic)
             w.u32(UInt32(body.count))
             w.u16(op)
             w.u16(status)
@@ -85,22 +87,28 @@ public enum AgentProtocol {
     /// Why a byte stream is not a valid sequence of frames (the connection is closed after).
     public enum StreamError: Error, Equatable, Sendable, CustomStringConvertible {
         case badMagic(UInt32)
-        case bodyTooLarge(Int)
+        case bodyTooLarge(Int, limit: Int)
 
         public var description: String {
             switch self {
-            case .badMagic(let m): return "not a Switchboard KV agent message (magic 0x\(String(m, radix: 16)))"
-            case .bodyTooLarge(let n): return "message body of \(n) bytes exceeds the \(AgentProtocol.maxBody)-byte limit"
+            case .badMagic(let m): return "not a Switchboard KV message (magic 0x\(String(m, radix: 16)))"
+            case .bodyTooLarge(let n, let limit): return "message body of \(n) bytes exceeds the \(limit)-byte limit"
             }
         }
     }
 
-    /// Splits a byte stream into frames.
+    /// Splits a byte stream into frames (the agent's protocol by default;
+    /// the L2 cache servers' frames have the same header and their own magic).
     public struct Decoder: Sendable {
         private var buffer: [UInt8] = []
         private var offset = 0
+        private let magic: UInt32
+        private let maxBody: Int
 
-        public init() {}
+        public init(magic: UInt32 = AgentProtocol.magic, maxBody: Int = AgentProtocol.maxBody) {
+            self.magic = magic
+            self.maxBody = maxBody
+        }
 
         public mutating func feed(_ bytes: some Collection<UInt8>) throws(StreamError) -> [Frame] {
             buffer.append(contentsOf: bytes)
@@ -108,9 +116,9 @@ public enum AgentProtocol {
             while buffer.count - offset >= AgentProtocol.headerSize {
                 var r = Reader(buffer, from: offset)
                 let m = (try? r.u32()) ?? 0
-                guard m == AgentProtocol.magic else { throw .badMagic(m) }
+                guard m == magic else { throw .badMagic(m) }
                 let len = Int((try? r.u32()) ?? 0)
-                guard len <= AgentProtocol.maxBody else { throw .bodyTooLarge(len) }
+                guard len <= maxBody else { throw .bodyTooLarge(len, limit: maxBody) }
                 guard buffer.count - offset >= AgentProtocol.headerSize + len else { break }
                 let op = (try? r.u16()) ?? 0, status = (try? r.u16()) ?? 0
                 let id = (try? r.u32()) ?? 0, deadline = (try? r.u64()) ?? 0

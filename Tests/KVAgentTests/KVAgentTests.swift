@@ -111,10 +111,22 @@ func block(_ i: Int, _ size: Int) -> [UInt8] {
             let r = try raw.receive()
             if r.bytes.isEmpty { closed = true } else if let f = try? d.feed(r.bytes).first {
                 #expect(f.status == AgentProtocol.Status.badRequest.rawValue)
-                #expect(String(decoding: f.body, as: UTF8.self).contains("not a Switchboard KV agent message"))
+                #expect(String(decoding: f.body, as: UTF8.self).contains("not a Switchboard KV message"))
             }
         }
         #expect(closed)
+
+        // A header announcing a body over the limit: "too large" (not "bad request"), then closed.
+        let big = try BlockingUnixSocket(path: a.path)
+        var header = AgentProtocol.Writer()
+        header.u32(AgentProtocol.magic)
+        header.u32(UInt32(AgentProtocol.maxBody + 1))
+        header.bytes += [UInt8](repeating: 0, count: AgentProtocol.headerSize - 8)
+        try big.send(header.bytes)
+        var bd = AgentProtocol.Decoder()
+        let answer = try #require(try bd.feed(try big.receive().bytes).first)
+        #expect(answer.status == AgentProtocol.Status.tooLarge.rawValue)
+        #expect(String(decoding: answer.body, as: UTF8.self).contains("exceeds the \(AgentProtocol.maxBody)-byte limit"))
     }
 
     @Test func aClientGoneMidTransferLeaksNothingAndPublishesNothing() throws {
