@@ -183,6 +183,12 @@ public enum AgentProtocol {
 
         public mutating func i32() throws(Malformed) -> Int32 { Int32(bitPattern: try u32()) }
 
+        /// The next `n` bytes (block data).
+        public mutating func bytes(_ n: Int) throws(Malformed) -> [UInt8] {
+            let i = try take(n)
+            return Array(bytes[i..<(i + n)])
+        }
+
         public mutating func key() throws(Malformed) -> BlockKey {
             let h = try u64()
             return BlockKey(high: h, low: try u64())
