@@ -212,3 +212,66 @@ int csys_connect_unix(const char *path) {
 }
 
 void csys_copy(void *dst, const void *src, size_t len) { memcpy(dst, src, len); }
+
+/* ---- CRC-32C ---- */
+
+static uint32_t crc32c_table[256];
+static atomic_int crc32c_ready;
+
+static void crc32c_init_table(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc32c_table[i] = c;
+    }
+}
+
+static uint32_t crc32c_soft(uint32_t crc, const unsigned char *p, size_t n) {
+    if (!atomic_load_explicit(&crc32c_ready, memory_order_acquire)) {
+        crc32c_init_table();  /* idempotent: racing initialisers write the same values */
+        atomic_store_explicit(&crc32c_ready, 1, memory_order_release);
+    }
+    crc = ~crc;
+    while (n--) crc = crc32c_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+__attribute__((target("sse4.2")))
+static uint32_t crc32c_hw(uint32_t crc, const unsigned char *p, size_t n) {
+    uint64_t c = ~crc;
+    while (n && ((uintptr_t)p & 7)) { c = _mm_crc32_u8((uint32_t)c, *p++); n--; }
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = _mm_crc32_u64(c, v);
+        p += 8;
+        n -= 8;
+    }
+    while (n--) c = _mm_crc32_u8((uint32_t)c, *p++);
+    return ~(uint32_t)c;
+}
+#endif
+
+int csys_crc32c_hardware(void) {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("sse4.2") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+uint32_t csys_crc32c(uint32_t crc, const void *data, size_t len) {
+#if defined(__x86_64__)
+    static int hw = -1;
+    if (hw < 0) hw = csys_crc32c_hardware();
+    if (hw) return crc32c_hw(crc, (const unsigned char *)data, len);
+#endif
+    return crc32c_soft(crc, (const unsigned char *)data, len);
+}
+
+/* For tests: the table path whatever the CPU. */
+uint32_t csys_crc32c_software(uint32_t crc, const void *data, size_t len) {
+    return crc32c_soft(crc, (const unsigned char *)data, len);
+}

@@ -79,6 +79,13 @@ public final class SharedPages: @unchecked Sendable {
         buffer.withUnsafeMutableBytes { csys_copy($0.baseAddress!, base + index * pageSize, pageSize) }
     }
 
+    /// CRC-32C of page `index`, read in place (no copy): what a block's
+    /// checksum is computed and verified on.
+    public func crc32c(page index: Int) -> UInt32 {
+        precondition(index >= 0 && index < pages, "page checksum out of bounds")
+        return csys_crc32c(0, base + index * pageSize, pageSize)
+    }
+
     /// A copy of page `index`.
     public func read(page index: Int) -> [UInt8] {
         precondition(index >= 0 && index < pages, "page read out of bounds")
@@ -87,4 +94,19 @@ public final class SharedPages: @unchecked Sendable {
             n = pageSize
         }
     }
+}
+
+/// CRC-32C of block data (the checksum KV blocks carry to and from the L2
+/// cache servers): the CPU's instruction where it has one.
+public enum BlockChecksum {
+    public static func crc32c(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
+        bytes.withUnsafeBytes { csys_crc32c(crc, $0.baseAddress, $0.count) }
+    }
+
+    /// The table path alone (tests, and to compare speeds).
+    public static func crc32cSoftware(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
+        bytes.withUnsafeBytes { csys_crc32c_software(crc, $0.baseAddress, $0.count) }
+    }
+
+    public static var usesHardware: Bool { csys_crc32c_hardware() == 1 }
 }

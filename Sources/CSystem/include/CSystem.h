@@ -63,3 +63,12 @@ long csys_recv_with_fd(int sock, void *data, size_t len, int *fd);
 int csys_connect_unix(const char *path);
 /// Copies bytes (memcpy), for the binding modules that move page data.
 void csys_copy(void *dst, const void *src, size_t len);
+
+/// CRC-32C (Castagnoli) of `len` bytes, continuing from `crc` (start with 0):
+/// the SSE4.2 instruction where the CPU has it (about 8 bytes a cycle),
+/// a table otherwise. Same result either way (RFC 3720's CRC).
+uint32_t csys_crc32c(uint32_t crc, const void *data, size_t len);
+/// 1 when csys_crc32c uses the CPU instruction.
+int csys_crc32c_hardware(void);
+/// The table path alone (tests compare it with the instruction).
+uint32_t csys_crc32c_software(uint32_t crc, const void *data, size_t len);
