@@ -111,9 +111,14 @@ public final class SharedRoutingState: RoutingStateSink, Sendable {
         public let connected = Atomic<Bool>(false)
     }
 
-    public init(configuration: SharedStateConfiguration, logger: Logger) {
+    /// Called on the exchange's loop after each exchange (or skipped one
+    /// while Redis is unreachable): what tests wait on instead of the clock.
+    let onExchange: (@Sendable () -> Void)?
+
+    public init(configuration: SharedStateConfiguration, logger: Logger, onExchange: (@Sendable () -> Void)? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.onExchange = onExchange
     }
 
     public var replicaID: String { configuration.replicaID }
@@ -271,6 +276,7 @@ final class Exchange: @unchecked Sendable {
                 state.counters.peers.store(0, ordering: .relaxed)
             }
             schedule(after: config.intervalNanos)
+            state.onExchange?()
             return
         }
         if !askedAtStart {
@@ -348,6 +354,7 @@ final class Exchange: @unchecked Sendable {
     private func finished() {
         if failed { state.counters.errors.add() }
         schedule(after: (again || againResync) && !failed ? 0 : config.intervalNanos)
+        state.onExchange?()
     }
 
     // MARK: in-flight levels

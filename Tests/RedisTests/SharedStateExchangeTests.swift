@@ -14,6 +14,8 @@ import Testing
 final class Replica {
     let registry = PodRegistry()
     let state: SharedRoutingState
+    /// Signalled after each of this replica's exchanges.
+    let exchanged = DispatchSemaphore(value: 0)
     let routers: RouterRegistry
     let pods = [PodEndpoint(host: "10.1.0.1", port: 8000), PodEndpoint(host: "10.1.0.2", port: 8000)]
 
@@ -22,7 +24,8 @@ final class Replica {
         c.intervalNanos = 5_000_000
         c.peerStaleNanos = 500_000_000
         configure(&c)
-        state = SharedRoutingState(configuration: c, logger: Logger(label: "test.\(id)"))
+        let exchanged = self.exchanged
+        state = SharedRoutingState(configuration: c, logger: Logger(label: "test.\(id)")) { exchanged.signal() }
         let cache = PrefixCache(sink: state)
         routers = .standard(seed: 1, prefix: cache, sink: state)
         registry.publish(models: ["m": pods])
@@ -43,16 +46,18 @@ final class Replica {
     }
 }
 
-/// Polls a condition another thread makes true (the exchange runs on its
-/// loop), bounded: fails with `what` at the deadline.
-func eventually(_ what: String, timeout: Double = 10, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(2_000)  // pacing between looks, not the thing waited for
+/// Waits until `condition` holds, rechecking it after each of `replica`'s
+/// exchanges (its state changes only there); fails with `what` if it does
+/// not hold within `timeout`.
+func eventually(_ what: String, on replica: Replica, timeout: Double = 10, _ condition: () -> Bool) -> Bool {
+    let deadline = DispatchTime.now() + timeout
+    while !condition() {
+        guard replica.exchanged.wait(timeout: deadline) == .success else {
+            Issue.record("timed out waiting for \(what)")
+            return false
+        }
     }
-    Issue.record("timed out waiting for \(what)")
-    return false
+    return true
 }
 
 @Suite(.serialized) struct SharedStateExchangeTests {
@@ -67,25 +72,25 @@ func eventually(_ what: String, timeout: Double = 10, _ condition: () -> Bool) -
         let pod = try a.route(doc("shared") + " first")
         let blocks = a.held(doc("shared"))
         #expect(blocks.max()! > 0)
-        #expect(eventually("B to learn A's insertion") { b.held(doc("shared")) == blocks })
+        #expect(eventually("B to learn A's insertion", on: b) { b.held(doc("shared")) == blocks })
         // ...so B sends the follow-up to the same pod.
         #expect(try b.route(doc("shared") + " second") == pod)
         // In-flight: A's requests on a pod show at B as the peer's (and the other way round).
         let load = a.registry.snapshot.loads[pod.address]!
         load.start(tokens: 100)
         load.start(tokens: 50)
-        #expect(eventually("B to see A's 2 requests in flight") { b.registry.snapshot.loads[pod.address]!.requests == 2 })
+        #expect(eventually("B to see A's 2 requests in flight", on: b) { b.registry.snapshot.loads[pod.address]!.requests == 2 })
         #expect(b.registry.snapshot.loads[pod.address]!.peerRequests == 2)
         #expect(b.registry.snapshot.loads[pod.address]!.localRequests == 0)
         load.finish(tokens: 100)
         load.finish(tokens: 50)
-        #expect(eventually("B to see them finish") { b.registry.snapshot.loads[pod.address]!.requests == 0 })
+        #expect(eventually("B to see them finish", on: b) { b.registry.snapshot.loads[pod.address]!.requests == 0 })
         // vtc-basic charges: A's estimate for alice counts at B.
         let r = RoutingRequest(model: "m", stream: false, bodyBytes: 400, requestID: "x", maxTokens: 50, user: "alice")
         _ = try a.routers.router(named: "vtc-basic").decide(r, view: a.registry.snapshot.view(for: "m")!)
         let charged = a.routers.fairness!.tokens(of: "alice")
         #expect(charged > 0)
-        #expect(eventually("B to count alice's charge") { b.routers.fairness!.tokens(of: "alice") == charged })
+        #expect(eventually("B to count alice's charge", on: b) { b.routers.fairness!.tokens(of: "alice") == charged })
         #expect(a.state.counters.eventsDropped.value == 0 && b.state.counters.malformed.value == 0)
     }
 
@@ -96,10 +101,10 @@ func eventually(_ what: String, timeout: Double = 10, _ condition: () -> Bool) -
         let b = Replica("b", port: f.server.port, loop: f.group.loops[1])
         let load = a.registry.snapshot.loads[a.pods[0].address]!
         load.start(tokens: 10)
-        #expect(eventually("B to see A's request in flight") { b.registry.snapshot.loads[a.pods[0].address]!.requests == 1 })
+        #expect(eventually("B to see A's request in flight", on: b) { b.registry.snapshot.loads[a.pods[0].address]!.requests == 1 })
         f.server.stop()
         // A's report can no longer change: after the stale time B counts its own requests only.
-        #expect(eventually("B to stop counting A's request") { b.registry.snapshot.loads[a.pods[0].address]!.requests == 0 })
+        #expect(eventually("B to stop counting A's request", on: b) { b.registry.snapshot.loads[a.pods[0].address]!.requests == 0 })
         #expect(b.state.counters.peers.load(ordering: .relaxed) == 0)
         load.finish(tokens: 10)
     }
@@ -110,7 +115,7 @@ func eventually(_ what: String, timeout: Double = 10, _ condition: () -> Bool) -
         let a = Replica("a", port: f.server.port, loop: f.group.loops[0])
         let b = Replica("b", port: f.server.port, loop: f.group.loops[1])
         _ = try a.route(doc("published") + " q")
-        #expect(eventually("B to apply A's first batch") { b.held(doc("published")).max()! > 0 })
+        #expect(eventually("B to apply A's first batch", on: b) { b.held(doc("published")).max()! > 0 })
         // Blocks A holds whose batch never reached Redis (as when Redis was down)...
         let lost = doc("lost")
         a.prefix.index.record(a.prefix.hasher.keys(bytes: Array(lost.utf8), model: "m"), pod: a.pods[1])
@@ -125,7 +130,7 @@ func eventually(_ what: String, timeout: Double = 10, _ condition: () -> Bool) -
             return
         }
         // B asks A for a resync; A republishes its index; B now holds the lost blocks too.
-        #expect(eventually("B to get A's republished index") { b.held(lost)[1] > 0 })
+        #expect(eventually("B to get A's republished index", on: b) { b.held(lost)[1] > 0 })
         #expect(b.state.counters.gaps.value >= 1)
         #expect(a.state.counters.resyncsServed.value >= 1)  // requests within a second are served together
     }
@@ -145,7 +150,7 @@ func eventually(_ what: String, timeout: Double = 10, _ condition: () -> Bool) -
         a.prefix.index.record(keys, pod: a.pods[0])
         // B starts and asks every peer for a resync: A republishes in 40 entries, 4 per tick.
         let b = Replica("b", port: f.server.port, loop: f.group.loops[1], small)
-        #expect(eventually("B to hold A's 40,000 blocks") { b.prefix.index.count(of: b.pods[0]) == 40_000 })
+        #expect(eventually("B to hold A's 40,000 blocks", on: b) { b.prefix.index.count(of: b.pods[0]) == 40_000 })
         #expect(b.prefix.index.longestMatches([keys[0]], pods: b.pods) == [1, 0])
         // No gap, no second resync: the republished index never went through the (small) batch.
         #expect(b.state.counters.gaps.value == 0 && a.state.counters.eventsDropped.value == 0)
@@ -160,10 +165,10 @@ func eventually(_ what: String, timeout: Double = 10, _ condition: () -> Bool) -
         #expect(waitConnected(c))
         _ = command(c, ["XADD", "switchboard:state:events", "*", "r", "z", "s", "1", "b", "\u{1}\u{9}garbage"])
         _ = command(c, ["XADD", "switchboard:state:events", "*", "no", "fields"])
-        #expect(eventually("B to count both malformed entries") { b.state.counters.malformed.value == 2 })
+        #expect(eventually("B to count both malformed entries", on: b) { b.state.counters.malformed.value == 2 })
         // And it goes on applying good entries.
         let a = Replica("a", port: f.server.port, loop: f.group.loops[0])
         _ = try a.route(doc("after") + " q")
-        #expect(eventually("B to apply a good batch after the bad ones") { b.held(doc("after")).max()! > 0 })
+        #expect(eventually("B to apply a good batch after the bad ones", on: b) { b.held(doc("after")).max()! > 0 })
     }
 }
