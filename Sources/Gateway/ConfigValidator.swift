@@ -154,8 +154,11 @@ struct EnvoyConfigCheck {
             if let name = (g["envoy_grpc"] as? [String: Any])?["cluster_name"] as? String {
                 if let ci = index[name] {
                     let c = clusters[ci]
-                    let h2 = ((c["typed_extension_protocol_options"] as? [String: Any])?["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
-                              as? [String: Any]).map { "\($0)".contains("http2_protocol_options") } ?? (c["http2_protocol_options"] != nil)
+                    // HTTP/2 with prior knowledge: HttpProtocolOptions' explicit_http_config, or the older cluster field.
+                    let options = (c["typed_extension_protocol_options"] as? [String: Any])?["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+                        as? [String: Any]
+                    let explicit = options?["explicit_http_config"] as? [String: Any]
+                    let h2 = explicit?["http2_protocol_options"] != nil || c["http2_protocol_options"] != nil
                     if !h2 {
                         fail(["static_resources", "clusters", ci], "cluster '\(name)' (the gateway) must speak HTTP/2 (http2_protocol_options): ext_proc is gRPC")
                     }
