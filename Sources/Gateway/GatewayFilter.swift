@@ -85,11 +85,10 @@ final class GatewayFilter: ExtProcFilter {
     /// For the request log line: the routing decision's time, the usage read here.
     private var decisionNanos: UInt64 = 0
     private var loggedUsage: OpenAIUsage?
-    /// Tracing (`--otlp-endpoint`): this request's span context, its parent
-    /// span (empty: a root), and its wall-clock start.
+    /// Tracing (`--otlp-endpoint`): this request's span context and its
+    /// parent span (empty: a root). The span starts at `headersAt`.
     private var trace: TraceContext?
     private var traceParent: [UInt8] = []
-    private var spanStart: UInt64 = 0
 
     /// The stream's event loop (the shared limits' Redis connection lives on it).
     private let loop: EventLoop?
@@ -113,7 +112,6 @@ final class GatewayFilter: ExtProcFilter {
         headersAt = monotonicNanos()
         if let t = context.tracer, !info.startsAtResponse {
             (traceParent, trace) = t.start(traceparent: headers.value(of: "traceparent"))
-            spanStart = Tracer.unixNanos()
         }
         let path = headers.value(of: ":path") ?? ""
         let method = headers.value(of: ":method") ?? ""
@@ -742,7 +740,7 @@ final class GatewayFilter: ExtProcFilter {
             let status = clientStatus > 0 ? String(clientStatus) : "none"
             context.stats.requestDuration.observe([servedModel ?? "unknown", router?.name ?? "", chosen?.address ?? "", status], seconds)
             if context.logger.logLevel <= .info { logRequest(outcome, status: status, seconds: seconds) }
-            if let t = trace, t.sampled, let tracer = context.tracer { tracer.finish(span(t, outcome, status: status)) }
+            if let t = trace, t.sampled, let tracer = context.tracer { tracer.finish(span(t, outcome)) }
         }
         switch outcome {
         case .completed: context.stats.completed.add(1)
@@ -780,12 +778,12 @@ final class GatewayFilter: ExtProcFilter {
     /// The request's span: from its headers to its stream's end, with what
     /// the gateway decided (OpenTelemetry's HTTP and GenAI attribute names
     /// where they fit).
-    private func span(_ t: TraceContext, _ outcome: ExtProcOutcome, status: String) -> Span {
+    private func span(_ t: TraceContext, _ outcome: ExtProcOutcome) -> Span {
         var a: [(String, Span.Attribute)] = [
             ("switchboard.request_id", .string(requestID)), ("gen_ai.request.model", .string(servedModel ?? "unknown")),
             ("switchboard.outcome", .string(Self.outcomeName(outcome))),
         ]
-        if let code = Int(status) { a.append(("http.response.status_code", .int(Int64(code)))) }
+        if clientStatus > 0 { a.append(("http.response.status_code", .int(Int64(clientStatus)))) }
         if let r = router { a.append(("switchboard.strategy", .string(r.name))) }
         if let p = chosen {
             a.append(("server.address", .string(p.host)))
@@ -797,10 +795,11 @@ final class GatewayFilter: ExtProcFilter {
             if let p = u.promptTokens { a.append(("gen_ai.usage.input_tokens", .int(Int64(p)))) }
             a.append(("gen_ai.usage.output_tokens", .int(Int64(u.completionTokens))))
         }
-        let code = Int(status) ?? 0
+        // Wall-clock start: now, less the request's monotonic age.
+        let end = Tracer.unixNanos()
         return Span(traceID: t.traceID, spanID: t.spanID, parentSpanID: traceParent, name: "switchboard route", kind: .server,
-                    startUnixNanos: spanStart, endUnixNanos: Tracer.unixNanos(), attributes: a,
-                    isError: code >= 500, statusMessage: code >= 500 ? "HTTP \(code)" : "")
+                    startUnixNanos: end &- (monotonicNanos() &- headersAt), endUnixNanos: end, attributes: a,
+                    isError: clientStatus >= 500, statusMessage: clientStatus >= 500 ? "HTTP \(clientStatus)" : "")
     }
 
     private static func outcomeName(_ o: ExtProcOutcome) -> String {
