@@ -374,7 +374,7 @@ final class Exchange: @unchecked Sendable {
         lastReports = now
         var sums: [Substring: (Int, Int)] = [:]
         var fresh = 0
-        var stale: [[UInt8]] = []
+        var stale: [String] = []
         var i = 0
         while i + 1 < a.count {
             defer { i += 2 }
@@ -384,7 +384,7 @@ final class Exchange: @unchecked Sendable {
             if let p = peers[field], p.sequence == seq {
                 if now &- p.changed > config.peerStaleNanos {
                     // Gone (or stuck): its counts stop counting; long gone: its field is removed.
-                    if now &- p.changed > 10 * config.peerStaleNanos { stale.append(Array(field.utf8)) }
+                    if now &- p.changed > 10 * config.peerStaleNanos { stale.append(field) }
                     continue
                 }
             } else {
@@ -406,8 +406,8 @@ final class Exchange: @unchecked Sendable {
             load.setPeers(requests: v.0, tokens: v.1)
         }
         for f in stale {
-            peers[String(decoding: f, as: UTF8.self)] = nil
-            connection.send([t("HDEL"), inflightKey, f]) { _ in }
+            peers[f] = nil
+            connection.send([t("HDEL"), inflightKey, t(f)]) { _ in }
         }
     }
 
