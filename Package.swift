@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "switchboard", targets: ["switchboard"]),
         .executable(name: "vllm-sim", targets: ["vllm-sim"]),
         .executable(name: "switchboard-kv-agent", targets: ["switchboard-kv-agent"]),
+        .executable(name: "switchboard-kv-server", targets: ["switchboard-kv-server"]),
         // The KV agent's C client, loaded by engine connectors (connectors/vllm) with ctypes.
         .library(name: "switchboard_kv", type: .dynamic, targets: ["CKVClient"]),
         // The CUDA shim (runtime loaded with dlopen; "unavailable" without a GPU).
@@ -117,7 +118,14 @@ let package = Package(
         .target(name: "KVPlacement", dependencies: ["KVProtocol"], swiftSettings: strict),
         .target(name: "KVCache", dependencies: ["KVProtocol", "HostMemory"], swiftSettings: strict),
         // The agent server (one event loop) and its process wiring (KVAgentService).
+        // The agent's side of the L2 tier: connections to cache servers, the ring
+        // over the healthy ones, reads with deadlines and failover, write-behind.
+        .target(name: "KVL2Client", dependencies: ["KVPlacement", "KVProtocol", "HostMemory", "EventLoop"], swiftSettings: strict),
         .target(name: "KVAgent", dependencies: [
+            "KVL2Client", "KVCache", "KVProtocol", "HostMemory", "EventLoop", "Metrics", "AdminHTTP", .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+        // The L2 cache server: slot pool, checksummed index, watermark eviction, TCP protocol server.
+        .target(name: "KVServer", dependencies: [
             "KVCache", "KVProtocol", "HostMemory", "EventLoop", "Metrics", "AdminHTTP", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "KVAgentClient", dependencies: ["KVProtocol", "KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
@@ -144,6 +152,9 @@ let package = Package(
         ], swiftSettings: strict),
         .executableTarget(name: "switchboard-kv-agent", dependencies: [
             "KVAgent", "KVCache", "EventLoop", "CommandOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: strict),
+        .executableTarget(name: "switchboard-kv-server", dependencies: [
+            "KVServer", "KVCache", "EventLoop", "CommandOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         .executableTarget(name: "vllm-sim", dependencies: [
             "VLLMSim", "CommandOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -176,6 +187,7 @@ let package = Package(
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ExtProc", "ExtProcProto", "PodSnapshot", "PodMetrics"], swiftSettings: strict),
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache", "KVProtocol", "KVBench"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "KVAgentTests", dependencies: ["KVAgent", "KVAgentClient", "KVProtocol", "KVCache", "EventLoop", "HostMemory"], swiftSettings: strict),
+        .testTarget(name: "KVServerTests", dependencies: ["KVServer", "KVL2Client", "KVProtocol", "KVPlacement", "EventLoop", "HostMemory"], swiftSettings: strict),
         .testTarget(name: "VLLMSimTests", dependencies: ["VLLMSim", "HTTP1", "EventLoop"], swiftSettings: strict),
     ]
 )

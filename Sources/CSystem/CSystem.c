@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 
 int csys_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
@@ -156,6 +157,25 @@ int csys_connect_tcp(const char *host, int port) {
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
         int e = errno; close(fd); errno = e; return -1;
     }
+    return fd;
+}
+
+int csys_connect_tcp_blocking(const char *host, int port, int timeout_ms) {
+    int fd = csys_connect_tcp(host, port);
+    if (fd < 0) return -1;
+    struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+    int r;
+    do { r = poll(&pfd, 1, timeout_ms); } while (r < 0 && errno == EINTR);
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (r == 0) err = ETIMEDOUT;
+    else if (r < 0) err = errno;
+    else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err != 0) { close(fd); errno = err; return -1; }
+    int flags = fcntl(fd, F_GETFL, 0);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) { int e = errno; close(fd); errno = e; return -1; }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;
 }
 

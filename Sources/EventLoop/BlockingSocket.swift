@@ -1,9 +1,10 @@
 internal import CSystem
 import Glibc
 
-/// A blocking Unix stream socket for simple request/response clients (the
-/// KV agent's Swift client). Not for use on an event loop thread.
-public final class BlockingUnixSocket {
+/// A blocking stream socket (Unix or TCP) for simple request/response
+/// clients (the KV agent's Swift client, tests and benchmarks of the L2
+/// cache server). Not for use on an event loop thread.
+public final class BlockingSocket {
     public let fd: Int32
     public private(set) var isClosed = false
 
@@ -11,6 +12,13 @@ public final class BlockingUnixSocket {
     public init(path: String) throws(SystemError) {
         let f = csys_connect_unix(path)
         guard f >= 0 else { throw SystemError("connect(\(path))", errno) }
+        fd = f
+    }
+
+    /// Connects to a numeric IPv4 `host:port` over TCP (no Nagle delay).
+    public init(host: String, port: Int, timeoutMillis: Int = 5_000) throws(SystemError) {
+        let f = csys_connect_tcp_blocking(host, Int32(port), Int32(timeoutMillis))
+        guard f >= 0 else { throw SystemError("connect(\(host):\(port))", errno) }
         fd = f
     }
 

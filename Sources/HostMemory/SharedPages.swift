@@ -86,6 +86,37 @@ public final class SharedPages: @unchecked Sendable {
         return csys_crc32c(0, base + index * pageSize, pageSize)
     }
 
+    /// Copies `bytes` (at most one page) to the start of page `index`: the
+    /// L2 cache server's slots hold blocks up to a page long.
+    public func store(page index: Int, _ bytes: ArraySlice<UInt8>) {
+        precondition(index >= 0 && index < pages && bytes.count <= pageSize, "page write out of bounds")
+        bytes.withUnsafeBytes { src in
+            if let p = src.baseAddress { csys_copy(base + index * pageSize, p, src.count) }
+        }
+    }
+
+    /// Appends the first `count` bytes of page `index` to `out` (one copy,
+    /// straight into a message being built).
+    public func append(page index: Int, count: Int, to out: inout [UInt8]) {
+        precondition(index >= 0 && index < pages && count >= 0 && count <= pageSize, "page read out of bounds")
+        let src = base + index * pageSize
+        out.append(contentsOf: UnsafeRawBufferPointer(start: src, count: count))
+    }
+
+    /// CRC-32C of the first `count` bytes of page `index`, read in place.
+    public func crc32c(page index: Int, count: Int) -> UInt32 {
+        precondition(index >= 0 && index < pages && count >= 0 && count <= pageSize, "page checksum out of bounds")
+        return csys_crc32c(0, base + index * pageSize, count)
+    }
+
+    /// Inverts one byte of page `index` in place (fault injection: what a
+    /// memory error would do to a stored block).
+    public func flipByte(page index: Int, offset: Int) {
+        precondition(index >= 0 && index < pages && offset >= 0 && offset < pageSize, "page flip out of bounds")
+        let p = (base + index * pageSize + offset).assumingMemoryBound(to: UInt8.self)
+        p.pointee = ~p.pointee
+    }
+
     /// A copy of page `index`.
     public func read(page index: Int) -> [UInt8] {
         precondition(index >= 0 && index < pages, "page read out of bounds")

@@ -13,6 +13,9 @@ final class AgentConnection: StreamSocketDelegate {
     let owner: Int
     private var decoder = AgentProtocol.Decoder()
     private var greeted = false
+    /// A request is waiting on L2: later frames wait in `backlog` (replies stay in order).
+    private var busy = false
+    private var backlog: [AgentProtocol.Frame] = []
 
     init(core: AgentCore, socket: StreamSocket, owner: Int) {
         self.core = core
@@ -34,9 +37,24 @@ final class AgentConnection: StreamSocketDelegate {
             socket.close()
             return
         }
-        for f in frames where !socket.isClosed { handle(f) }
+        backlog.append(contentsOf: frames)
+        drain()
+    }
+
+    /// Handles queued frames until one goes to L2 (its completion resumes here).
+    private func drain() {
+        while !busy, !backlog.isEmpty, !socket.isClosed { handle(backlog.removeFirst()) }
         socket.flush()
         core.publishStats()
+    }
+
+    /// Runs an L2 read for `req`; `finish` replies (on the loop), then the backlog resumes.
+    private func awaitL2(_ start: (@escaping () -> Void) -> Void) {
+        busy = true
+        start { [self] in
+            busy = false
+            drain()
+        }
     }
 
     func socketDrained(_ socket: StreamSocket) {}
@@ -101,20 +119,38 @@ final class AgentConnection: StreamSocketDelegate {
                 // Both hand out pages under a ticket: u32 lease ms, keys -> u64 id, u32 n, n pages.
                 let ms = try r.u32(), keys = try r.keys()
                 try r.expectEnd()
-                let expires = core.expiry(leaseMillis: ms)
-                let t = op == .putAlloc ? store.reserve(keys, owner: owner, expires: expires)
-                                        : store.lease(keys, owner: owner, expires: expires)
-                w.u64(t.id)
-                w.u32(UInt32(t.pages.count))
-                for p in t.pages { w.i32(p) }
-                reply(req, w)
-                if t.id != 0 { core.armExpiry(expires) }
+                let answer = { [self] in
+                    let expires = core.expiry(leaseMillis: ms)
+                    let t = op == .putAlloc ? store.reserve(keys, owner: owner, expires: expires)
+                                            : store.lease(keys, owner: owner, expires: expires)
+                    var w = AgentProtocol.Writer()
+                    w.u64(t.id)
+                    w.u32(UInt32(t.pages.count))
+                    for p in t.pages { w.i32(p) }
+                    reply(req, w)
+                    if t.id != 0 { core.armExpiry(expires) }
+                }
+                // A GET reads the blocks L1 lacks through from L2 first (into L1, then leased).
+                let held = op == .get ? store.exists(keys) : keys.count
+                guard held < keys.count, let l2 = core.l2 else { return answer() }
+                awaitL2 { [self] resume in
+                    let rest = Array(keys[held...])
+                    l2.get(rest, deadline: core.l2Deadline(req.deadline)) { [self] blocks in
+                        core.fill(rest, blocks)
+                        if !socket.isClosed { answer() }
+                        resume()
+                    }
+                }
             case .putCommit, .putAbort, .release:
                 let id = try r.u64()
                 try r.expectEnd()
                 do {
                     switch op {
-                    case .putCommit: w.u32(UInt32(try store.commit(id, owner: owner)))
+                    case .putCommit:
+                        let keys = store.reservedKeys(id, owner: owner)
+                        w.u32(UInt32(try store.commit(id, owner: owner)))
+                        // Written behind to L2: never on the engine's path.
+                        if let keys, let l2 = core.l2 { l2.enqueueWrites(keys) }
                     case .putAbort: try store.abort(id, owner: owner)
                     default: try store.release(id, owner: owner)
                     }
@@ -126,8 +162,26 @@ final class AgentConnection: StreamSocketDelegate {
                 let keys = try r.keys()
                 try r.expectEnd()
                 let n = op == .exists ? store.exists(keys) : (op == .prefetch ? store.touch(keys) : store.delete(keys))
-                w.u32(UInt32(n))
-                reply(req, w)
+                // EXISTS counts the blocks L2 holds after L1's (metadata only);
+                // PREFETCH pulls them into L1 ahead of the request.
+                guard op != .delete, n < keys.count, let l2 = core.l2 else {
+                    w.u32(UInt32(n))
+                    return reply(req, w)
+                }
+                let rest = Array(keys[n...]), deadline = core.l2Deadline(req.deadline)
+                awaitL2 { [self] resume in
+                    let answer = { [self] (count: Int) in
+                        var w = AgentProtocol.Writer()
+                        w.u32(UInt32(count))
+                        if !socket.isClosed { reply(req, w) }
+                        resume()
+                    }
+                    if op == .exists {
+                        l2.exists(rest, deadline: deadline) { answer(n + $0) }
+                    } else {
+                        l2.get(rest, deadline: deadline) { [self] blocks in answer(n + core.fill(rest, blocks)) }
+                    }
+                }
             case .stats:
                 try r.expectEnd()
                 core.publishStats()

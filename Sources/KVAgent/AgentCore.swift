@@ -2,6 +2,7 @@ import EventLoop
 import Foundation
 import HostMemory
 import KVCache
+import KVL2Client
 import KVProtocol
 import Metrics
 import Synchronization
@@ -25,6 +26,8 @@ final class AgentCore: @unchecked Sendable {
     /// The latest counters, for readers off the loop (copied after every
     /// batch of requests; rendered as text only when someone asks).
     let statsSnapshot: Mutex<AgentStats>
+    /// The remote tier, when configured (on this loop).
+    var l2: L2Tier?
 
     init(configuration: KVAgentConfiguration, pool: SharedPages, loop: EventLoop) {
         self.configuration = configuration
@@ -86,10 +89,37 @@ final class AgentCore: @unchecked Sendable {
         expiryTimer = (id, due)
     }
 
+    /// When an L2 read for a request must be answered: the request's own
+    /// deadline (absolute, monotonic) or the tier's read timeout, whichever is sooner.
+    func l2Deadline(_ requestDeadline: UInt64) -> UInt64 {
+        let own = monotonicNanos() &+ (l2?.configuration.readTimeoutMillis ?? 0) * 1_000_000
+        return requestDeadline == 0 ? own : min(own, requestDeadline)
+    }
+
+    /// Stores blocks read from L2 (`blocks[i]` is `keys[i]`'s) in L1 under
+    /// the agent's own short reservation; returns how many from the start
+    /// are in L1 afterwards. Blocks of another size are not stored.
+    @discardableResult
+    func fill(_ keys: [BlockKey], _ blocks: [CacheProtocol.Block]) -> Int {
+        var m = 0
+        while m < blocks.count, blocks[m].bytes.count == pool.pageSize { m += 1 }
+        guard m > 0 else { return 0 }
+        let ks = Array(keys[0..<m])
+        let t = store.reserve(ks, owner: 0, expires: monotonicNanos() &+ 1_000_000_000)
+        for (i, p) in t.pages.enumerated() where p >= 0 { pool.write(page: Int(p), from: blocks[i].bytes) }
+        if t.id != 0 { _ = try? store.commit(t.id, owner: 0) }
+        return store.exists(ks)
+    }
+
     func publishStats() {
         var s = AgentStats(store: store.stats, pages: pool.pages, pageSize: pool.pageSize, policy: configuration.policy.rawValue,
                            connections: connections.count, requests: requests, errors: errors)
         s.durations = opDurationList
+        if let l2 {
+            s.l2 = l2.stats
+            s.l2Members = l2.memberStates.map { ($0.id, $0.up) }
+            s.l2Queued = l2.queuedWrites
+        }
         statsSnapshot.withLock { $0 = s }
     }
 }

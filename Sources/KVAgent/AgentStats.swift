@@ -2,6 +2,7 @@ import EventLoop
 import Foundation
 import HostMemory
 import KVCache
+import KVL2Client
 import Metrics
 import Synchronization
 
@@ -16,6 +17,10 @@ struct AgentStats: Sendable {
     var errors = 0
     /// Request handling time per op (rendered as one histogram family).
     var durations: [(String, Histogram)] = []
+    /// The L2 tier's counters, members (id, in the ring) and write queue, when configured.
+    var l2: L2Stats?
+    var l2Members: [(String, Bool)] = []
+    var l2Queued = 0
 
     var json: String {
         let s = store, page = pageSize
@@ -24,7 +29,18 @@ struct AgentStats: Sendable {
         "hits":\(s.hits),"misses":\(s.misses),"puts":\(s.puts),"evictions":\(s.evictions),"expired":\(s.expired),\
         "bytes_in":\(s.puts * page),"bytes_out":\(s.hits * page),\
         "reservations":\(s.reservations),"leases":\(s.leases),"connections":\(connections),\
-        "requests":\(requests),"errors":\(errors),"policy":"\(policy)"}
+        "requests":\(requests),"errors":\(errors),"policy":"\(policy)"\(l2JSON)}
+        """
+    }
+
+    private var l2JSON: String {
+        guard let l = l2 else { return "" }
+        let members = l2Members.map { #"{"member":"\#($0.0)","up":\#($0.1)}"# }.joined(separator: ",")
+        return """
+        ,"l2":{"hits":\(l.hits),"misses":\(l.misses),"failovers":\(l.failovers),"timeouts":\(l.timeouts),\
+        "errors":\(l.errors),"corrupt":\(l.corrupt),"writes_queued":\(l.writesQueued),"writes_dropped":\(l.writesDropped),\
+        "blocks_written":\(l.blocksWritten),"write_failures":\(l.writeFailures),"write_queue":\(l2Queued),\
+        "members_up":\(l.membersUp),"ring_changes":\(l.ringChanges),"members":[\(members)]}
         """
     }
 
@@ -49,6 +65,22 @@ struct AgentStats: Sendable {
         metric("reservations", .gauge, "Puts reserved and not yet committed.", s.reservations)
         metric("leases", .gauge, "Gets pinning pages.", s.leases)
         metric("connections", .gauge, "Engine connections.", connections)
+        if let l = l2 {
+            metric("l2_hits_total", .counter, "Blocks found in L2 after an L1 miss (EXISTS counts, GET and PREFETCH fetches).", l.hits)
+            metric("l2_misses_total", .counter, "L2 lookups that stopped short of the keys asked.", l.misses)
+            metric("l2_failovers_total", .counter, "L2 calls re-sent to the next replica after a miss, error or timeout.", l.failovers)
+            metric("l2_timeouts_total", .counter, "L2 calls that got no reply within their deadline.", l.timeouts)
+            metric("l2_errors_total", .counter, "L2 calls that failed (connection, refusal, malformed reply).", l.errors)
+            metric("l2_corrupt_total", .counter, "Blocks read from L2 whose bytes did not match their checksum (treated as misses).", l.corrupt)
+            metric("l2_writes_queued_total", .counter, "Blocks queued to be written behind to L2.", l.writesQueued)
+            metric("l2_writes_dropped_total", .counter, "Blocks not written to L2 because the queue was full or no member was up.", l.writesDropped)
+            metric("l2_blocks_written_total", .counter, "Block copies L2 members acknowledged (each replica counts).", l.blocksWritten)
+            metric("l2_write_failures_total", .counter, "Block copies L2 members did not store (error, timeout, refusal).", l.writeFailures)
+            metric("l2_write_queue_blocks", .gauge, "Blocks waiting to be written to L2.", l2Queued)
+            metric("l2_members_up", .gauge, "L2 members in the ring (answering health probes).", l.membersUp)
+            w.family("switchboard_kv_l2_member_up", .gauge, help: "1 when the L2 member is in the ring.")
+            for (m, up) in l2Members { w.sample("switchboard_kv_l2_member_up", labels: "member=\"\(m)\"", up ? 1 : 0) }
+        }
         w.family("switchboard_kv_request_duration_seconds", .histogram,
                  help: "The agent's time per protocol request, by op (decode, store work, reply; block data moves in shared memory, not here).")
         for (op, h) in durations { w.histogram("switchboard_kv_request_duration_seconds", h.snapshot, before: "op=\"\(op)\"") }

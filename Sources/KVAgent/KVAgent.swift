@@ -2,6 +2,7 @@ import EventLoop
 import Foundation
 import HostMemory
 import KVCache
+import KVL2Client
 import KVProtocol
 import Metrics
 import Synchronization
@@ -26,11 +27,26 @@ public final class KVAgent: Sendable {
         let pages = configuration.capacityBytes / configuration.pageSize
         pool = try SharedPages(name: "switchboard-kv-l1", pageSize: configuration.pageSize, pages: pages)
         // A live agent on this path keeps it: binding would unlink its socket.
-        if (try? BlockingUnixSocket(path: configuration.socketPath)) != nil {
+        if (try? BlockingSocket(path: configuration.socketPath)) != nil {
             throw SharedPages.Failure(description: "another agent is already serving \(configuration.socketPath)")
         }
         listener = try Listener(address: .unix(path: configuration.socketPath))
         core = AgentCore(configuration: configuration, pool: pool, loop: loop)
+        if let l2c = configuration.l2 {
+            let store = core.store, pool = self.pool
+            let tier = try L2Tier(configuration: l2c, loop: loop) { keys in
+                // Committed pages stay put while this runs on the loop.
+                keys.compactMap { k in
+                    guard let p = store.page(of: k) else { return nil }
+                    return (k, CacheProtocol.Block(checksum: UInt64(pool.crc32c(page: Int(p))), bytes: pool.read(page: Int(p))))
+                }
+            }
+            tier.onRingChange = { member, up, why in
+                FileHandle.standardError.write(Data("kv-agent: L2 member \(member) \(up ? "joined the ring" : "left the ring"): \(why)\n".utf8))
+            }
+            core.l2 = tier
+            loop.execute { tier.start() }
+        }
         core.publishStats()
         let core = self.core
         try listener.attach(to: loop) { fd, loop in

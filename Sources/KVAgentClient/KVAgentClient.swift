@@ -22,7 +22,7 @@ public final class KVAgentClient {
     public let pageSize: Int
     public let pages: Int
     public let pool: SharedPages
-    private let socket: BlockingUnixSocket
+    private let socket: BlockingSocket
     private var decoder = AgentProtocol.Decoder()
     private var nextID: UInt32 = 1
     /// Per-call time budget; each request carries now + this as its deadline.
@@ -30,7 +30,7 @@ public final class KVAgentClient {
 
     /// Connects, says HELLO (with the engine's block size, 0 = any) and maps the pool.
     public init(socketPath: String, pageSize: Int = 0) throws(KVAgentError) {
-        do { socket = try BlockingUnixSocket(path: socketPath) } catch {
+        do { socket = try BlockingSocket(path: socketPath) } catch {
             throw KVAgentError(status: nil, message: "cannot connect to the KV agent at \(socketPath): \(error)")
         }
         socket.setReceiveTimeout(millis: 30_000)
@@ -173,12 +173,12 @@ public final class KVAgentClient {
         return (id, pages)
     }
 
-    private static func call(_ socket: BlockingUnixSocket, _ decoder: inout AgentProtocol.Decoder, op: AgentProtocol.Op, id: UInt32,
+    private static func call(_ socket: BlockingSocket, _ decoder: inout AgentProtocol.Decoder, op: AgentProtocol.Op, id: UInt32,
                              deadline: UInt64, body: [UInt8], wantDescriptor: Bool) throws(KVAgentError) -> ([UInt8], Int32?) {
         try call(socket, &decoder, rawOp: op.rawValue, id: id, deadline: deadline, body: body, wantDescriptor: wantDescriptor)
     }
 
-    private static func call(_ socket: BlockingUnixSocket, _ decoder: inout AgentProtocol.Decoder, rawOp: UInt16, id: UInt32,
+    private static func call(_ socket: BlockingSocket, _ decoder: inout AgentProtocol.Decoder, rawOp: UInt16, id: UInt32,
                              deadline: UInt64, body: [UInt8], wantDescriptor: Bool) throws(KVAgentError) -> ([UInt8], Int32?) {
         do {
             try socket.send(AgentProtocol.Frame(op: rawOp, requestID: id, deadline: deadline, body: body).encoded())

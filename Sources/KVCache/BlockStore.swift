@@ -161,6 +161,17 @@ public final class BlockStore {
         dropLease(id, t)
     }
 
+    /// The page holding `key`'s committed block, if stored (no pin, no
+    /// recency change). The bytes stay put until the key is evicted or
+    /// deleted, which happens only on the caller's thread.
+    public func page(of key: BlockKey) -> Int32? { index[key] }
+
+    /// The keys a reservation will publish (nil for an unknown id or another owner's).
+    public func reservedKeys(_ id: UInt64, owner: Int) -> [BlockKey]? {
+        guard let t = reservations[id], t.owner == owner else { return nil }
+        return t.keys
+    }
+
     /// How many keys from the start are stored (no pin, no recency change).
     public func exists(_ keys: [BlockKey]) -> Int {
         var n = 0

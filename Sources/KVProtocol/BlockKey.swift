@@ -16,3 +16,11 @@ public struct BlockKey: Hashable, Sendable, CustomStringConvertible {
         return String(repeating: "0", count: 16 - h.count) + h + String(repeating: "0", count: 16 - l.count) + l
     }
 }
+
+extension BlockKey {
+    /// Parses the 32-hex-digit spelling (`description`); nil otherwise.
+    public init?(hex: String) {
+        guard hex.utf8.count == 32, let h = UInt64(hex.prefix(16), radix: 16), let l = UInt64(hex.suffix(16), radix: 16) else { return nil }
+        self.init(high: h, low: l)
+    }
+}

@@ -46,7 +46,7 @@ struct KVAgentCommand: ParsableCommand {
 
     func validate() throws {
         guard blockBytes > 0 else { throw ValidationError("--block-bytes must be positive") }
-        guard let c = KVAgentConfiguration.parseBytes(capacity), c >= blockBytes else {
+        guard let c = ByteCount.parse(capacity), c >= blockBytes else {
             throw ValidationError("--capacity must be a byte count (e.g. 8G) of at least one block")
         }
         guard EvictionPolicyKind(rawValue: policy) != nil else {
@@ -60,7 +60,7 @@ struct KVAgentCommand: ParsableCommand {
         var c = KVAgentConfiguration()
         c.socketPath = socket
         c.pageSize = blockBytes
-        c.capacityBytes = KVAgentConfiguration.parseBytes(capacity)!
+        c.capacityBytes = ByteCount.parse(capacity)!
         c.policy = EvictionPolicyKind(rawValue: policy)!
         c.defaultLeaseMillis = defaultLeaseMs
         let admin: SocketAddress?

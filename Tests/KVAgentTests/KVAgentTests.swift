@@ -100,7 +100,7 @@ func block(_ i: Int, _ size: Int) -> [UInt8] {
         #expect(try c.put([(key(3), block(3, 4096))]) == 1)
 
         // Requests before HELLO, and a stream that is not the protocol at all.
-        let raw = try BlockingUnixSocket(path: a.path)
+        let raw = try BlockingSocket(path: a.path)
         try raw.send(AgentProtocol.Frame(op: AgentProtocol.Op.stats.rawValue, requestID: 1).encoded())
         var d = AgentProtocol.Decoder()
         let reply = try d.feed(try raw.receive().bytes)
@@ -117,7 +117,7 @@ func block(_ i: Int, _ size: Int) -> [UInt8] {
         #expect(closed)
 
         // A header announcing a body over the limit: "too large" (not "bad request"), then closed.
-        let big = try BlockingUnixSocket(path: a.path)
+        let big = try BlockingSocket(path: a.path)
         var header = AgentProtocol.Writer()
         header.u32(AgentProtocol.magic)
         header.u32(UInt32(AgentProtocol.maxBody + 1))

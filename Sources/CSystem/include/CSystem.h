@@ -45,6 +45,9 @@ int csys_listen_tcp(const char *host, int port, int backlog, int *bound_port);
 int csys_listen_unix(const char *path, int backlog);
 /// Non-blocking connect to a numeric host:port; returns fd (connect may be in progress) or -1.
 int csys_connect_tcp(const char *host, int port);
+/// A blocking TCP connection to numeric IPv4 host:port with TCP_NODELAY;
+/// gives up after timeout_ms (errno ETIMEDOUT). Returns the fd or -1.
+int csys_connect_tcp_blocking(const char *host, int port, int timeout_ms);
 
 /// memfd_create(name, MFD_CLOEXEC) sized to `bytes` with ftruncate (sparse:
 /// pages are committed on first touch). Returns the fd or -1.
