@@ -151,7 +151,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .executableTarget(name: "switchboard-kv-agent", dependencies: [
-            "KVAgent", "KVCache", "EventLoop", "CommandOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "KVAgent", "KVCache", "KVL2Client", "EventLoop", "CommandOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: strict),
         .executableTarget(name: "switchboard-kv-server", dependencies: [
             "KVServer", "KVCache", "EventLoop", "CommandOptions", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -63,6 +63,7 @@ public final class KVAgentService {
             "kv.socket": "\(configuration.socketPath)", "kv.pages": "\(agent.pool.pages)",
             "kv.page_bytes": "\(configuration.pageSize)", "kv.capacity_bytes": "\(configuration.capacityBytes)",
             "kv.policy": "\(configuration.policy.rawValue)",
+            "kv.l2": "\(configuration.l2.map { "\($0.members.joined(separator: ",")) replicas=\($0.replicas) read_timeout_ms=\($0.readTimeoutMillis)" } ?? "off")",
             "kv.metrics": "\(admin.map { _ in "http://\(adminListen!)/metrics" } ?? "off")",
         ])
         group.start()

@@ -141,12 +141,14 @@ public final class KVCacheServer: Sendable {
     public let store: CacheStore
     let listener: Listener
     let core: CacheServerCore
+    let loop: EventLoop
 
     public init(configuration: KVServerConfiguration, loop: EventLoop) throws {
         guard let policy = EvictionPolicyKind(rawValue: configuration.policy) else {
             throw CacheStore.Failure(description: "unknown eviction policy \(configuration.policy)")
         }
         self.configuration = configuration
+        self.loop = loop
         store = try CacheStore(capacityBytes: configuration.capacityBytes, slotBytes: configuration.slotBytes, policy: policy,
                                highWatermark: configuration.highWatermark, lowWatermark: configuration.lowWatermark)
         listener = try Listener(address: configuration.listen)
@@ -161,7 +163,18 @@ public final class KVCacheServer: Sendable {
     /// The TCP port bound (with port 0 in tests).
     public var boundPort: Int? { listener.boundPort }
 
+    /// Stops accepting; connections stay until their agents close them.
     public func close() { listener.close() }
+
+    /// Stops accepting and closes every connection (as a crash would, for
+    /// agents: their calls fail and they fail over). Safe from any thread.
+    public func stop() {
+        listener.close()
+        let core = self.core
+        loop.execute {
+            for c in Array(core.connections.values) { c.socket.close() }
+        }
+    }
 
     public func statsJSON() -> String { CacheServerStats(core).json }
     public func prometheus() -> String { CacheServerStats(core).prometheus }

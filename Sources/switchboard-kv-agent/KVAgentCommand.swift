@@ -2,7 +2,9 @@ import ArgumentParser
 import CommandOptions
 import EventLoop
 import KVAgent
+import Foundation
 import KVCache
+import KVL2Client
 
 @main
 struct KVAgentCommand: ParsableCommand {
@@ -20,6 +22,14 @@ struct KVAgentCommand: ParsableCommand {
         Memory: --capacity bytes of sparse shared memory; a page costs RAM only once written. Every \
         engine on one agent must use the same block size in bytes (--block-bytes); a HELLO with \
         another size is refused with a clear error.
+
+        L2 (optional): --l2 HOST:PORT (repeatable or comma-separated) names switchboard-kv-server \
+        instances. Blocks are placed on a consistent-hash ring of the members that answer health \
+        probes, each on --l2-replicas of them. Committed blocks are written behind (bounded queue, \
+        drops counted; never on the engine's path); EXISTS counts blocks L2 holds after L1's, GET and \
+        PREFETCH read missing blocks through into L1. A read takes at most --l2-read-timeout-ms (or \
+        the engine's own deadline), fails over to the next replica, and treats any timeout, error \
+        or checksum mismatch as a miss: the engine recomputes.
 
         SIGTERM or SIGINT stops the agent; engines then see the socket close and recompute.
         """)
@@ -42,7 +52,29 @@ struct KVAgentCommand: ParsableCommand {
     @Option(help: "host:port for /metrics (Prometheus), /healthz and /stats over HTTP; empty to disable.")
     var metricsListen = "127.0.0.1:9103"
 
+    @Option(name: .customLong("l2"), help: "An L2 cache server, host:port (numeric IPv4); repeat or separate with commas.")
+    var l2Members: [String] = []
+
+    @Option(help: "Copies of each block on the L2 ring.")
+    var l2Replicas = 2
+
+    @Option(help: "Longest an L2 read may take, failover included (ms).")
+    var l2ReadTimeoutMs: UInt64 = 100
+
+    @Option(help: "Longest an L2 write may take (ms).")
+    var l2WriteTimeoutMs: UInt64 = 2_000
+
+    @Option(help: "L2 health probe period (ms).")
+    var l2HealthIntervalMs: UInt64 = 500
+
+    @Option(help: "Blocks that may wait to be written to L2; more are dropped (counted).")
+    var l2WriteQueue = 4_096
+
     @OptionGroup var log: LogOptions
+
+    var l2List: [String] {
+        l2Members.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
 
     func validate() throws {
         guard blockBytes > 0 else { throw ValidationError("--block-bytes must be positive") }
@@ -53,6 +85,16 @@ struct KVAgentCommand: ParsableCommand {
             throw ValidationError("unknown --policy \(policy); choose \(EvictionPolicyKind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard defaultLeaseMs > 0 else { throw ValidationError("--default-lease-ms must be positive") }
+        for m in l2List {
+            guard case .tcp(_, let port)? = try? SocketAddress(parsing: m), port > 0 else {
+                throw ValidationError("--l2 \(m): expected host:port of a switchboard-kv-server")
+            }
+        }
+        guard l2Replicas >= 1 else { throw ValidationError("--l2-replicas must be at least 1") }
+        guard l2ReadTimeoutMs > 0, l2WriteTimeoutMs > 0, l2HealthIntervalMs > 0 else {
+            throw ValidationError("--l2-read-timeout-ms, --l2-write-timeout-ms and --l2-health-interval-ms must be positive")
+        }
+        guard l2WriteQueue >= 1 else { throw ValidationError("--l2-write-queue must be at least 1") }
     }
 
     func run() throws {
@@ -63,6 +105,16 @@ struct KVAgentCommand: ParsableCommand {
         c.capacityBytes = ByteCount.parse(capacity)!
         c.policy = EvictionPolicyKind(rawValue: policy)!
         c.defaultLeaseMillis = defaultLeaseMs
+        if !l2List.isEmpty {
+            var l2 = L2Configuration()
+            l2.members = l2List
+            l2.replicas = l2Replicas
+            l2.readTimeoutMillis = l2ReadTimeoutMs
+            l2.writeTimeoutMillis = l2WriteTimeoutMs
+            l2.healthIntervalMillis = l2HealthIntervalMs
+            l2.writeQueueBlocks = l2WriteQueue
+            c.l2 = l2
+        }
         let admin: SocketAddress?
         do { admin = metricsListen.isEmpty ? nil : try SocketAddress(parsing: metricsListen) } catch {
             throw ValidationError("--metrics-listen: \(error)")
