@@ -1,0 +1,195 @@
+"""The KV-cache L2 tier as processes: three switchboard-kv-server instances
+and two node agents on loopback, engines as clients of the C library in
+separate processes. Blocks stored through agent A are read through agent B
+(cross-node reuse); a server killed mid-run is failed over or missed within
+the deadline; a byte flipped in a stored block is a miss, never returned."""
+import concurrent.futures
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+from harness import ROOT, Proc, binary, free_ports, wait_port, wait_unix, wait_until
+from test_kv_agent import PAGE, block_for, run_child
+
+sys.path.insert(0, os.path.join(ROOT, "connectors", "python"))
+import switchboard_kv as kv  # noqa: E402
+
+
+def get_json(port, path, method="GET"):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+class Tier:
+    """Three servers, two agents (agent A and B share the servers, not memory)."""
+
+    def __init__(self, replicas=2, read_timeout_ms=300):
+        self.dir = tempfile.mkdtemp(prefix="sbl2-")
+        ports = free_ports(3 * 2 + 2)
+        self.server_ports, self.server_admin = ports[0:3], ports[3:6]
+        self.agent_admin = ports[6:8]
+        self.servers = [self._server(i) for i in range(3)]
+        members = ",".join(f"127.0.0.1:{p}" for p in self.server_ports)
+        self.socks, self.agents = [], []
+        for i, name in enumerate("ab"):
+            sock = os.path.join(self.dir, f"{name}.sock")
+            self.socks.append(sock)
+            self.agents.append(Proc(f"kv-agent-{name}", [
+                binary("switchboard-kv-agent"), "--socket", sock, "--block-bytes", str(PAGE), "--capacity", "4M",
+                "--l2", members, "--l2-replicas", str(replicas), "--l2-read-timeout-ms", str(read_timeout_ms),
+                "--l2-health-interval-ms", "100", "--metrics-listen", f"127.0.0.1:{self.agent_admin[i]}"], self.dir))
+        for s in self.socks:
+            wait_unix(s)
+        for p in self.agent_admin:
+            wait_port(p)
+        for i in range(2):
+            wait_until(lambda: self.agent_stats(i)["l2"]["members_up"] == 3, f"agent {i} to admit the three servers")
+
+    def _server(self, i):
+        p = Proc(f"kv-server-{i}", [binary("switchboard-kv-server"), "--listen", f"127.0.0.1:{self.server_ports[i]}",
+                                    "--block-bytes", str(PAGE), "--capacity", "16M", "--debug-endpoints",
+                                    "--metrics-listen", f"127.0.0.1:{self.server_admin[i]}"], self.dir)
+        wait_port(self.server_ports[i])
+        wait_port(self.server_admin[i])
+        return p
+
+    def restart_server(self, i):
+        self.servers[i] = self._server(i)
+
+    def agent_stats(self, i):
+        return get_json(self.agent_admin[i], "/stats")
+
+    def server_stats(self, i):
+        return get_json(self.server_admin[i], "/stats")
+
+    def stop(self):
+        for p in self.agents + self.servers:
+            p.stop()
+
+
+@pytest.fixture
+def tier():
+    t = Tier()
+    yield t
+    t.stop()
+
+
+def keys_for(seed, n):
+    return kv.KeySpace("test", "tiny", "bytes", 16).keys(list(range(seed, seed + 16 * n)))
+
+
+def store_through(sock, seed, n):
+    r = run_child(f"""
+        keys = space.keys(list(range({seed}, {seed} + 16 * {n})))
+        print(c.put(keys, [block_for(k) for k in keys]))
+    """, sock)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(n)]
+
+
+def read_through(sock, seed, n):
+    """(exists, blocks got, all bytes right) as an engine on `sock` sees them."""
+    r = run_child(f"""
+        keys = space.keys(list(range({seed}, {seed} + 16 * {n})))
+        e = c.exists(keys)
+        got = c.get(keys)
+        print(e, len(got), all(g == block_for(k) for g, k in zip(got, keys)))
+    """, sock)
+    assert r.returncode == 0, r.stderr
+    e, n_got, ok = r.stdout.split()
+    return int(e), int(n_got), ok == "True"
+
+
+def test_a_prefix_stored_through_agent_a_is_read_through_agent_b(tier):
+    store_through(tier.socks[0], 100, 24)
+    # Written behind: wait for the copies (24 blocks x 2 replicas), not for time.
+    wait_until(lambda: tier.agent_stats(0)["l2"]["blocks_written"] == 48, "agent A to write 48 block copies to L2")
+    assert sum(tier.server_stats(i)["blocks"] for i in range(3)) == 48
+    assert read_through(tier.socks[1], 100, 24) == (24, 24, True)
+    b = tier.agent_stats(1)
+    assert b["hits"] == 24 and b["l2"]["hits"] >= 24 and b["l2"]["corrupt"] == 0
+    # Now in B's L1: a second read is an L1 hit and asks L2 nothing more.
+    before = b["l2"]["hits"]
+    assert read_through(tier.socks[1], 100, 24) == (24, 24, True)
+    assert tier.agent_stats(1)["l2"]["hits"] == before
+    # The per-tier counters on the Prometheus page.
+    page = urllib.request.urlopen(f"http://127.0.0.1:{tier.agent_admin[1]}/metrics", timeout=5).read().decode()
+    assert "switchboard_kv_l2_hits_total" in page and 'switchboard_kv_l2_member_up{member="127.0.0.1:' in page
+    spage = urllib.request.urlopen(f"http://127.0.0.1:{tier.server_admin[0]}/metrics", timeout=5).read().decode()
+    assert "switchboard_kv_server_blocks " in spage and "switchboard_kv_server_request_duration_seconds_count" in spage
+
+
+def test_a_killed_server_is_failed_over_and_the_ring_heals(tier):
+    store_through(tier.socks[0], 500, 30)
+    wait_until(lambda: tier.agent_stats(0)["l2"]["blocks_written"] == 60, "agent A to write 60 block copies")
+    # Kill one server while agent B reads: with two replicas every block is still somewhere.
+    tier.servers[1].signal(signal.SIGKILL)
+    tier.servers[1].wait(5)
+    t0 = time.monotonic()
+    e, n, ok = read_through(tier.socks[1], 500, 30)
+    elapsed = time.monotonic() - t0
+    assert (e, n, ok) == (30, 30, True), (e, n, ok)
+    print(f"\nread of 30 blocks with one of three servers killed: {elapsed * 1000:.0f} ms (one client process included)")
+    wait_until(lambda: tier.agent_stats(1)["l2"]["members_up"] == 2, "agent B to take the dead server out of the ring")
+    # Every read finishes within its deadline even when nothing answers: stop the other two as well
+    # (SIGSTOP: connections stay open and silent, the worst case for a client without timeouts).
+    for i in (0, 2):
+        tier.servers[i].signal(signal.SIGSTOP)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            f = pool.submit(read_through, tier.socks[1], 9000, 8)   # never stored: B must ask L2 and give up
+            e, n, ok = f.result(timeout=30)
+        assert (e, n) == (0, 0)
+    finally:
+        for i in (0, 2):
+            tier.servers[i].signal(signal.SIGCONT)
+    # The killed server returns (empty): it is readmitted, and new blocks land on it again.
+    tier.restart_server(1)
+    for i in range(2):
+        wait_until(lambda: tier.agent_stats(i)["l2"]["members_up"] == 3, f"agent {i} to readmit the restarted server")
+    store_through(tier.socks[0], 20000, 30)
+    wait_until(lambda: tier.server_stats(1)["blocks"] > 0, "blocks to land on the restarted server")
+    assert read_through(tier.socks[1], 20000, 30) == (30, 30, True)
+
+
+def test_a_flipped_byte_in_a_stored_block_is_a_miss_never_returned():
+    t = Tier(replicas=1)
+    try:
+        store_through(t.socks[0], 700, 6)
+        wait_until(lambda: t.agent_stats(0)["l2"]["blocks_written"] == 6, "agent A to write 6 blocks")
+        keys = keys_for(700, 6)
+        # Flip a byte of block 3 wherever it is stored.
+        victim = kv.hexkey(keys[3])
+        flipped = 0
+        for i in range(3):
+            try:
+                get_json(t.server_admin[i], f"/debug/corrupt?key={victim}&offset=1000", method="POST")
+                flipped += 1
+            except urllib.error.HTTPError as e:
+                assert e.code == 404
+        assert flipped == 1
+        # B gets the three intact blocks before it, never the damaged one.
+        e, n, ok = read_through(t.socks[1], 700, 6)
+        assert n == 3 and ok, (e, n, ok)
+        assert sum(t.server_stats(i)["corrupt"] for i in range(3)) == 1
+    finally:
+        t.stop()
+
+
+def test_the_server_refuses_bad_settings_and_explains_itself():
+    import subprocess
+    r = subprocess.run([binary("switchboard-kv-server"), "--help"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0 and "consistent-hash ring" in " ".join(r.stdout.split()) and "--high-watermark" in r.stdout
+    r = subprocess.run([binary("switchboard-kv-server"), "--low-watermark", "0.99", "--metrics-listen", ""],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0 and "watermarks must satisfy" in r.stderr
+    r = subprocess.run([binary("switchboard-kv-agent"), "--l2", "nohost", "--metrics-listen", ""],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0 and "--l2 nohost" in r.stderr
