@@ -66,7 +66,7 @@ struct AgentStats: Sendable {
         metric("leases", .gauge, "Gets pinning pages.", s.leases)
         metric("connections", .gauge, "Engine connections.", connections)
         if let l = l2 {
-            metric("l2_hits_total", .counter, "Blocks found in L2 after an L1 miss (EXISTS counts, GET and PREFETCH fetches).", l.hits)
+            metric("l2_hits_total", .counter, "Blocks read from L2 into L1 after an L1 miss (GET and PREFETCH; EXISTS answers are not counted).", l.hits)
             metric("l2_misses_total", .counter, "L2 lookups that stopped short of the keys asked.", l.misses)
             metric("l2_failovers_total", .counter, "L2 calls re-sent to the next replica after a miss, error or timeout.", l.failovers)
             metric("l2_timeouts_total", .counter, "L2 calls that got no reply within their deadline.", l.timeouts)

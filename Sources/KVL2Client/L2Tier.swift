@@ -31,7 +31,7 @@ public struct L2Configuration: Sendable {
 
 /// The agent's counters for its L2 tier.
 public struct L2Stats: Sendable, Equatable {
-    public var hits = 0          // blocks found in L2 (EXISTS) or fetched from it (GET)
+    public var hits = 0          // blocks fetched from L2 (GET, PREFETCH); EXISTS answers are not counted
     public var misses = 0        // lookups that stopped short of the keys asked
     public var failovers = 0     // calls re-sent to the next replica
     public var timeouts = 0
@@ -196,7 +196,7 @@ public final class L2Tier: @unchecked Sendable {
             finished = true
             var n = 0
             while n < keys.count, found[n] { n += 1 }
-            stats.hits += n
+            if fetch { stats.hits += n }
             if n < keys.count { stats.misses += 1 }
             done(fetch ? Array(blocks[0..<n]) : [CacheProtocol.Block?](repeating: nil, count: n))
         }
