@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <netdb.h>
 
 int csys_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
@@ -177,6 +178,19 @@ int csys_connect_tcp_blocking(const char *host, int port, int timeout_ms) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;
+}
+
+int csys_resolve_ipv4(const char *host, char *out, size_t out_len) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0) return rc;
+    const struct sockaddr_in *sa = (const struct sockaddr_in *)res->ai_addr;
+    const char *ok = inet_ntop(AF_INET, &sa->sin_addr, out, (socklen_t)out_len);
+    freeaddrinfo(res);
+    return ok ? 0 : EAI_FAIL;
 }
 
 int csys_memfd(const char *name, uint64_t bytes) {

@@ -26,6 +26,10 @@ final class L2Member: StreamSocketDelegate {
     let host: String
     let port: Int
     let loop: EventLoop
+    /// The IPv4 address connected to: the host itself when it is a literal,
+    /// else what the tier's resolver last found (nil until then).
+    private(set) var address: String?
+    var resolveError = "not resolved yet"
     /// In the ring (healthy).
     var up = false
     var consecutiveFailures = 0
@@ -49,6 +53,20 @@ final class L2Member: StreamSocketDelegate {
         self.host = host
         self.port = port
         self.loop = loop
+        if Resolver.isIPv4Literal(host) { address = host }
+    }
+
+    /// A new address for the host name: later calls connect there (a
+    /// restarted server pod comes back with another IP).
+    func resolved(_ result: Result<String, AddressError>) {
+        switch result {
+        case .success(let a):
+            guard a != address else { return }
+            address = a
+            disconnect("\(host) now resolves to \(a)")
+        case .failure(let e):
+            resolveError = e.reason
+        }
     }
 
     var pendingCalls: Int { pending.count }
@@ -60,7 +78,12 @@ final class L2Member: StreamSocketDelegate {
         if let s = socket, !s.isClosed {
             sock = s
         } else {
-            do { sock = try StreamSocket.connect(host: host, port: port, loop: loop) } catch {
+            guard let address else {
+                let why = "\(host) has no address: \(resolveError)"
+                loop.schedule(afterNanos: 0) { done(.failure(.connection(why))) }
+                return
+            }
+            do { sock = try StreamSocket.connect(host: address, port: port, loop: loop) } catch {
                 let why = "\(error)"
                 loop.schedule(afterNanos: 0) { done(.failure(.connection(why))) }
                 return

@@ -1,4 +1,6 @@
 import EventLoop
+import Foundation
+import Synchronization
 import HostMemory
 import KVPlacement
 import KVProtocol
@@ -6,7 +8,7 @@ import Metrics
 
 /// Settings of an agent's L2 tier.
 public struct L2Configuration: Sendable {
-    /// Cache servers, `host:port` (numeric IPv4).
+    /// Cache servers, `host:port` (an IPv4 literal, or a name resolved off the loop).
     public var members: [String] = []
     /// Copies of each block (the primary and the next distinct members on the ring).
     public var replicas = 2
@@ -18,6 +20,8 @@ public struct L2Configuration: Sendable {
     /// Health probe period; a member that fails a probe, or its connection,
     /// leaves the ring and is probed until it answers again.
     public var healthIntervalMillis: UInt64 = 500
+    /// How often member host names are resolved again (pods change IPs).
+    public var resolveIntervalMillis: UInt64 = 5_000
     /// Consecutive call timeouts that take a member out of the ring.
     public var failureThreshold = 3
     /// Blocks waiting to be written; beyond this, new writes are dropped (counted).
@@ -67,6 +71,8 @@ public final class L2Tier: @unchecked Sendable {
     /// Called on the loop when a member joins or leaves the ring.
     public var onRingChange: ((_ member: String, _ up: Bool, _ why: String) -> Void)?
 
+    private let resolving = Atomic<Bool>(false)
+
     public struct BadMember: Error, CustomStringConvertible {
         public let description: String
     }
@@ -75,7 +81,7 @@ public final class L2Tier: @unchecked Sendable {
                 source: @escaping ([BlockKey]) -> [(BlockKey, CacheProtocol.Block)]) throws(BadMember) {
         var ms: [String: L2Member] = [:]
         for m in configuration.members {
-            guard case .tcp(let host, let port)? = try? SocketAddress(parsing: m), port > 0 else {
+            guard case .tcp(let host, let port)? = try? SocketAddress(parsing: m), port > 0, !host.contains(":") else {
                 throw BadMember(description: "L2 member '\(m)' is not host:port")
             }
             ms[m] = L2Member(id: m, host: host, port: port, loop: loop)
@@ -92,12 +98,29 @@ public final class L2Tier: @unchecked Sendable {
         }
     }
 
-    /// Probes every member now and then every `healthIntervalMillis`. Call on the loop.
+    /// Probes every member now and then every `healthIntervalMillis`; host
+    /// names are resolved on a thread of their own every
+    /// `resolveIntervalMillis` (never on the loop). Call on the loop.
     public func start() {
         probe()
+        let names = members.values.filter { !Resolver.isIPv4Literal($0.host) }.map { ($0.id, $0.host) }
+        guard !names.isEmpty, !resolving.exchange(true, ordering: .relaxed) else { return }
+        let loop = self.loop, interval = configuration.resolveIntervalMillis
+        let thread = Thread { [weak self] in
+            while let tier = self, tier.resolving.load(ordering: .relaxed) {
+                for (id, host) in names {
+                    let r = Resolver.ipv4(host)
+                    loop.execute { [weak tier] in tier?.members[id]?.resolved(r) }
+                }
+                Thread.sleep(forTimeInterval: Double(interval) / 1000)
+            }
+        }
+        thread.name = "l2-resolver"
+        thread.start()
     }
 
     public func stop() {
+        resolving.store(false, ordering: .relaxed)
         if let t = healthTimer { loop.cancel(t) }
         healthTimer = nil
         for m in members.values { m.disconnect("agent stopping") }

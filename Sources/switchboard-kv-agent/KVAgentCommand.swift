@@ -52,7 +52,7 @@ struct KVAgentCommand: ParsableCommand {
     @Option(help: "host:port for /metrics (Prometheus), /healthz and /stats over HTTP; empty to disable.")
     var metricsListen = "127.0.0.1:9103"
 
-    @Option(name: .customLong("l2"), help: "An L2 cache server, host:port (numeric IPv4); repeat or separate with commas.")
+    @Option(name: .customLong("l2"), help: "An L2 cache server, host:port (an IPv4 address or a name, resolved every 5 s off the request path); repeat or separate with commas.")
     var l2Members: [String] = []
 
     @Option(help: "Copies of each block on the L2 ring.")

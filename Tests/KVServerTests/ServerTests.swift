@@ -4,6 +4,7 @@ import HostMemory
 import KVL2Client
 import KVProtocol
 import Synchronization
+import Dispatch
 import Testing
 @testable import KVServer
 
@@ -189,5 +190,37 @@ func waitFor(_ what: String, _ cond: () -> Bool) throws {
     while !cond() {
         guard Date() < end else { throw AgentProtocol.Malformed("timed out waiting until \(what)") }
         Thread.sleep(forTimeInterval: 0.01)
+    }
+}
+
+@Suite struct ResolverTests {
+    @Test func namesResolveOffTheLoopAndBadNamesSayWhy() throws {
+        #expect(Resolver.isIPv4Literal("10.1.2.3") && !Resolver.isIPv4Literal("10.1.2") && !Resolver.isIPv4Literal("kv-0.kv"))
+        #expect(try Resolver.ipv4("localhost").get() == "127.0.0.1")
+        guard case .failure(let e) = Resolver.ipv4("no-such-host.invalid") else {
+            Issue.record("a name under .invalid resolved")
+            return
+        }
+        #expect(!e.reason.isEmpty)
+    }
+
+    @Test func aTierReachesAServerByName() throws {
+        let s = try Servers(1)
+        defer { s.stop() }
+        let loops = try EventLoopGroup(count: 1)
+        loops.start(name: "l2-name-test")
+        defer { loops.stopAll(); loops.join() }
+        let loop = loops.loops[0]
+        var config = L2Configuration()
+        config.members = ["localhost:\(s.servers[0].boundPort!)"]
+        config.healthIntervalMillis = 20
+        config.resolveIntervalMillis = 20
+        config.replicas = 1
+        let joined = DispatchSemaphore(value: 0)
+        let t = try L2Tier(configuration: config, loop: loop) { keys in keys.map { ($0, page(1)) } }
+        t.onRingChange = { _, up, _ in if up { joined.signal() } }
+        loop.execute { t.start() }
+        #expect(joined.wait(timeout: .now() + 10) == .success, "the member named localhost joined the ring")
+        loop.execute { t.stop() }
     }
 }

@@ -48,6 +48,10 @@ int csys_connect_tcp(const char *host, int port);
 /// A blocking TCP connection to numeric IPv4 host:port with TCP_NODELAY;
 /// gives up after timeout_ms (errno ETIMEDOUT). Returns the fd or -1.
 int csys_connect_tcp_blocking(const char *host, int port, int timeout_ms);
+/// Resolves `host` to its first IPv4 address, written as dotted text into
+/// `out` (at least 16 bytes). Blocking (getaddrinfo): call off event loops.
+/// 0 on success, else the getaddrinfo error code.
+int csys_resolve_ipv4(const char *host, char *out, size_t out_len);
 
 /// memfd_create(name, MFD_CLOEXEC) sized to `bytes` with ftruncate (sparse:
 /// pages are committed on first touch). Returns the fd or -1.
