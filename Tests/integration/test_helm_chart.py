@@ -4,8 +4,12 @@ against Kubernetes' schemas (kubernetes-validate), reject values outside
 values.schema.json, and check the Envoy config in the rendered ConfigMap
 with `envoy --mode validate` and the gateway's own `switchboard validate`."""
 import copy
+import glob
+import json
 import os
 import subprocess
+
+import jsonschema
 
 import helm_python as helm
 import kubernetes_validate
@@ -28,7 +32,11 @@ VARIANTS = {
         "limits": {"mode": "redis"}, "redis": {"bundled": {"enabled": True}},
         "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6, "targetStreamsPerPod": 200},
     },
-    "kv-tier": {"kvAgent": {"enabled": True, "capacity": "16G", "nodeSelector": {"gpu": "true"}}},
+    "kv-tier": {"kvAgent": {"enabled": True, "capacity": "16G", "nodeSelector": {"gpu": "true"},
+                            "l2": {"members": ["10.0.9.9:7480"]}},
+                "kvServer": {"enabled": True, "replicas": 3, "capacity": "64G"}},
+    "envoy-gateway": {"envoyGateway": {"enabled": True, "gateway": {"name": "inference-gw", "namespace": "gateways"},
+                                       "pool": {"selector": {"model.aibrix.ai/name": "llama"}}}},
     "kubernetes-one-namespace": {"discovery": {"mode": "kubernetes", "namespaces": ["llm"]}},
     "kubernetes-all-namespaces": {"discovery": {"mode": "kubernetes", "namespaces": ["*"]}},
     "static-pods-file-users-in-band": {
@@ -38,6 +46,54 @@ VARIANTS = {
         "envoy": {"responsePhase": "in-band"},
     },
 }
+
+
+CRDS = os.path.join(os.path.dirname(__file__), "crds")
+
+
+def validate_object(o):
+    """Core kinds against Kubernetes' schemas; custom resources against the
+    CRD schemas vendored in crds/ (scripts/vendor-crd-schemas)."""
+    group, _, version = o["apiVersion"].rpartition("/")
+    path = os.path.join(CRDS, f"{group}_{o['kind']}_{version}.json")
+    if not os.path.exists(path):
+        kubernetes_validate.validate(o, KUBE, strict=True)
+        return
+    with open(path) as f:
+        jsonschema.validate(o, strict_schema(json.load(f)))
+
+
+def strict_schema(schema):
+    """The API server prunes fields a CRD does not declare (silently: the
+    setting is lost); refuse them instead, as kubernetes-validate's strict
+    mode does for core kinds."""
+    if isinstance(schema, dict):
+        out = {k: strict_schema(v) for k, v in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema \
+                and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [strict_schema(x) for x in schema]
+    return schema
+
+
+def test_custom_resources_are_checked_strictly():
+    """The vendored-schema check is not a formality: an undeclared or
+    mistyped field in a rendered custom resource fails it."""
+    objs = [o for _, o in render(VARIANTS["envoy-gateway"])]
+    policy = next(o for o in objs if o["kind"] == "EnvoyExtensionPolicy")
+    validate_object(policy)
+    for bad in ({"extProcs": []}, {"extProc": [{"backendRefs": [{"name": "x", "port": 50051}], "shadowMode": "yes"}]}):
+        broken = copy.deepcopy(policy)
+        broken["spec"].update(bad)
+        with pytest.raises(jsonschema.ValidationError):
+            validate_object(broken)
+    pool = next(o for o in objs if o["kind"] == "InferencePool")
+    broken = copy.deepcopy(pool)
+    del broken["spec"]["targetPorts"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate_object(broken)
 
 
 def render(values, namespace="serving"):
@@ -67,18 +123,20 @@ def test_each_variant_renders_objects_kubernetes_accepts(name, tmp_path):
     objs = render(values)
     kinds = sorted({o["kind"] for _, o in objs})
     for path, o in objs:
-        kubernetes_validate.validate(o, KUBE, strict=True)
+        validate_object(o)
     by_kind = {}
     for _, o in objs:
         by_kind.setdefault(o["kind"], []).append(o)
     dep = next(d for d in by_kind["Deployment"] if d["metadata"]["name"] == "sb-switchboard")
     pod = dep["spec"]["template"]["spec"]
     sb = next(c for c in pod["containers"] if c["name"] == "switchboard")
-    envoy = next(c for c in pod["containers"] if c["name"] == "envoy")
+    envoy = next((c for c in pod["containers"] if c["name"] == "envoy"), None)
+    assert (envoy is None) == (name == "envoy-gateway"), "the Envoy sidecar is left out exactly in the Envoy Gateway flavour"
     # Graceful shutdown: the grace covers the preStop sleep and the drain.
     drain = int(next(a for a in sb["args"] if a.startswith("--drain-timeout=")).split("=")[1])
     sleep = sb["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert envoy["lifecycle"]["preStop"]["sleep"]["seconds"] == sleep
+    if envoy:
+        assert envoy["lifecycle"]["preStop"]["sleep"]["seconds"] == sleep
     assert pod["terminationGracePeriodSeconds"] >= sleep + drain, pod["terminationGracePeriodSeconds"]
     # Non-root, read-only root, no capabilities.
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -87,17 +145,20 @@ def test_each_variant_renders_objects_kubernetes_accepts(name, tmp_path):
         assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"]["drop"] == ["ALL"], c["name"]
     # The Envoy config in the ConfigMap: the gateway's template for this phase, valid for Envoy and for `validate`.
     cm = next(c for c in by_kind["ConfigMap"] if c["metadata"]["name"] == "sb-switchboard-config")
-    cfg = tmp_path / "envoy.yaml"
-    cfg.write_text(cm["data"]["envoy.yaml"])
-    r = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(cfg)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    files = [str(cfg)]
+    files = []
+    if envoy:
+        cfg = tmp_path / "envoy.yaml"
+        cfg.write_text(cm["data"]["envoy.yaml"])
+        r = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(cfg)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        files.append(str(cfg))
     for key in ("pods.yaml", "users.json"):
         if key in cm["data"]:
             (tmp_path / key).write_text(cm["data"][key])
             files.append(str(tmp_path / key))
-    r = subprocess.run([binary("switchboard"), "validate"] + files, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stdout + r.stderr
+    if files:
+        r = subprocess.run([binary("switchboard"), "validate"] + files, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
     # Each variant's own promise.
     if name == "kubernetes-one-namespace":
         assert [x["metadata"]["namespace"] for x in by_kind["Role"]] == ["llm"]
@@ -119,7 +180,33 @@ def test_each_variant_renders_objects_kubernetes_accepts(name, tmp_path):
     if name == "kv-tier":
         ds = by_kind["DaemonSet"][0]["spec"]["template"]["spec"]
         assert ds["volumes"][0]["hostPath"]["path"] == "/run/switchboard"
-        assert "--socket=/run/switchboard/kv.sock" in ds["containers"][0]["args"]
+        args = ds["containers"][0]["args"]
+        assert "--socket=/run/switchboard/kv.sock" in args and "--block-bytes=2097152" in args
+        # The agents' ring: the StatefulSet's stable names, then the extra member.
+        sts = by_kind["StatefulSet"][0]
+        svc = next(x for x in by_kind["Service"] if x["metadata"]["name"] == sts["spec"]["serviceName"])
+        assert svc["spec"]["clusterIP"] == "None"
+        names = [f"sb-switchboard-kv-server-{i}.sb-switchboard-kv-server.serving.svc:7480" for i in range(3)]
+        assert f"--l2={','.join(names + ['10.0.9.9:7480'])}" in args, args
+        server_args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--block-bytes=2097152" in server_args and "--capacity=64G" in server_args
+        # The rendered flags are ones the real binaries accept (--help after them: parsed, not started).
+        for exe, argv in (("switchboard-kv-agent", args), ("switchboard-kv-server", server_args)):
+            r = subprocess.run([binary(exe)] + argv + ["--help"], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, exe + ": " + r.stderr
+    if name == "envoy-gateway":
+        pool = by_kind["InferencePool"][0]
+        assert pool["spec"]["endpointPickerRef"] == {"name": "sb-switchboard", "port": {"number": 50051}, "failureMode": "FailClose"}
+        assert pool["spec"]["selector"]["matchLabels"] == {"model.aibrix.ai/name": "llama"}
+        route = by_kind["HTTPRoute"][0]
+        assert route["spec"]["parentRefs"] == [{"name": "inference-gw", "namespace": "gateways"}]
+        assert route["spec"]["rules"][0]["backendRefs"][0]["kind"] == "InferencePool"
+        policy = by_kind["EnvoyExtensionPolicy"][0]
+        assert policy["spec"]["targetRefs"][0]["name"] == route["metadata"]["name"]
+        assert policy["spec"]["extProc"][0]["shadowMode"] is True
+        assert "--endpoint-picker-fallbacks=2" in sb["args"] and not any(a.startswith("--listen=unix:") for a in sb["args"])
+        svc = next(x for x in by_kind["Service"] if x["metadata"]["name"] == "sb-switchboard")
+        assert [p["name"] for p in svc["spec"]["ports"]] == ["grpc", "admin"]
     if name == "static-pods-file-users-in-band":
         assert "--pods-file=/etc/switchboard/pods.yaml" in sb["args"] and "--users-file=/etc/switchboard/users.json" in sb["args"]
         assert "ext_proc" in cm["data"]["envoy.yaml"] and "response_header_mode: SEND" in cm["data"]["envoy.yaml"]
@@ -138,6 +225,10 @@ BAD = [
     ("bad redis address", {"redis": {"external": {"address": "no-port"}}}),
     ("bad endpoint", {"discovery": {"mode": "static", "static": {"models": [{"name": "m", "endpoints": ["nohost"]}]}}}),
     ("negative rpm", {"limits": {"mode": "file", "users": [{"name": "a", "rpm": -1}]}}),
+    ("kv servers without agents", {"kvServer": {"enabled": True}}),
+    ("bad l2 member", {"kvAgent": {"enabled": True, "l2": {"members": ["nohost"]}}}),
+    ("envoy gateway without a gateway", {"envoyGateway": {"enabled": True, "pool": {"selector": {"a": "b"}}}}),
+    ("envoy gateway without a pool selector", {"envoyGateway": {"enabled": True, "gateway": {"name": "gw"}}}),
 ]
 
 

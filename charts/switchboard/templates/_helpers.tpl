@@ -45,3 +45,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "switchboard.grace" -}}
 {{ add .Values.preStopSleepSeconds .Values.gateway.drainTimeoutSeconds 5 }}
 {{- end -}}
+
+{{/* The L2 members the agents put on their ring: the chart's cache servers
+(stable StatefulSet names) and any listed in kvAgent.l2.members, comma-separated. */}}
+{{- define "switchboard.l2Members" -}}
+{{- $members := list -}}
+{{- if .Values.kvServer.enabled -}}
+{{- $name := printf "%s-kv-server" (include "switchboard.fullname" .) -}}
+{{- range $i := until (int .Values.kvServer.replicas) -}}
+{{- $members = append $members (printf "%s-%d.%s.%s.svc:%d" $name $i $name $.Release.Namespace (int $.Values.kvServer.port)) -}}
+{{- end -}}
+{{- end -}}
+{{- join "," (concat $members .Values.kvAgent.l2.members) -}}
+{{- end -}}
