@@ -163,7 +163,7 @@ let package = Package(
         // MARK: benchmarks (Swift side; drivers are scripts/bench-*)
         // Keys-only cache model for eviction studies (benchmarks and tests only).
         .target(name: "KVBench", dependencies: ["KVCache", "KVProtocol"], path: "Benchmarks/KVBench", swiftSettings: strict),
-        .executableTarget(name: "switchboard-bench", dependencies: ["PodSnapshot", "PodMetrics", "Routing", "PrefixIndex", "Tokenization", "KVProtocol", "KVCache", "KVAgent", "KVAgentClient", "KVBench", "EventLoop", "OpenAIAPI"],
+        .executableTarget(name: "switchboard-bench", dependencies: ["PodSnapshot", "PodMetrics", "Routing", "PrefixIndex", "Tokenization", "KVProtocol", "KVCache", "KVAgent", "KVAgentClient", "KVServer", "KVBench", "EventLoop", "OpenAIAPI"],
                           path: "Benchmarks/switchboard-bench", swiftSettings: strict),
 
         // MARK: tests (unit, in process; integration tests live in Tests/integration, pytest)

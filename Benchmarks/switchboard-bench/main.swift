@@ -4,6 +4,7 @@
 //   switchboard-bench route-decision [PODS,...]   (decision time per strategy)
 //   switchboard-bench prefix-prompt [TOKENIZER_JSON]  (a 100k-token prompt end to end, both modes)
 //   switchboard-bench tokenize TOKENIZER_JSON TEXT_FILE  (single-thread MB/s)
+//   switchboard-bench kv-l2 [RATE] [SECONDS]  (L2 server over loopback TCP vs a plain socket copy; GET p99 at RATE/s)
 import EventLoop
 import Foundation
 import KVAgent
@@ -27,6 +28,10 @@ func seconds(_ f: () throws -> Void) rethrows -> Double {
 let args = CommandLine.arguments
 if args.count >= 2, args[1] == "kv-throughput" {
     kvThroughput()
+    exit(0)
+}
+if args.count >= 2, args[1] == "kv-l2" {
+    kvL2Bench(rate: args.count >= 3 ? Int(args[2]) ?? 200 : 200, seconds: args.count >= 4 ? Double(args[3]) ?? 2 : 2)
     exit(0)
 }
 if args.count >= 2, args[1] == "parse-request" {

@@ -58,6 +58,19 @@ public final class BlockingSocket {
         }
     }
 
+    /// Receives into `buffer` (reusing its storage); returns the byte count,
+    /// 0 when the peer closed.
+    public func receive(into buffer: inout [UInt8]) throws(SystemError) -> Int {
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError("recv", errno)
+            }
+            return n
+        }
+    }
+
     /// Sets a receive timeout (0 = none).
     public func setReceiveTimeout(millis: Int) {
         var tv = timeval(tv_sec: millis / 1000, tv_usec: (millis % 1000) * 1000)

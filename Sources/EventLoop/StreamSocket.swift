@@ -86,6 +86,18 @@ public final class StreamSocket: FDHandler {
         outbound.append(contentsOf: bytes)
     }
 
+    /// Queues an array; when nothing is queued the array itself becomes the
+    /// queue (no copy: large replies are written from the buffer they were built in).
+    public func write(_ bytes: [UInt8]) {
+        guard !isClosed else { return }
+        if outboundOffset == outbound.count {
+            outbound = bytes
+            outboundOffset = 0
+        } else {
+            outbound.append(contentsOf: bytes)
+        }
+    }
+
     /// Sends `bytes` with a file descriptor attached (SCM_RIGHTS, Unix
     /// sockets only). Only when nothing else is queued, so the descriptor
     /// rides on exactly these bytes; false (and nothing sent) otherwise or

@@ -134,6 +134,10 @@ public enum BlockChecksum {
         bytes.withUnsafeBytes { csys_crc32c(crc, $0.baseAddress, $0.count) }
     }
 
+    public static func crc32c(_ bytes: ArraySlice<UInt8>, continuing crc: UInt32 = 0) -> UInt32 {
+        bytes.withUnsafeBytes { csys_crc32c(crc, $0.baseAddress, $0.count) }
+    }
+
     /// The table path alone (tests, and to compare speeds).
     public static func crc32cSoftware(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
         bytes.withUnsafeBytes { csys_crc32c_software(crc, $0.baseAddress, $0.count) }

@@ -69,6 +69,18 @@ public enum AgentProtocol {
             self.body = body
         }
 
+        /// A frame's header alone, for a body then appended in place
+        /// (`bodyLength` must be what follows).
+        public static func header(magic: UInt32, op: UInt16, status: UInt16 = 0, requestID: UInt32, bodyLength: Int,
+                                  into w: inout Writer) {
+            w.u32(magic)
+            w.u32(UInt32(bodyLength))
+            w.u16(op)
+            w.u16(status)
+            w.u32(requestID)
+            w.u64(0)
+        }
+
         /// The frame on the wire; `magic` names the protocol (the agent's
         /// by default; the L2 cache servers' is `CacheProtocol.magic`).
         public func encoded(magic: UInt32 = AgentProtocol.magic) -> [UInt8] {
@@ -182,6 +194,12 @@ public enum AgentProtocol {
         }
 
         public mutating func i32() throws(Malformed) -> Int32 { Int32(bitPattern: try u32()) }
+
+        /// The next `n` bytes as a view of the body (no copy).
+        public mutating func slice(_ n: Int) throws(Malformed) -> ArraySlice<UInt8> {
+            let i = try take(n)
+            return bytes[i..<(i + n)]
+        }
 
         /// The next `n` bytes (block data).
         public mutating func bytes(_ n: Int) throws(Malformed) -> [UInt8] {

@@ -101,21 +101,7 @@ public enum CacheProtocol {
             var r = AgentProtocol.Reader(body)
             switch op {
             case .put:
-                let n = Int(try r.u32())
-                guard n <= CacheProtocol.maxKeys, n * 28 <= r.remaining else {
-                    throw AgentProtocol.Malformed("PUT of \(n) blocks does not fit its \(body.count)-byte body")
-                }
-                var out: [(BlockKey, Block)] = []
-                out.reserveCapacity(n)
-                for i in 0..<n {
-                    let k = try r.key(), sum = try r.u64(), len = Int(try r.u32())
-                    guard len <= CacheProtocol.maxBlockBytes, len <= r.remaining else {
-                        throw AgentProtocol.Malformed("PUT block \(i) says \(len) bytes; \(r.remaining) remain")
-                    }
-                    out.append((k, Block(checksum: sum, bytes: try r.bytes(len))))
-                }
-                try r.expectEnd()
-                return .put(out)
+                return .put(try CacheProtocol.decodePutView(body).map { ($0.key, Block(checksum: $0.checksum, bytes: Array($0.bytes))) })
             case .get, .exists, .delete:
                 let keys = try r.keys()
                 guard keys.count <= CacheProtocol.maxKeys else { throw AgentProtocol.Malformed("\(keys.count) keys; at most \(CacheProtocol.maxKeys)") }
@@ -126,6 +112,27 @@ public enum CacheProtocol {
                 return .stats
             }
         }
+    }
+
+    /// A PUT body's blocks as views of the body (no copies), checked like
+    /// `Request.decode` checks them: the whole body is valid or it is refused.
+    public static func decodePutView(_ body: [UInt8]) throws(AgentProtocol.Malformed) -> [(key: BlockKey, checksum: UInt64, bytes: ArraySlice<UInt8>)] {
+        var r = AgentProtocol.Reader(body)
+        let n = Int(try r.u32())
+        guard n <= maxKeys, n * 28 <= r.remaining else {
+            throw AgentProtocol.Malformed("PUT of \(n) blocks does not fit its \(body.count)-byte body")
+        }
+        var out: [(key: BlockKey, checksum: UInt64, bytes: ArraySlice<UInt8>)] = []
+        out.reserveCapacity(n)
+        for i in 0..<n {
+            let k = try r.key(), sum = try r.u64(), len = Int(try r.u32())
+            guard len <= maxBlockBytes, len <= r.remaining else {
+                throw AgentProtocol.Malformed("PUT block \(i) says \(len) bytes; \(r.remaining) remain")
+            }
+            out.append((k, sum, try r.slice(len)))
+        }
+        try r.expectEnd()
+        return out
     }
 
     /// A GET response body: the blocks found, in key order.

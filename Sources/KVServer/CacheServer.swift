@@ -112,26 +112,40 @@ final class CacheConnection: StreamSocketDelegate {
             core.deadlineMisses.add()
             return fail(req, .deadlineExceeded, "waited \((t0 &- received) / 1_000_000) ms in the server; the request allowed \(timeoutMs) ms")
         }
-        let request: CacheProtocol.Request
-        do { request = try CacheProtocol.Request.decode(op: req.op, body: req.body) } catch {
-            return fail(req, .badRequest, "malformed request: \(error)")
+        guard let op = CacheProtocol.Op(rawValue: req.op) else {
+            return fail(req, .badRequest, "unknown op \(req.op)")
         }
         let store = core.store
-        var w = AgentProtocol.Writer()
-        switch request {
-        case .put(let blocks):
-            w.u32(UInt32(store.put(blocks)))
-        case .get(let keys):
-            w.bytes = store.getResponse(keys)
-        case .exists(let keys):
-            w.u32(UInt32(store.exists(keys)))
-        case .delete(let keys):
-            w.u32(UInt32(store.delete(keys)))
-        case .stats:
-            w.bytes = Array(CacheServerStats(core).json.utf8)
+        do throws(AgentProtocol.Malformed) {
+            switch op {
+            case .put:
+                // Blocks are copied once: from the request body into their slots.
+                var w = AgentProtocol.Writer()
+                w.u32(UInt32(store.put(try CacheProtocol.decodePutView(req.body))))
+                send(AgentProtocol.Frame(op: req.op, requestID: req.requestID, body: w.bytes))
+            case .get:
+                guard case .get(let keys) = try CacheProtocol.Request.decode(op: req.op, body: req.body) else { return }
+                // Header, then the blocks straight from the pool into the reply buffer, handed to the socket whole.
+                var w = AgentProtocol.Writer(capacity: AgentProtocol.headerSize + 4)
+                AgentProtocol.Frame.header(magic: CacheProtocol.magic, op: req.op, requestID: req.requestID, bodyLength: 0, into: &w)
+                store.appendGetResponse(keys, to: &w.bytes)
+                let len = UInt32(w.bytes.count - AgentProtocol.headerSize)
+                for k in 0..<4 { w.bytes[4 + k] = UInt8(truncatingIfNeeded: len >> (8 * UInt32(k))) }
+                socket.write(w.bytes)
+            default:
+                var w = AgentProtocol.Writer()
+                switch try CacheProtocol.Request.decode(op: req.op, body: req.body) {
+                case .exists(let keys): w.u32(UInt32(store.exists(keys)))
+                case .delete(let keys): w.u32(UInt32(store.delete(keys)))
+                case .stats: w.bytes = Array(CacheServerStats(core).json.utf8)
+                case .put, .get: return
+                }
+                send(AgentProtocol.Frame(op: req.op, requestID: req.requestID, body: w.bytes))
+            }
+        } catch {
+            return fail(req, .badRequest, "malformed \(op) request: \(error)")
         }
-        send(AgentProtocol.Frame(op: req.op, requestID: req.requestID, body: w.bytes))
-        core.opDurations[request.op]!.observe(nanos: monotonicNanos() &- t0)
+        core.opDurations[op]!.observe(nanos: monotonicNanos() &- t0)
     }
 }
 

@@ -89,9 +89,16 @@ public final class CacheStore: Sendable {
     /// stored afterwards (a key already stored counts, and is not rewritten:
     /// keys name content).
     public func put(_ blocks: [(BlockKey, CacheProtocol.Block)]) -> Int {
+        put(blocks.map { (key: $0.0, checksum: $0.1.checksum, bytes: $0.1.bytes[...]) })
+    }
+
+    /// The same from views of a request body (`CacheProtocol.decodePutView`):
+    /// each block is copied once, from the body into its slot.
+    public func put(_ blocks: [(key: BlockKey, checksum: UInt64, bytes: ArraySlice<UInt8>)]) -> Int {
         state.withLock { s in
             var stored = 0
-            for (k, b) in blocks {
+            for (k, sum, bytes) in blocks {
+                let b = (bytes: bytes, checksum: sum)
                 guard b.bytes.count <= slotBytes, UInt64(BlockChecksum.crc32c(b.bytes)) == b.checksum else {
                     s.stats.rejected += 1
                     continue
@@ -103,7 +110,7 @@ public final class CacheStore: Sendable {
                 }
                 if s.index.count >= highSlots { evictToLow(&s) }
                 guard let slot = takeSlot(&s) else { s.stats.rejected += 1; continue }
-                pool.store(page: Int(slot), b.bytes[...])
+                pool.store(page: Int(slot), b.bytes)
                 s.keyOf[Int(slot)] = k
                 s.length[Int(slot)] = UInt32(b.bytes.count)
                 s.checksum[Int(slot)] = b.checksum
@@ -123,6 +130,14 @@ public final class CacheStore: Sendable {
     /// block verified against its checksum first (copied once, from the
     /// pool into the body).
     public func getResponse(_ keys: [BlockKey]) -> [UInt8] {
+        var out: [UInt8] = []
+        appendGetResponse(keys, to: &out)
+        return out
+    }
+
+    /// Appends the GET response body for `keys` to `out` (a reply being
+    /// built after its header).
+    public func appendGetResponse(_ keys: [BlockKey], to out: inout [UInt8]) {
         state.withLock { s in
             var found: [Int32] = []
             var total = 4
@@ -140,7 +155,9 @@ public final class CacheStore: Sendable {
                 found.append(slot)
                 total += 12 + len
             }
-            var w = AgentProtocol.Writer(capacity: total)
+            var w = AgentProtocol.Writer(capacity: 0)
+            swap(&w.bytes, &out)
+            w.bytes.reserveCapacity(w.bytes.count + total)
             w.u32(UInt32(found.count))
             for slot in found {
                 let len = Int(s.length[Int(slot)])
@@ -149,9 +166,9 @@ public final class CacheStore: Sendable {
                 pool.append(page: Int(slot), count: len, to: &w.bytes)
                 s.stats.bytesOut += len
             }
+            swap(&w.bytes, &out)
             s.stats.hits += found.count
             s.stats.blocks = s.index.count
-            return w.bytes
         }
     }
 

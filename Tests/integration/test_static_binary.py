@@ -17,7 +17,7 @@ def test_static_binaries_run_without_a_swift_toolchain(tmp_path):
     print("\n" + "\n".join(l for l in r.stdout.splitlines() if l.startswith("build-static:")))
     # A bare environment: no PATH into /opt/swift, no LD_LIBRARY_PATH.
     bare = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path)}
-    for name in ("switchboard", "switchboard-kv-agent", "vllm-sim"):
+    for name in ("switchboard", "switchboard-kv-agent", "switchboard-kv-server", "vllm-sim"):
         ldd = subprocess.run(["ldd", str(dest / name)], capture_output=True, text=True).stdout
         assert "swift" not in ldd.lower() and "libFoundation" not in ldd, ldd
         h = subprocess.run([str(dest / name), "--help"], capture_output=True, text=True, env=bare, timeout=30)
