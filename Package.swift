@@ -136,7 +136,7 @@ let package = Package(
 
         // MARK: domain: the simulated vLLM pod (studies and tests; never linked by the gateway or agent)
         .target(name: "VLLMSim", dependencies: [
-            "HTTP1", "EventLoop", "Metrics", "OpenAIAPI", "Tokenization", .product(name: "Logging", package: "swift-log"),
+            "KVAgentClient", "KVCache", "KVProtocol", "HTTP1", "EventLoop", "Metrics", "OpenAIAPI", "Tokenization", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
 
         // MARK: composition root
@@ -188,6 +188,6 @@ let package = Package(
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache", "KVProtocol", "KVBench"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "KVAgentTests", dependencies: ["KVAgent", "KVAgentClient", "KVProtocol", "KVCache", "EventLoop", "HostMemory"], swiftSettings: strict),
         .testTarget(name: "KVServerTests", dependencies: ["KVServer", "KVL2Client", "KVProtocol", "KVPlacement", "EventLoop", "HostMemory"], swiftSettings: strict),
-        .testTarget(name: "VLLMSimTests", dependencies: ["VLLMSim", "HTTP1", "EventLoop"], swiftSettings: strict),
+        .testTarget(name: "VLLMSimTests", dependencies: ["VLLMSim", "HTTP1", "EventLoop", "KVAgent"], swiftSettings: strict),
     ]
 )

@@ -1,3 +1,5 @@
+import KVProtocol
+
 /// Settings of the simulated engine, named after the vLLM flags they mirror.
 public struct EngineConfiguration: Sendable {
     /// The step-time model (and the default KV size).
@@ -61,12 +63,23 @@ public final class EngineModel {
     private var inFlight: [(id: Int, tokens: Int)] = []
     private var nextID = 1
     public private(set) var totalPreemptions = 0
+    /// The KV-connector model, when the pod has a node agent.
+    let connector: SimKVConnector?
 
     public init(configuration: EngineConfiguration, seed: UInt64 = 0, metrics: SimMetrics? = nil) {
         self.configuration = configuration
         self.seed = seed
         self.metrics = metrics
         pool = BlockPool(count: configuration.numBlocks)
+        connector = nil
+    }
+
+    init(configuration: EngineConfiguration, seed: UInt64, metrics: SimMetrics?, connector: SimKVConnector?) {
+        self.configuration = configuration
+        self.seed = seed
+        self.metrics = metrics
+        pool = BlockPool(count: configuration.numBlocks)
+        self.connector = connector
     }
 
     final class Sequence {
@@ -83,6 +96,10 @@ public final class EngineModel {
         var aborted = false
         var preemptions = 0
         var cachedAtFirstSchedule = -1
+        /// Connector keys of the prompt's full blocks (computed at first admission).
+        var promptKeys: [BlockKey]?
+        /// Blocks from here on were computed by this engine (earlier ones were cached or loaded).
+        var firstComputedBlock = 0
         // Times (the driver's clock) for the request metrics.
         let arrival: Double
         var firstScheduled: Double?
@@ -140,6 +157,7 @@ public final class EngineModel {
         // the KV cache is full.
         var i = 0
         var preemptedAny = false
+        var loadSeconds = 0.0
         while i < running.count, budget > 0 {
             let s = requests[running[i]]!
             let n = min(s.tokens.count - s.computed, budget)
@@ -166,7 +184,10 @@ public final class EngineModel {
                 for b in hit { pool.touch(b) }
                 s.blocks = hit
                 s.registered = hit.count
-                s.computed = hit.count * bs
+                // What the local cache lacks, the connector may load (charged as transfer time, not prefill).
+                let loaded = externalLoad(s, after: hit.count)
+                s.computed = (hit.count + loaded) * bs
+                s.firstComputedBlock = hit.count + loaded
                 let n = min(s.tokens.count - s.computed, budget)
                 if !allocate(s, newTokens: n) {
                     for b in hit.reversed() { pool.release(b) }
@@ -178,10 +199,14 @@ public final class EngineModel {
                 waiting.removeFirst()
                 running.append(id)
                 if s.firstScheduled == nil { s.firstScheduled = now }
-                metrics?.prefixQuery(tokens: s.tokens.count, hits: s.computed)
+                metrics?.prefixQuery(tokens: s.tokens.count, hits: hit.count * bs)
+                if connector != nil {
+                    metrics?.externalQuery(tokens: s.tokens.count - hit.count * bs, hits: loaded * bs)
+                    loadSeconds += Double(loaded) * connector!.settings.secondsPerLoadedBlock
+                }
                 if s.cachedAtFirstSchedule < 0 {
                     s.cachedAtFirstSchedule = s.computed
-                    metrics?.promptTokens(total: s.promptLength, cached: s.computed)
+                    metrics?.promptTokens(total: s.promptLength, cached: s.computed, external: loaded * bs)
                 }
                 inFlight.append((id, n))
                 budget -= n
@@ -199,7 +224,7 @@ public final class EngineModel {
                 report.prefillTokens += n
             }
         }
-        report.seconds = configuration.profile.stepSeconds(tokens: report.scheduledTokens, context: report.contextTokens)
+        report.seconds = configuration.profile.stepSeconds(tokens: report.scheduledTokens, context: report.contextTokens) + loadSeconds
         totalPreemptions += report.preempted.count
         metrics?.step(tokens: report.scheduledTokens, preemptions: report.preempted.count)
         return report
@@ -213,6 +238,7 @@ public final class EngineModel {
         var gaps: [Double] = []
         let bs = configuration.blockSize
         let vocab = UInt64(SimTokenizer.vocabulary.count)
+        var toStore: [BlockKey] = []
         for (id, n) in inFlight {
             guard let s = requests[id] else { continue }
             s.computed += n
@@ -221,6 +247,15 @@ public final class EngineModel {
                 while s.registered < full {
                     pool.register(s.blocks[s.registered], hash: blockHash(s, s.registered))
                     s.registered += 1
+                }
+            }
+            // Prompt blocks this engine computed go to the agent (stores are not charged: real
+            // connectors write them while the next layers compute).
+            if let keys = s.promptKeys {
+                let done = min(s.computed / bs, keys.count)
+                if done > s.firstComputedBlock {
+                    toStore += keys[s.firstComputedBlock..<done]
+                    s.firstComputedBlock = done
                 }
             }
             if s.aborted { retire(s, now: now, reason: .abort); continue }
@@ -234,6 +269,7 @@ public final class EngineModel {
             if done { retire(s, now: now, reason: .length) } else { s.tokens.append(SimTokenizer.vocabularyIDs[word]) }
         }
         inFlight.removeAll(keepingCapacity: true)
+        connector?.store(toStore)
         metrics?.stepOutput(generated: out.count, gaps: gaps)
         metrics?.setQueues(running: running.count, waiting: waiting.count, kvUsage: kvUsage)
         return out
@@ -277,6 +313,17 @@ public final class EngineModel {
             arrival: s.arrival, firstScheduled: s.firstScheduled, firstToken: s.firstToken, end: now,
             preemptions: s.preemptions, computedPrefill: s.promptLength - max(0, s.cachedAtFirstSchedule))
         metrics?.setQueues(running: running.count, waiting: waiting.count, kvUsage: kvUsage)
+    }
+
+    /// Asks the connector for the prompt blocks after the first `first`
+    /// (never the last token's block); returns how many it loaded.
+    private func externalLoad(_ s: Sequence, after first: Int) -> Int {
+        guard let c = connector else { return 0 }
+        let bs = configuration.blockSize
+        if s.promptKeys == nil { s.promptKeys = c.keys(s.tokens[0..<(s.promptLength / bs * bs)]) }
+        let usable = min((s.tokens.count - 1) / bs, s.promptKeys!.count)
+        guard first < usable else { return 0 }
+        return c.load(s.promptKeys![first..<usable])
     }
 
     private func lookupPrefix(_ s: Sequence) -> [Int32] {

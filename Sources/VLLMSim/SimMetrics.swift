@@ -17,6 +17,7 @@ public final class SimMetrics: Sendable {
         var running = 0, waiting = 0
         var kvUsage = 0.0
         var prefixQueries = 0.0, prefixHits = 0.0
+        var externalQueries = 0.0, externalHits = 0.0, promptExternal = 0.0
         var preemptions = 0.0
         var promptTokens = 0.0, promptCached = 0.0, generationTokens = 0.0
         var success = 0.0, aborted = 0.0
@@ -72,10 +73,19 @@ public final class SimMetrics: Sendable {
         }
     }
 
-    func promptTokens(total: Int, cached: Int) {
+    func promptTokens(total: Int, cached: Int, external: Int = 0) {
         state.withLock { s in
             s.promptTokens += Double(total)
             s.promptCached += Double(cached)
+            s.promptExternal += Double(external)
+        }
+    }
+
+    /// The connector was asked for `tokens` tokens after the local hits and supplied `hits`.
+    func externalQuery(tokens: Int, hits: Int) {
+        state.withLock { s in
+            s.externalQueries += Double(tokens)
+            s.externalHits += Double(hits)
         }
     }
 
@@ -182,20 +192,22 @@ public final class SimMetrics: Sendable {
         let hitsHelp = "Prefix cache hits, in terms of number of cached tokens."
         plain("prefix_cache_queries", queriesHelp, s.prefixQueries)
         plain("prefix_cache_hits", hitsHelp, s.prefixHits)
-        plain("external_prefix_cache_queries", "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.", 0)
-        plain("external_prefix_cache_hits", "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.", 0)
+        plain("external_prefix_cache_queries", "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.", s.externalQueries)
+        plain("external_prefix_cache_hits", "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.", s.externalHits)
         plain("mm_cache_queries", "Multi-modal cache queries, in terms of number of queried items.", 0)
         plain("mm_cache_hits", "Multi-modal cache hits, in terms of number of cached items.", 0)
         plain("num_preemptions", "Cumulative number of preemption from the engine.", s.preemptions)
         plain("prompt_tokens", "Number of prefill tokens processed.", s.promptTokens)
         counter("prompt_tokens_by_source", "Number of prompt tokens by source.", [
             ("engine=\"0\",\(m),source=\"local_compute\"", s.promptTokens - s.promptCached),
-            ("engine=\"0\",\(m),source=\"local_cache_hit\"", s.promptCached),
-            ("engine=\"0\",\(m),source=\"external_kv_transfer\"", 0),
+            ("engine=\"0\",\(m),source=\"local_cache_hit\"", s.promptCached - s.promptExternal),
+            ("engine=\"0\",\(m),source=\"external_kv_transfer\"", s.promptExternal),
         ])
         plain("prompt_tokens_cached", "Number of cached prompt tokens (local + external).", s.promptCached)
         counter("prompt_tokens_cached_by_source", "Prefix-cache hit tokens by the cache tier that supplied them: device (local HBM), host (offloaded to DRAM), disk, p2p (transferred from another vLLM instance) or external_unspecified. Counted at admission; sums to vllm:prefix_cache_hits + vllm:external_prefix_cache_hits.",
-                ["device", "host", "p2p", "disk", "external_unspecified"].map { ("engine=\"0\",\(m),source=\"\($0)\"", $0 == "device" ? s.promptCached : 0) })
+                ["device", "host", "p2p", "disk", "external_unspecified"].map {
+                    ("engine=\"0\",\(m),source=\"\($0)\"", $0 == "device" ? s.promptCached - s.promptExternal : $0 == "external_unspecified" ? s.promptExternal : 0)
+                })
         plain("generation_tokens", "Number of generation tokens processed.", s.generationTokens)
         counter("admission_rejections", "Number of admission attempts rejected by a queue limit, by reason.", [
             ("\(m),reason=\"max_num_queued_reqs\"", 0), ("\(m),reason=\"max_num_queued_tokens\"", 0),

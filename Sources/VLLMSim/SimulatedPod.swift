@@ -43,6 +43,9 @@ public struct SimulatorConfiguration: Sendable {
     /// chat layout: BOS, per message a role token, the content, end of
     /// turn) instead of one token per word; nil: words.
     public var tokenizer: BPETokenizer?
+    /// The KV-connector model (engine timing only): loads and stores blocks
+    /// through a real node agent; nil: no connector.
+    public var kvConnector: KVConnectorSettings?
     public init() {}
 
     /// The tokenizer.json at `path` (a thin door so the executable needs no tokenizer import).
@@ -83,7 +86,10 @@ public final class SimulatedPod: Sendable {
         if case .engine(let e, let speed) = configuration.timing {
             metrics = SimMetrics(blockSize: e.blockSize, numBlocks: e.numBlocks, prefixCaching: e.enablePrefixCaching)
             guard let loop else { preconditionFailure("engine timing needs an event loop") }
-            driver = EngineDriver(engine: EngineModel(configuration: e, seed: configuration.seed, metrics: metrics),
+            let connector = configuration.kvConnector.map {
+                SimKVConnector(settings: $0, model: configuration.models.first ?? "tiny", blockSize: e.blockSize)
+            }
+            driver = EngineDriver(engine: EngineModel(configuration: e, seed: configuration.seed, metrics: metrics, connector: connector),
                                   speed: speed, loop: loop)
         } else {
             metrics = SimMetrics()

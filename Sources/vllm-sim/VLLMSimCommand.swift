@@ -86,7 +86,27 @@ struct VLLMSimCommand: ParsableCommand {
     @Option(help: "Tokenize prompts with this Hugging Face tokenizer.json (byte-level BPE) instead of one token per word, so a gateway in prefix-cache tokenizer mode sees the engine's blocks.")
     var tokenizer: String?
 
+    @Option(help: "KV-connector model: load and store blocks through the node agent at this Unix socket (engine timing only).")
+    var kvAgentSocket: String?
+
+    @Option(help: "KV-connector model: bytes stored per block (small payloads; the agent's --block-bytes).")
+    var kvBlockBytes = 4096
+
+    @Option(help: "KV-connector model: bytes one block of the modelled engine weighs (sets the charged transfer time).")
+    var kvModelBlockBytes = 2 << 20
+
+    @Option(help: "KV-connector model: host-to-device bandwidth charged for loaded blocks, GB/s.")
+    var kvLoadGbps = 16.0
+
     func validate() throws {
+        if kvAgentSocket != nil {
+            guard kvBlockBytes > 0, kvModelBlockBytes > 0, kvLoadGbps > 0 else {
+                throw ValidationError("--kv-block-bytes, --kv-model-block-bytes and --kv-load-gbps must be positive")
+            }
+            if profile == "fixed" || ttftMs != nil || itlMs != nil {
+                throw ValidationError("--kv-agent-socket needs the engine model (a --profile other than fixed)")
+            }
+        }
         if let p = profile, p != "fixed", LatencyProfile.named(p) == nil {
             throw ValidationError("unknown --profile \(p); choose fixed or \(LatencyProfile.all.map(\.name).joined(separator: ", "))")
         }
@@ -115,7 +135,8 @@ struct VLLMSimCommand: ParsableCommand {
         e.maxNumBatchedTokens = maxNumBatchedTokens
         e.enablePrefixCaching = !noPrefixCaching
         return (.engine(e, speed: speed),
-                "engine \(p.name) x\(speed), \(e.numBlocks) blocks of \(e.blockSize) tokens, prefix caching \(e.enablePrefixCaching ? "on" : "off")")
+                "engine \(p.name) x\(speed), \(e.numBlocks) blocks of \(e.blockSize) tokens, prefix caching \(e.enablePrefixCaching ? "on" : "off")"
+                    + (kvAgentSocket.map { ", KV connector via \($0) (\(kvLoadGbps) GB/s for \(kvModelBlockBytes)-byte blocks)" } ?? ""))
     }
 
     @OptionGroup var log: LogOptions
@@ -139,6 +160,13 @@ struct VLLMSimCommand: ParsableCommand {
             }
         }
         c.embeddingDimensions = embeddingDim
+        if let sock = kvAgentSocket {
+            var k = KVConnectorSettings(socketPath: sock)
+            k.blockBytes = kvBlockBytes
+            k.modelBlockBytes = kvModelBlockBytes
+            k.loadGBps = kvLoadGbps
+            c.kvConnector = k
+        }
         do {
             try SimulatorService(listen: listen, template: c, loops: loops, described: described, logger: logger).run()
         } catch let e as SimulatorService.StartError {
