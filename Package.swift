@@ -121,12 +121,14 @@ let package = Package(
         // The agent's side of the L2 tier: connections to cache servers, the ring
         // over the healthy ones, reads with deadlines and failover, write-behind.
         .target(name: "KVL2Client", dependencies: ["KVPlacement", "KVProtocol", "HostMemory", "EventLoop"], swiftSettings: strict),
+        // L2 membership through Redis: servers register with heartbeats, agents list them.
+        .target(name: "KVMembership", dependencies: ["Redis", "EventLoop"], swiftSettings: strict),
         .target(name: "KVAgent", dependencies: [
-            "KVL2Client", "KVCache", "KVProtocol", "HostMemory", "EventLoop", "Metrics", "AdminHTTP", .product(name: "Logging", package: "swift-log"),
+            "KVL2Client", "KVMembership", "Redis", "KVCache", "KVProtocol", "HostMemory", "EventLoop", "Metrics", "AdminHTTP", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         // The L2 cache server: slot pool, checksummed index, watermark eviction, TCP protocol server.
         .target(name: "KVServer", dependencies: [
-            "KVCache", "KVProtocol", "HostMemory", "EventLoop", "Metrics", "AdminHTTP", .product(name: "Logging", package: "swift-log"),
+            "KVMembership", "Redis", "KVCache", "KVProtocol", "HostMemory", "EventLoop", "Metrics", "AdminHTTP", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "KVAgentClient", dependencies: ["KVProtocol", "KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
         // C libraries loaded by engine connectors (connectors/): the agent's C

@@ -137,7 +137,7 @@ def main():
     ap.add_argument("--setups", default=",".join(SETUPS))
     ap.add_argument("--pods", type=int, default=4)
     ap.add_argument("--nodes", type=int, default=2)
-    ap.add_argument("--sessions", type=int, default=64)
+    ap.add_argument("--sessions", type=int, default=80)
     ap.add_argument("--turns", type=float, default=5)
     ap.add_argument("--prompt-length", type=int, default=300, help="words per turn (mean)")
     ap.add_argument("--system-prefix", type=int, default=0)

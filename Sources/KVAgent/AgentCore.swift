@@ -3,6 +3,7 @@ import Foundation
 import HostMemory
 import KVCache
 import KVL2Client
+import KVMembership
 import KVProtocol
 import Metrics
 import Synchronization
@@ -28,6 +29,8 @@ final class AgentCore: @unchecked Sendable {
     let statsSnapshot: Mutex<AgentStats>
     /// The remote tier, when configured (on this loop).
     var l2: L2Tier?
+    /// Where L2 members come from when they register in Redis (kept alive here).
+    var discovery: RedisDiscovery?
 
     init(configuration: KVAgentConfiguration, pool: SharedPages, loop: EventLoop) {
         self.configuration = configuration

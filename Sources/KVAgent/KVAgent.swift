@@ -3,6 +3,8 @@ import Foundation
 import HostMemory
 import KVCache
 import KVL2Client
+import KVMembership
+import Redis
 import KVProtocol
 import Metrics
 import Synchronization
@@ -44,8 +46,26 @@ public final class KVAgent: Sendable {
             tier.onRingChange = { member, up, why in
                 FileHandle.standardError.write(Data("kv-agent: L2 member \(member) \(up ? "joined the ring" : "left the ring"): \(why)\n".utf8))
             }
+            let c = core
+            tier.onStatsChange = { [weak c] in c?.publishStats() }
             core.l2 = tier
             loop.execute { tier.start() }
+            if let address = configuration.l2RedisAddress {
+                guard var rc = RedisConfiguration.parse(address: address) else {
+                    throw SharedPages.Failure(description: "L2 Redis address '\(address)' is not host:port")
+                }
+                rc.password = configuration.l2RedisPassword
+                let discovery = RedisDiscovery(redis: rc, key: configuration.l2RedisKey, loop: loop)
+                discovery.onMembers = { members in
+                    FileHandle.standardError.write(Data("kv-agent: L2 members registered in Redis: \(members.isEmpty ? "none" : members.joined(separator: ","))\n".utf8))
+                    tier.setDiscovered(members)
+                }
+                discovery.onError = { why in
+                    FileHandle.standardError.write(Data("kv-agent: L2 member listing failed (the last list stands): \(why)\n".utf8))
+                }
+                core.discovery = discovery
+                loop.execute { discovery.start() }
+            }
         }
         core.publishStats()
         let core = self.core

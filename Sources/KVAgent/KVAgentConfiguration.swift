@@ -17,5 +17,10 @@ public struct KVAgentConfiguration: Sendable {
     public var maxLeaseMillis: UInt32 = 600_000
     /// The remote tier (cache servers on a ring); nil keeps blocks on this node only.
     public var l2: L2Configuration?
+    /// L2 members registered in Redis (`host:port` of Redis), with the
+    /// password from `REDIS_PASSWORD`; nil: the static list only.
+    public var l2RedisAddress: String?
+    public var l2RedisKey = "switchboard:kv:servers"
+    public var l2RedisPassword: String?
     public init() {}
 }

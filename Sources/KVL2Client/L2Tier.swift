@@ -22,6 +22,8 @@ public struct L2Configuration: Sendable {
     public var healthIntervalMillis: UInt64 = 500
     /// How often member host names are resolved again (pods change IPs).
     public var resolveIntervalMillis: UInt64 = 5_000
+    /// Members also come from discovery (`setDiscovered`); `members` may then be empty.
+    public var dynamicMembers = false
     /// Consecutive call timeouts that take a member out of the ring.
     public var failureThreshold = 3
     /// Blocks waiting to be written; beyond this, new writes are dropped (counted).
@@ -60,7 +62,9 @@ public struct L2Stats: Sendable, Equatable {
 public final class L2Tier: @unchecked Sendable {
     public let configuration: L2Configuration
     let loop: EventLoop
-    private let members: [String: L2Member]
+    private var members: [String: L2Member]
+    /// Host names (member id, host) the resolver thread looks up.
+    private let names = Mutex<[(String, String)]>([])
     public private(set) var ring: HashRing
     public private(set) var stats = L2Stats()
     /// Reads the blocks to write (the agent's pool): keys no longer stored are left out.
@@ -70,6 +74,9 @@ public final class L2Tier: @unchecked Sendable {
     private var healthTimer: TimerID?
     /// Called on the loop when a member joins or leaves the ring.
     public var onRingChange: ((_ member: String, _ up: Bool, _ why: String) -> Void)?
+    /// Called on the loop when counters or members changed outside a caller's
+    /// request (write completions, probes): the agent republishes its stats.
+    public var onStatsChange: (() -> Void)?
 
     private let resolving = Atomic<Bool>(false)
 
@@ -81,12 +88,9 @@ public final class L2Tier: @unchecked Sendable {
                 source: @escaping ([BlockKey]) -> [(BlockKey, CacheProtocol.Block)]) throws(BadMember) {
         var ms: [String: L2Member] = [:]
         for m in configuration.members {
-            guard case .tcp(let host, let port)? = try? SocketAddress(parsing: m), port > 0, !host.contains(":") else {
-                throw BadMember(description: "L2 member '\(m)' is not host:port")
-            }
-            ms[m] = L2Member(id: m, host: host, port: port, loop: loop)
+            ms[m] = try Self.member(m, loop: loop)
         }
-        guard !ms.isEmpty else { throw BadMember(description: "no L2 members") }
+        guard !ms.isEmpty || configuration.dynamicMembers else { throw BadMember(description: "no L2 members") }
         self.configuration = configuration
         self.loop = loop
         self.members = ms
@@ -98,17 +102,63 @@ public final class L2Tier: @unchecked Sendable {
         }
     }
 
+    private static func member(_ m: String, loop: EventLoop) throws(BadMember) -> L2Member {
+        guard case .tcp(let host, let port)? = try? SocketAddress(parsing: m), port > 0, !host.contains(":") else {
+            throw BadMember(description: "L2 member '\(m)' is not host:port")
+        }
+        return L2Member(id: m, host: host, port: port, loop: loop)
+    }
+
+    /// Members found by discovery (Redis): with the configured ones, the
+    /// member set from now on. New members are probed at once and join the
+    /// ring when they answer; members gone leave it. Call on the loop.
+    public func setDiscovered(_ ids: [String]) {
+        let want = Set(configuration.members).union(ids)
+        var changed = false
+        for (id, m) in members where !want.contains(id) {
+            members[id] = nil
+            m.disconnect("no longer a member")
+            if m.up {
+                m.up = false
+                changed = true
+                onRingChange?(id, false, "no longer registered")
+            }
+        }
+        for id in want where members[id] == nil {
+            guard let m = try? Self.member(id, loop: loop) else {
+                onRingChange?(id, false, "ignored: not host:port")
+                continue
+            }
+            m.onFailure = { [unowned self] m, why in self.markDown(m, why) }
+            members[id] = m
+            probe(m)
+        }
+        stats.members = members.count
+        if changed { rebuildRing() }
+        updateNames()
+        onStatsChange?()
+    }
+
+    private func updateNames() {
+        let list = members.values.filter { !Resolver.isIPv4Literal($0.host) }.map { ($0.id, $0.host) }
+        names.withLock { $0 = list }
+        if !list.isEmpty { startResolver() }
+    }
+
     /// Probes every member now and then every `healthIntervalMillis`; host
     /// names are resolved on a thread of their own every
     /// `resolveIntervalMillis` (never on the loop). Call on the loop.
     public func start() {
-        probe()
-        let names = members.values.filter { !Resolver.isIPv4Literal($0.host) }.map { ($0.id, $0.host) }
-        guard !names.isEmpty, !resolving.exchange(true, ordering: .relaxed) else { return }
+        probeAll()
+        updateNames()
+    }
+
+    private func startResolver() {
+        guard !resolving.exchange(true, ordering: .relaxed) else { return }
         let loop = self.loop, interval = configuration.resolveIntervalMillis
         let thread = Thread { [weak self] in
             while let tier = self, tier.resolving.load(ordering: .relaxed) {
-                for (id, host) in names {
+                for (id, host) in tier.names.withLock({ $0 }) {
                     let r = Resolver.ipv4(host)
                     loop.execute { [weak tier] in tier?.members[id]?.resolved(r) }
                 }
@@ -133,18 +183,21 @@ public final class L2Tier: @unchecked Sendable {
 
     // MARK: - health
 
-    private func probe() {
-        for m in members.values {
-            m.call(.stats, body: [], timeoutMs: max(50, configuration.healthIntervalMillis)) { [unowned self] r in
-                switch r {
-                case .success: self.markUp(m)
-                case .failure(let e):
-                    if case .connection = e {} else { m.disconnect("health probe failed") }
-                    self.markDown(m, "health probe: \(e)")
-                }
+    private func probeAll() {
+        for m in members.values { probe(m) }
+        healthTimer = loop.schedule(afterNanos: configuration.healthIntervalMillis * 1_000_000) { [weak self] in self?.probeAll() }
+    }
+
+    private func probe(_ m: L2Member) {
+        m.call(.stats, body: [], timeoutMs: max(50, configuration.healthIntervalMillis)) { [unowned self] r in
+            guard members[m.id] === m else { return }   // removed meanwhile
+            switch r {
+            case .success: markUp(m)
+            case .failure(let e):
+                if case .connection = e {} else { m.disconnect("health probe failed") }
+                markDown(m, "health probe: \(e)")
             }
         }
-        healthTimer = loop.schedule(afterNanos: configuration.healthIntervalMillis * 1_000_000) { [weak self] in self?.probe() }
     }
 
     private func markUp(_ m: L2Member) {
@@ -168,6 +221,7 @@ public final class L2Tier: @unchecked Sendable {
         ring = HashRing(members: members.values.filter(\.up).map(\.id), virtualNodes: configuration.virtualNodes)
         stats.membersUp = ring.members.count
         stats.ringChanges += 1
+        onStatsChange?()
     }
 
     private func noteFailure(_ m: L2Member, _ e: L2CallError) {
@@ -349,6 +403,7 @@ public final class L2Tier: @unchecked Sendable {
                         noteFailure(m, e)
                     }
                     pumpWrites()
+                    onStatsChange?()
                 }
             }
         }

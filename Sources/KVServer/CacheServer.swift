@@ -20,6 +20,12 @@ public struct KVServerConfiguration: Sendable {
     public var defaultTimeoutMillis: UInt64 = 1_000
     /// Serve `POST /debug/corrupt` on the admin endpoint (fault injection for tests).
     public var debugEndpoints = false
+    /// Register in Redis (`host:port`; password from `REDIS_PASSWORD`) under
+    /// `registerKey` as `advertise`, the address agents dial.
+    public var registerRedisAddress: String?
+    public var registerKey = "switchboard:kv:servers"
+    public var advertise: String?
+    public var redisPassword: String?
     public init() {}
 }
 

@@ -2,7 +2,9 @@ import AdminHTTP
 import EventLoop
 import Foundation
 import KVProtocol
+import KVMembership
 import Logging
+import Redis
 
 /// A cache server as a process runs it: one event loop with the server, the
 /// admin endpoint when asked for, SIGTERM/SIGINT stopping both.
@@ -63,10 +65,34 @@ public final class KVServerService {
             }
         }
         let logger = self.logger
+        var registration: RedisRegistration?
+        if let address = configuration.registerRedisAddress, let advertise = configuration.advertise {
+            guard var rc = RedisConfiguration.parse(address: address) else { throw StartError.server("Redis address '\(address)' is not host:port") }
+            rc.password = configuration.redisPassword
+            let key = configuration.registerKey
+            let r = RedisRegistration(redis: rc, address: advertise, key: key, loop: loop)
+            var failing: String? = "not yet registered"
+            r.onHeartbeat = { why in
+                // Log changes only: the first success, the first failure of a run.
+                if let why, failing == nil {
+                    logger.warning("kv.server.registration.failing", metadata: ["kv.redis": "\(address)", "error": "\(why)"])
+                } else if why == nil, failing != nil {
+                    logger.notice("kv.server.registered", metadata: ["kv.redis": "\(address)", "kv.key": "\(key)", "kv.advertise": "\(advertise)"])
+                }
+                failing = why
+            }
+            loop.execute { r.start() }
+            registration = r
+        }
         try signals.attach(to: loop) { sig in
             logger.notice("kv.server.stopping", metadata: ["signal": "\(sig)", "kv.stats": "\(server.statsJSON())"])
-            server.close()
-            loop.stop()
+            server.stop()
+            // A clean stop leaves the member list at once (a dead server ages out of it).
+            guard let r = registration else { return loop.stop() }
+            r.deregister {
+                r.close()
+                loop.stop()
+            }
         }
         let c = configuration
         logger.notice("kv.server.listening", metadata: [

@@ -55,6 +55,12 @@ struct KVAgentCommand: ParsableCommand {
     @Option(name: .customLong("l2"), help: "An L2 cache server, host:port (an IPv4 address or a name, resolved every 5 s off the request path); repeat or separate with commas.")
     var l2Members: [String] = []
 
+    @Option(help: "Also take L2 members from the servers registered in this Redis (host:port; password from $REDIS_PASSWORD).")
+    var l2Redis: String?
+
+    @Option(help: "The Redis sorted set L2 servers register in.")
+    var l2RedisKey = "switchboard:kv:servers"
+
     @Option(help: "Copies of each block on the L2 ring.")
     var l2Replicas = 2
 
@@ -90,6 +96,11 @@ struct KVAgentCommand: ParsableCommand {
                 throw ValidationError("--l2 \(m): expected host:port of a switchboard-kv-server")
             }
         }
+        if let r = l2Redis {
+            guard case .tcp(_, let port)? = try? SocketAddress(parsing: r), port > 0 else {
+                throw ValidationError("--l2-redis \(r): expected host:port of Redis")
+            }
+        }
         guard l2Replicas >= 1 else { throw ValidationError("--l2-replicas must be at least 1") }
         guard l2ReadTimeoutMs > 0, l2WriteTimeoutMs > 0, l2HealthIntervalMs > 0 else {
             throw ValidationError("--l2-read-timeout-ms, --l2-write-timeout-ms and --l2-health-interval-ms must be positive")
@@ -105,15 +116,19 @@ struct KVAgentCommand: ParsableCommand {
         c.capacityBytes = ByteCount.parse(capacity)!
         c.policy = EvictionPolicyKind(rawValue: policy)!
         c.defaultLeaseMillis = defaultLeaseMs
-        if !l2List.isEmpty {
+        if !l2List.isEmpty || l2Redis != nil {
             var l2 = L2Configuration()
             l2.members = l2List
+            l2.dynamicMembers = l2Redis != nil
             l2.replicas = l2Replicas
             l2.readTimeoutMillis = l2ReadTimeoutMs
             l2.writeTimeoutMillis = l2WriteTimeoutMs
             l2.healthIntervalMillis = l2HealthIntervalMs
             l2.writeQueueBlocks = l2WriteQueue
             c.l2 = l2
+            c.l2RedisAddress = l2Redis
+            c.l2RedisKey = l2RedisKey
+            c.l2RedisPassword = ProcessInfo.processInfo.environment["REDIS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
         }
         let admin: SocketAddress?
         do { admin = metricsListen.isEmpty ? nil : try SocketAddress(parsing: metricsListen) } catch {

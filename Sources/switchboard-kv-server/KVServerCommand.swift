@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import CommandOptions
 import EventLoop
 import KVCache
@@ -50,6 +51,15 @@ struct KVServerCommand: ParsableCommand {
     @Option(help: "host:port for /metrics (Prometheus), /healthz and /stats over HTTP; empty to disable.")
     var metricsListen = "127.0.0.1:9104"
 
+    @Option(help: "Register in this Redis (host:port; password from $REDIS_PASSWORD) so agents with --l2-redis find this server.")
+    var registerRedis: String?
+
+    @Option(help: "The Redis sorted set to register in.")
+    var registerKey = "switchboard:kv:servers"
+
+    @Option(help: "host:port agents dial, as registered (default: --listen when it names a host).")
+    var advertise: String?
+
     @Flag(help: "Serve POST /debug/corrupt?key=<hex> on the metrics address (flips a stored byte; fault-injection tests only).")
     var debugEndpoints = false
 
@@ -67,6 +77,22 @@ struct KVServerCommand: ParsableCommand {
             throw ValidationError("watermarks must satisfy 0 < --low-watermark <= --high-watermark <= 1")
         }
         guard defaultTimeoutMs > 0 else { throw ValidationError("--default-timeout-ms must be positive") }
+        if let r = registerRedis {
+            guard case .tcp(_, let port)? = try? SocketAddress(parsing: r), port > 0 else {
+                throw ValidationError("--register-redis \(r): expected host:port of Redis")
+            }
+            guard let a = advertisedAddress, case .tcp(let host, let port)? = try? SocketAddress(parsing: a), port > 0, host != "0.0.0.0" else {
+                throw ValidationError("--register-redis needs --advertise HOST:PORT (the address agents dial) when --listen is 0.0.0.0 or unparsable")
+            }
+            _ = host
+        }
+    }
+
+    /// What to register: --advertise, else --listen when it names a host.
+    var advertisedAddress: String? {
+        if let a = advertise { return a }
+        guard case .tcp(let host, _)? = try? SocketAddress(parsing: listen), host != "0.0.0.0" else { return nil }
+        return listen
     }
 
     func run() throws {
@@ -80,6 +106,10 @@ struct KVServerCommand: ParsableCommand {
         c.lowWatermark = lowWatermark
         c.defaultTimeoutMillis = defaultTimeoutMs
         c.debugEndpoints = debugEndpoints
+        c.registerRedisAddress = registerRedis
+        c.registerKey = registerKey
+        c.advertise = advertisedAddress
+        c.redisPassword = ProcessInfo.processInfo.environment["REDIS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
         let admin: SocketAddress?
         do { admin = metricsListen.isEmpty ? nil : try SocketAddress(parsing: metricsListen) } catch {
             throw ValidationError("--metrics-listen: \(error)")

@@ -193,3 +193,68 @@ def test_the_server_refuses_bad_settings_and_explains_itself():
     r = subprocess.run([binary("switchboard-kv-agent"), "--l2", "nohost", "--metrics-listen", ""],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode != 0 and "--l2 nohost" in r.stderr
+
+
+def test_servers_registered_in_redis_join_and_leave_the_agents_rings(tmp_path):
+    """Membership from Redis: servers register with heartbeats (Redis's own
+    clock), agents list them. A server that starts later joins every ring;
+    one stopped cleanly leaves the list at once; one killed ages out."""
+    from harness import Redis
+    redis = Redis(str(tmp_path)).start()
+    procs = []
+    try:
+        def server(name):
+            port, admin = free_ports(2)
+            p = Proc(name, [binary("switchboard-kv-server"), "--listen", f"127.0.0.1:{port}", "--block-bytes", str(PAGE),
+                            "--capacity", "8M", "--register-redis", f"127.0.0.1:{redis.port}",
+                            "--metrics-listen", f"127.0.0.1:{admin}"], str(tmp_path))
+            procs.append(p)
+            wait_port(port)
+            return p, f"127.0.0.1:{port}"
+
+        s1, addr1 = server("kv-server-r1")
+        wait_until(lambda: addr1 in redis.cli("ZRANGE", "switchboard:kv:servers", "0", "-1"), "server 1 to register")
+        socks, admins = [], []
+        for name in "ab":
+            sock, admin = str(tmp_path / f"{name}.sock"), free_ports(1)[0]
+            procs.append(Proc(f"kv-agent-r{name}", [
+                binary("switchboard-kv-agent"), "--socket", sock, "--block-bytes", str(PAGE), "--capacity", "4M",
+                "--l2-redis", f"127.0.0.1:{redis.port}", "--l2-replicas", "1", "--l2-health-interval-ms", "100",
+                "--metrics-listen", f"127.0.0.1:{admin}"], str(tmp_path)))
+            wait_unix(sock)
+            wait_port(admin)
+            socks.append(sock)
+            admins.append(admin)
+
+        def up(i):
+            return {m["member"] for m in get_json(admins[i], "/stats")["l2"]["members"] if m["up"]}
+
+        for i in range(2):
+            wait_until(lambda: up(i) == {addr1}, f"agent {i} to find server 1 through Redis")
+        # Cross-node reuse through the registered server.
+        store_through(socks[0], 3000, 8)
+        wait_until(lambda: get_json(admins[0], "/stats")["l2"]["blocks_written"] == 8, "agent A to write 8 blocks")
+        assert read_through(socks[1], 3000, 8) == (8, 8, True)
+        # A server started later joins both rings.
+        s2, addr2 = server("kv-server-r2")
+        for i in range(2):
+            wait_until(lambda: up(i) == {addr1, addr2}, f"agent {i} to admit server 2")
+        # Stopped cleanly: it deregisters at once.
+        s2.signal(signal.SIGTERM)
+        s2.wait(10)
+        wait_until(lambda: addr2 not in redis.cli("ZRANGE", "switchboard:kv:servers", "0", "-1"), "server 2 to deregister")
+        for i in range(2):
+            wait_until(lambda: up(i) == {addr1}, f"agent {i} to drop server 2")
+        # Killed: its entry stays in Redis until the heartbeats age out (5 s), the rings drop it sooner.
+        s1.signal(signal.SIGKILL)
+        s1.wait(5)
+        for i in range(2):
+            wait_until(lambda: up(i) == set(), f"agent {i} to drop the killed server")
+        e, n, ok = read_through(socks[1], 3000, 8)
+        assert (n, ok) == (8, True), "B still has the blocks in its own L1"
+        e, n, ok = read_through(socks[1], 4000, 4)
+        assert (e, n) == (0, 0), "no L2 member: a miss, not a hang"
+    finally:
+        for p in procs:
+            p.stop()
+        redis.stop()
