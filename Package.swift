@@ -58,6 +58,8 @@ let package = Package(
         .target(name: "TLS", dependencies: ["COpenSSL"], swiftSettings: strict),
         // The only user of hiredis: an async Redis connection on a gateway event loop.
         .target(name: "Redis", dependencies: ["CHiredis", "EventLoop"], swiftSettings: strict),
+        // Whether RDMA is usable here (the RDMA shim's probe, in safe Swift).
+        .target(name: "RDMA", dependencies: ["CRdmaShim"], swiftSettings: strict),
         // The KV agent's shared-memory page pool (memfd, mmap, SCM_RIGHTS through CSystem).
         .target(name: "HostMemory", dependencies: ["CSystem"], swiftSettings: strict),
 
@@ -124,17 +126,19 @@ let package = Package(
         // L2 membership through Redis: servers register with heartbeats, agents list them.
         .target(name: "KVMembership", dependencies: ["Redis", "EventLoop"], swiftSettings: strict),
         .target(name: "KVAgent", dependencies: [
-            "KVL2Client", "KVMembership", "Redis", "KVCache", "KVProtocol", "HostMemory", "EventLoop", "Metrics", "AdminHTTP", .product(name: "Logging", package: "swift-log"),
+            "KVL2Client", "KVMembership", "Redis", "RDMA", "KVCache", "KVProtocol", "HostMemory", "EventLoop", "Metrics", "AdminHTTP", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         // The L2 cache server: slot pool, checksummed index, watermark eviction, TCP protocol server.
         .target(name: "KVServer", dependencies: [
-            "KVMembership", "Redis", "KVCache", "KVProtocol", "HostMemory", "EventLoop", "Metrics", "AdminHTTP", .product(name: "Logging", package: "swift-log"),
+            "KVMembership", "Redis", "RDMA", "KVCache", "KVProtocol", "HostMemory", "EventLoop", "Metrics", "AdminHTTP", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         .target(name: "KVAgentClient", dependencies: ["KVProtocol", "KVCache", "HostMemory", "EventLoop"], swiftSettings: strict),
         // C libraries loaded by engine connectors (connectors/): the agent's C
         // client and the CUDA shim. Plain C, no Swift above them.
         .target(name: "CKVClient"),
         .target(name: "CCudaShim", linkerSettings: [.linkedLibrary("dl")]),
+        // The RDMA shim (libibverbs loaded with dlopen; "unavailable" without a device or the library).
+        .target(name: "CRdmaShim", linkerSettings: [.linkedLibrary("dl")]),
 
         // MARK: domain: the simulated vLLM pod (studies and tests; never linked by the gateway or agent)
         .target(name: "VLLMSim", dependencies: [
@@ -189,7 +193,7 @@ let package = Package(
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "ExtProc", "ExtProcProto", "PodSnapshot", "PodMetrics"], swiftSettings: strict),
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache", "KVProtocol", "KVBench"], resources: [.copy("Inputs")], swiftSettings: strict),
         .testTarget(name: "KVAgentTests", dependencies: ["KVAgent", "KVAgentClient", "KVProtocol", "KVCache", "EventLoop", "HostMemory"], swiftSettings: strict),
-        .testTarget(name: "KVServerTests", dependencies: ["KVServer", "KVL2Client", "KVProtocol", "KVPlacement", "EventLoop", "HostMemory"], swiftSettings: strict),
+        .testTarget(name: "KVServerTests", dependencies: ["KVServer", "KVL2Client", "RDMA", "KVProtocol", "KVPlacement", "EventLoop", "HostMemory"], swiftSettings: strict),
         .testTarget(name: "VLLMSimTests", dependencies: ["VLLMSim", "HTTP1", "EventLoop", "KVAgent"], swiftSettings: strict),
     ]
 )

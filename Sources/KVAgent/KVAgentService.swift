@@ -2,6 +2,7 @@ import AdminHTTP
 import EventLoop
 import Foundation
 import Logging
+import RDMA
 
 /// The node agent as a process runs it: one event loop with the agent, the
 /// admin endpoint (`/metrics`, `/healthz`, `/stats`) when asked for, and
@@ -63,6 +64,7 @@ public final class KVAgentService {
             "kv.socket": "\(configuration.socketPath)", "kv.pages": "\(agent.pool.pages)",
             "kv.page_bytes": "\(configuration.pageSize)", "kv.capacity_bytes": "\(configuration.capacityBytes)",
             "kv.policy": "\(configuration.policy.rawValue)",
+            "kv.rdma": "\(configuration.l2 == nil ? "n/a (no L2)" : "\(RDMAProbe.run()); L2 data path: tcp")",
             "kv.l2": "\(configuration.l2.map { "\($0.members.joined(separator: ",")) replicas=\($0.replicas) read_timeout_ms=\($0.readTimeoutMillis)" } ?? "off")",
             "kv.metrics": "\(admin.map { _ in "http://\(adminListen!)/metrics" } ?? "off")",
         ])

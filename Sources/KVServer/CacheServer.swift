@@ -3,6 +3,7 @@ import KVCache
 import Foundation
 import KVProtocol
 import Metrics
+import RDMA
 import Synchronization
 
 /// Settings of one L2 cache server.
@@ -40,6 +41,8 @@ final class CacheServerCore: @unchecked Sendable {
     let deadlineMisses = Counter()
     let connectionCount = Mutex(0)
     let opDurations: [CacheProtocol.Op: Histogram]
+    /// RDMA on this machine (probed once; the data path is TCP either way).
+    let rdma = RDMAProbe.run()
 
     init(store: CacheStore, configuration: KVServerConfiguration) {
         self.store = store
@@ -197,5 +200,8 @@ public final class KVCacheServer: Sendable {
     }
 
     public func statsJSON() -> String { CacheServerStats(core).json }
+
+    /// RDMA on this machine, as probed at start.
+    public var rdma: RDMAProbe.Availability { core.rdma }
     public func prometheus() -> String { CacheServerStats(core).prometheus }
 }

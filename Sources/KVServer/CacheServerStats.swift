@@ -11,6 +11,7 @@ struct CacheServerStats {
     let errors: UInt64
     let deadlineMisses: UInt64
     let durations: [(String, Histogram)]
+    let rdma: String
 
     init(_ core: CacheServerCore) {
         store = core.store.stats
@@ -21,6 +22,7 @@ struct CacheServerStats {
         errors = core.errors.value
         deadlineMisses = core.deadlineMisses.value
         durations = CacheProtocol.Op.allCases.map { ("\($0)", core.opDurations[$0]!) }
+        rdma = "\(core.rdma)"
     }
 
     var json: String {
@@ -30,7 +32,7 @@ struct CacheServerStats {
         "bytes_used":\(s.bytesUsed),"hits":\(s.hits),"misses":\(s.misses),"puts":\(s.puts),"rejected":\(s.rejected),\
         "corrupt":\(s.corrupt),"evictions":\(s.evictions),"deletes":\(s.deletes),"bytes_in":\(s.bytesIn),\
         "bytes_out":\(s.bytesOut),"connections":\(connections),"requests":\(requests),"errors":\(errors),\
-        "deadline_exceeded":\(deadlineMisses)}
+        "deadline_exceeded":\(deadlineMisses),"data_path":"tcp","rdma":\(JSONText.quote(rdma))}
         """
     }
 

@@ -101,6 +101,7 @@ public final class KVServerService {
             "kv.watermarks": "\(c.lowWatermark)-\(c.highWatermark)",
             "kv.metrics": "\(admin.map { _ in "http://\(adminListen!)/metrics" } ?? "off")",
             "kv.debug_endpoints": "\(c.debugEndpoints)",
+            "kv.data_path": "tcp", "kv.rdma": "\(server.rdma)",
         ])
         group.start()
         group.join()

@@ -2,6 +2,7 @@ import EventLoop
 import Foundation
 import HostMemory
 import KVL2Client
+import RDMA
 import KVProtocol
 import Synchronization
 import Dispatch
@@ -222,5 +223,21 @@ func waitFor(_ what: String, _ cond: () -> Bool) throws {
         loop.execute { t.start() }
         #expect(joined.wait(timeout: .now() + 10) == .success, "the member named localhost joined the ring")
         loop.execute { t.stop() }
+    }
+}
+
+@Suite struct RDMAProbeTests {
+    /// The shim loads everywhere and says why RDMA is unavailable; where the
+    /// kernel lists RDMA devices, it finds them.
+    @Test func theProbeAgreesWithTheKernelsDeviceList() {
+        let kernel = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/infiniband")) ?? []
+        switch RDMAProbe.run() {
+        case .available(let devices):
+            #expect(!devices.isEmpty)
+            #expect(!kernel.isEmpty, "the shim found \(devices) but /sys/class/infiniband lists none")
+        case .unavailable(let why):
+            #expect(!why.isEmpty)
+            #expect(kernel.isEmpty, "/sys/class/infiniband lists \(kernel) but the shim says: \(why)")
+        }
     }
 }
