@@ -96,7 +96,7 @@ public final class KVServerService {
         }
         let c = configuration
         logger.notice("kv.server.listening", metadata: [
-            "kv.listen": "\(c.listen)", "kv.slots": "\(server.store.slots)", "kv.slot_bytes": "\(c.slotBytes)",
+            "kv.listen": "\(server.boundPort.map { p -> String in if case .tcp(let h, _) = c.listen { return "\(h):\(p)" }; return "\(c.listen)" } ?? "\(c.listen)")", "kv.slots": "\(server.store.slots)", "kv.slot_bytes": "\(c.slotBytes)",
             "kv.capacity_bytes": "\(server.store.slots * c.slotBytes)", "kv.policy": "\(c.policy)",
             "kv.watermarks": "\(c.lowWatermark)-\(c.highWatermark)",
             "kv.metrics": "\(admin.map { _ in "http://\(adminListen!)/metrics" } ?? "off")",
