@@ -241,3 +241,59 @@ func waitFor(_ what: String, _ cond: () -> Bool) throws {
         }
     }
 }
+
+/// A server that answers every GET with blocks whose bytes do not match
+/// their checksums (what a bit flip on the wire would look like) and every
+/// other request with an empty success.
+final class LyingConnection: StreamSocketDelegate {
+    let socket: StreamSocket
+    private var decoder = AgentProtocol.Decoder(magic: CacheProtocol.magic, maxBody: CacheProtocol.maxBody)
+    init(socket: StreamSocket) { self.socket = socket }
+    func socketRead(_ socket: StreamSocket, _ bytes: ArraySlice<UInt8>) {
+        for f in (try? decoder.feed(bytes)) ?? [] {
+            var body: [UInt8] = [0, 0, 0, 0]
+            if f.op == CacheProtocol.Op.get.rawValue {
+                var good = page(1)
+                good.bytes[7] ^= 0x40
+                body = CacheProtocol.getResponse([good])
+            }
+            socket.write(AgentProtocol.Frame(op: f.op, requestID: f.requestID, body: body).encoded(magic: CacheProtocol.magic))
+        }
+        socket.flush()
+    }
+    func socketDrained(_ socket: StreamSocket) {}
+    func socketClosed(_ socket: StreamSocket, error: SystemError?) {}
+}
+
+final class Held: @unchecked Sendable { var list: [LyingConnection] = [] }
+
+@Suite struct TierIntegrityTests {
+    @Test func aBlockThatArrivesDamagedIsAMissNeverReturned() throws {
+        let loops = try EventLoopGroup(count: 1)
+        let loop = loops.loops[0]
+        let listener = try Listener(address: .tcp(host: "127.0.0.1", port: 0))
+        let held = Held()
+        try listener.attach(to: loop) { fd, loop in
+            guard let s = try? StreamSocket(fd: fd, loop: loop) else { return }
+            let c = LyingConnection(socket: s)
+            s.delegate = c
+            held.list.append(c)
+        }
+        loops.start(name: "lying-server")
+        defer { loops.stopAll(); loops.join() }
+        var config = L2Configuration()
+        config.members = ["127.0.0.1:\(listener.boundPort!)"]
+        config.replicas = 1
+        config.healthIntervalMillis = 20
+        let joined = DispatchSemaphore(value: 0)
+        let t = try L2Tier(configuration: config, loop: loop) { _ in [] }
+        t.onRingChange = { _, up, _ in if up { joined.signal() } }
+        loop.execute { t.start() }
+        #expect(joined.wait(timeout: .now() + 10) == .success)
+        let got = try completion(on: loop) { done in t.get([key(1)], deadline: monotonicNanos() + 2_000_000_000) { done($0) } }
+        #expect(got.isEmpty)
+        let stats = onLoop(loop) { t.stats }
+        #expect(stats.corrupt == 1 && stats.hits == 0 && stats.misses == 1)
+        loop.execute { t.stop() }
+    }
+}
