@@ -133,7 +133,7 @@ def measure(args, setup, rate, rows, logdir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rates", default="0.5,1,2", help="session arrival rates (sessions/s), comma-separated")
+    ap.add_argument("--rates", default="1,2,4", help="session arrival rates (sessions/s), comma-separated")
     ap.add_argument("--setups", default=",".join(SETUPS))
     ap.add_argument("--pods", type=int, default=4)
     ap.add_argument("--nodes", type=int, default=2)
@@ -143,7 +143,7 @@ def main():
     ap.add_argument("--system-prefix", type=int, default=0)
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--think-ms", type=float, default=500.0)
-    ap.add_argument("--profile", default="h100-llama3-8b")
+    ap.add_argument("--profile", default="a100-llama3-8b")
     ap.add_argument("--speed", type=float, default=1.0)
     ap.add_argument("--kv-blocks", type=int, default=256, help="KV blocks per pod (16 tokens each)")
     ap.add_argument("--max-num-batched-tokens", type=int, default=8192)
