@@ -15,3 +15,12 @@ public enum ByteCount {
         return Int(t).flatMap { $0 >= 0 ? $0 : nil }
     }
 }
+
+/// Secrets read from the environment (never from arguments, which other
+/// users of the machine can list).
+public enum SecretEnvironment {
+    /// `$name` when set and not empty.
+    public static func value(_ name: String) -> String? {
+        ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
+    }
+}

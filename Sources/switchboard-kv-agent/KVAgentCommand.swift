@@ -128,7 +128,7 @@ struct KVAgentCommand: ParsableCommand {
             c.l2 = l2
             c.l2RedisAddress = l2Redis
             c.l2RedisKey = l2RedisKey
-            c.l2RedisPassword = ProcessInfo.processInfo.environment["REDIS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+            c.l2RedisPassword = SecretEnvironment.value("REDIS_PASSWORD")
         }
         let admin: SocketAddress?
         do { admin = metricsListen.isEmpty ? nil : try SocketAddress(parsing: metricsListen) } catch {

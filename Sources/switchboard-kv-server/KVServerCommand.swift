@@ -109,7 +109,7 @@ struct KVServerCommand: ParsableCommand {
         c.registerRedisAddress = registerRedis
         c.registerKey = registerKey
         c.advertise = advertisedAddress
-        c.redisPassword = ProcessInfo.processInfo.environment["REDIS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+        c.redisPassword = SecretEnvironment.value("REDIS_PASSWORD")
         let admin: SocketAddress?
         do { admin = metricsListen.isEmpty ? nil : try SocketAddress(parsing: metricsListen) } catch {
             throw ValidationError("--metrics-listen: \(error)")

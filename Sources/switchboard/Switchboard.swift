@@ -558,6 +558,6 @@ struct RedisAccessOptions: ParsableArguments {
     var redisDb: Int = 0
 
     var password: String? {
-        redisPassword ?? ProcessInfo.processInfo.environment["REDIS_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+        redisPassword ?? SecretEnvironment.value("REDIS_PASSWORD")
     }
 }
