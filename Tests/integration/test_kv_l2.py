@@ -258,3 +258,61 @@ def test_servers_registered_in_redis_join_and_leave_the_agents_rings(tmp_path):
         for p in procs:
             p.stop()
         redis.stop()
+
+
+def test_the_server_process_survives_fuzzed_frames(tmp_path):
+    """Malformed frames against the real binary: every frame with a valid
+    header gets a reply (an error for a broken body), broken streams are
+    closed, and the process keeps serving."""
+    import random
+    import socket
+    import struct
+    port, admin = free_ports(2)
+    p = Proc("kv-server-fuzz", [binary("switchboard-kv-server"), "--listen", f"127.0.0.1:{port}", "--block-bytes", "4096",
+                                "--capacity", "1M", "--metrics-listen", f"127.0.0.1:{admin}"], str(tmp_path))
+    try:
+        wait_port(port)
+        rng = random.Random(7)
+        magic = 0x324C4253
+
+        def frame(op, rid, body):
+            return struct.pack("<IIHHIQ", magic, len(body), op, 0, rid, 0) + body
+
+        def read_frame(s):
+            head = b""
+            while len(head) < 24:
+                chunk = s.recv(24 - len(head))
+                if not chunk:
+                    return None
+                head += chunk
+            _, n, op, status, rid, _ = struct.unpack("<IIHHIQ", head)
+            body = b""
+            while len(body) < n:
+                chunk = s.recv(n - len(body))
+                if not chunk:
+                    return None
+                body += chunk
+            return op, status, rid, body
+
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        refused = 0
+        for i in range(500):
+            body = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 120)))
+            s.sendall(frame(rng.randrange(0, 8), i, body))
+            reply = read_frame(s)
+            assert reply is not None and reply[2] == i, f"no reply to frame {i}"
+            refused += reply[1] != 0
+        assert refused > 400, refused
+        for bad in (b"\x00" * 24, struct.pack("<IIHHIQ", magic, 1 << 30, 1, 0, 1, 0)):
+            b = socket.create_connection(("127.0.0.1", port), timeout=10)
+            b.sendall(bad)
+            reply = read_frame(b)
+            assert reply is not None and reply[1] != 0
+            assert b.recv(1) == b"", "a stream that cannot be framed is closed"
+            b.close()
+        s.sendall(frame(5, 999, b""))      # STATS
+        op, status, rid, body = read_frame(s)
+        assert status == 0 and rid == 999 and json.loads(body)["errors"] >= refused
+        assert p.alive()
+    finally:
+        p.stop()
