@@ -8,7 +8,7 @@ import tempfile
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import Proc, Redis, Stack, binary, chat, free_port, wait_port, wait_until
+from harness import Proc, Redis, Stack, binary, chat, free_port, free_ports, wait_port, wait_until
 import http.client
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -105,15 +105,21 @@ def live_names(tmp_path):
             out |= names(page(s.pod_ports[0]))
     finally:
         redis.stop()
+    # The KV tier: an agent with an L2 member, and that cache server.
     d = tempfile.mkdtemp()
-    port = free_port()
+    port, server_port, server_admin = free_ports(3)
+    server = Proc("kv-server", [binary("switchboard-kv-server"), "--listen", f"127.0.0.1:{server_port}", "--capacity", "64M",
+                                "--metrics-listen", f"127.0.0.1:{server_admin}"], d)
     agent = Proc("agent", [binary("switchboard-kv-agent"), "--socket", os.path.join(d, "kv.sock"), "--capacity", "64M",
-                           "--metrics-listen", f"127.0.0.1:{port}"], d)
+                           "--l2", f"127.0.0.1:{server_port}", "--metrics-listen", f"127.0.0.1:{port}"], d)
     try:
         wait_port(port)
+        wait_port(server_admin)
         out |= names(page(port))
+        out |= names(page(server_admin))
     finally:
         agent.stop()
+        server.stop()
     return out
 
 
