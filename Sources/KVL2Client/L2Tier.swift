@@ -293,14 +293,21 @@ public final class L2Tier: @unchecked Sendable {
             guard outstanding > 0 else { return finish() }
             let timeoutMs = max(1, (deadline - now) / 1_000_000)
             for (memberID, idx) in groups {
-                guard let m = members[memberID] else { continue }
                 let ks = idx.map { keys[$0] }
                 let body = (fetch ? CacheProtocol.Request.get(ks) : CacheProtocol.Request.exists(ks)).body()
-                m.call(fetch ? .get : .exists, body: body, timeoutMs: timeoutMs) { [unowned self] result in
+                // A member removed since the ring was read (discovery) answers nothing: its keys go on.
+                let call: (@escaping (Result<[UInt8], L2CallError>) -> Void) -> Void
+                if let m = members[memberID] {
+                    call = { m.call(fetch ? .get : .exists, body: body, timeoutMs: timeoutMs, $0) }
+                } else {
+                    call = { [loop] done in loop.schedule(afterNanos: 0) { done(.failure(.connection("\(memberID) is no longer a member"))) } }
+                }
+                let m = members[memberID]
+                call { [unowned self] result in
                     var got = 0
                     switch result {
                     case .success(let reply):
-                        m.consecutiveFailures = 0
+                        m?.consecutiveFailures = 0
                         if fetch {
                             if let bs = try? CacheProtocol.decodeGetResponse(reply), bs.count <= idx.count {
                                 for (j, b) in bs.enumerated() {
@@ -325,7 +332,7 @@ public final class L2Tier: @unchecked Sendable {
                             }
                         }
                     case .failure(let e):
-                        noteFailure(m, e)
+                        if let m { noteFailure(m, e) } else { stats.errors += 1 }
                     }
                     retry += idx[got...].filter { $0 < unreachable }
                     outstanding -= 1
