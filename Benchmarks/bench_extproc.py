@@ -182,6 +182,9 @@ def main():
     ap.add_argument("--tracing", action="store_true",
                     help="also run with serve --otlp-endpoint (every request sampled; spans exported to a local sink "
                          "that answers 200) beside the same build without tracing; prints the difference")
+    ap.add_argument("--request-logs", action="store_true",
+                    help="also run with the per-request log line on (--log-level info --log-format logfmt, written to a "
+                         "file as a container runtime would) beside the same build at warning; prints the difference")
     ap.add_argument("--sizes", metavar="BYTES,...",
                     help="instead of the comparison: processor CPU per request through Envoy for chat bodies of "
                          "these sizes, streamed and not, with the response phase on (e.g. 1024,32768,409600)")
@@ -233,10 +236,10 @@ def main():
         if a.peers:
             peers = peer_runs(a, spawn, pods, lua)
 
-        def start_gateway(path, label, extra=()):
+        def start_gateway(path, label, extra=(), log_level="warning"):
             port = free_port()
             p = spawn(label, [path, "serve", "--pods-file", pods_file, "--listen", f"127.0.0.1:{port}", "--loops", "1",
-                              "--log-level", "warning", "--admin-listen", "off"] + list(extra))
+                              "--log-level", log_level, "--admin-listen", "off"] + list(extra))
             wait_port(port)
             return p, port
 
@@ -268,6 +271,9 @@ def main():
             tr, tr_port = start_gateway(binary("switchboard"), "switchboard-tracing",
                                         ["--otlp-endpoint", f"http://127.0.0.1:{sink_port}/v1/traces"])
             runs["Envoy + sb tracing"] = []
+        if a.request_logs:
+            rl, rl_port = start_gateway(binary("switchboard"), "switchboard-request-logs", ["--log-format", "logfmt"], log_level="info")
+            runs["Envoy + sb request logs"] = []
         if a.shared_state:
             pc, pc_port = start_gateway(binary("switchboard"), "switchboard-prefix", ["--default-strategy", "prefix-cache"])
             ss, ss_port = start_gateway(binary("switchboard"), "switchboard-shared",
@@ -285,6 +291,8 @@ def main():
             runs["Envoy + sb limits"] = []
             runs["Envoy + sb limits redis"] = []
         for i in range(rounds):  # interleaved, so drift on a noisy machine hits both builds alike
+            if a.request_logs:
+                runs["Envoy + sb request logs"].append(envoy_run(rendered(f"127.0.0.1:{rl_port}"), f"request-logs-{i}", rl))
             if a.tracing:
                 runs["Envoy + sb tracing"].append(envoy_run(rendered(f"127.0.0.1:{tr_port}"), f"tracing-{i}", tr))
             if a.shared_state:
@@ -386,6 +394,11 @@ def main():
             t = results["Envoy + sb tracing"]
             print(f"tracing cost (every request sampled and exported): processor CPU {t['proc_cpu_us']:.1f} vs "
                   f"{sbr['proc_cpu_us']:.1f} µs/req without (+{t['proc_cpu_us'] - sbr['proc_cpu_us']:.1f}); "
+                  f"p50 {t['p50']:.2f} vs {sbr['p50']:.2f} ms, p99 {t['p99']:.2f} vs {sbr['p99']:.2f} ms")
+        if a.request_logs:
+            t = results["Envoy + sb request logs"]
+            print(f"request log cost (one logfmt line per request at info, to a file): processor CPU {t['proc_cpu_us']:.1f} vs "
+                  f"{sbr['proc_cpu_us']:.1f} µs/req at warning (+{t['proc_cpu_us'] - sbr['proc_cpu_us']:.1f}); "
                   f"p50 {t['p50']:.2f} vs {sbr['p50']:.2f} ms, p99 {t['p99']:.2f} vs {sbr['p99']:.2f} ms")
         if a.shared_state:
             pr, sr = results["Envoy + sb prefix-cache"], results["Envoy + sb prefix-cache shared"]
