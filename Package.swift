@@ -21,6 +21,9 @@ let package = Package(
         .executable(name: "switchboard-kv-server", targets: ["switchboard-kv-server"]),
         // The KV agent's C client, loaded by engine connectors (connectors/vllm) with ctypes.
         .library(name: "switchboard_kv", type: .dynamic, targets: ["CKVClient"]),
+        // The parsers and decoders the fuzz targets drive (Tests/Fuzz, its own package; scripts/fuzz).
+        .library(name: "SwitchboardFuzzing", targets: ["ExtProcProto", "HTTP2", "GRPCServer", "OpenAIAPI", "PodMetrics", "PodDiscovery",
+                                                       "KVProtocol", "KVServer"]),
         // The CUDA shim (runtime loaded with dlopen; "unavailable" without a GPU).
         .library(name: "switchboard_cuda", type: .dynamic, targets: ["CCudaShim"]),
     ],

@@ -28,8 +28,17 @@ public struct PrometheusLineView {
     /// Every label, with escapes decoded.
     public func decodedLabels() -> [PrometheusLabel] { PrometheusParser.decodeLabels(page, labels) }
 
+    /// A label's value with escapes decoded, when it holds escapes (nil when
+    /// absent or plain: read those with `label(_:)`, without a copy).
+    public func escapedLabel(_ name: [UInt8]) -> String? {
+        for l in labels where l.escaped && l.name.count == name.count && page[l.name].elementsEqual(name) {
+            return PrometheusParser.decodeLabels(page, [l][...]).first?.value
+        }
+        return nil
+    }
+
     /// The raw bytes of a label's value (nil when absent or when it holds
-    /// escapes, which no label the scraper reads ever does).
+    /// escapes: `escapedLabel(_:)` reads those).
     public func label(_ name: [UInt8]) -> ArraySlice<UInt8>? {
         for l in labels where !l.escaped && l.name.count == name.count && page[l.name].elementsEqual(name) {
             return page[l.value]

@@ -112,7 +112,9 @@ public enum VLLMMetrics {
     /// family decided once and the sample kind read from the name's length.
     public static func extract(_ families: [PrometheusFamily]) -> [String: VLLMEngineSample] {
         var out: [String: VLLMEngineSample] = [:]
-        let hasV1KV = hasFamily(families, "vllm:kv_cache_usage_perc")
+        // The V1 KV name wins for a model that has it (per model, as the scraper's decoder reads it).
+        let v1KVModels = Set(families.filter { $0.name == "vllm:kv_cache_usage_perc" }
+            .flatMap { $0.samples.filter { !$0.name.hasSuffix("_created") }.map { $0.label("model_name") ?? "" } })
         var capacity: (tokens: Double, size: Double)?
         for f in families {
             if f.name == "vllm:cache_config_info" {
@@ -171,8 +173,8 @@ public enum VLLMMetrics {
                 case "vllm:num_requests_running": e.running = (e.running ?? 0) + s.value
                 case "vllm:num_requests_waiting": e.waiting = (e.waiting ?? 0) + s.value
                 case "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc":
-                    // The V1 name wins when a page carries both.
-                    if f.name == "vllm:gpu_cache_usage_perc" && hasV1KV { continue }
+                    // The V1 name wins when a model has both.
+                    if f.name == "vllm:gpu_cache_usage_perc" && v1KVModels.contains(model) { continue }
                     let n = kvSeen[model, default: 0]
                     e.kvCacheUsage = ((e.kvCacheUsage ?? 0) * Double(n) + s.value) / Double(n + 1)
                     kvSeen[model] = n + 1
@@ -208,9 +210,6 @@ public enum VLLMMetrics {
         }
     }
 
-    private static func hasFamily(_ fs: [PrometheusFamily], _ name: String) -> Bool {
-        fs.contains { $0.name == name && !$0.samples.isEmpty }
-    }
 }
 
 /// Reads a vLLM `/metrics` page straight into per-model samples without
@@ -257,8 +256,19 @@ public struct VLLMScrapeDecoder: Sendable {
     }
 
     public func decode(_ page: [UInt8]) throws(PrometheusParseError) -> [String: VLLMEngineSample] {
-        var names: [ArraySlice<UInt8>] = []
+        // Models by name as the parser keys them (escapes decoded, UTF-8 repaired),
+        // found per line by their raw bytes first.
+        var names: [String] = []
+        var byName: [String: Int] = [:]
+        var raw: [(bytes: ArraySlice<UInt8>, index: Int)] = []
         var accs: [Acc] = []
+        func slot(_ name: String) -> Int {
+            if let k = byName[name] { return k }
+            names.append(name)
+            accs.append(Acc())
+            byName[name] = accs.count - 1
+            return accs.count - 1
+        }
         var capacity: (tokens: Double, size: Double)?
         try parser.scan(page) { line in
             if case .cacheConfig = roles[line.family] {
@@ -269,10 +279,16 @@ public struct VLLMScrapeDecoder: Sendable {
                 }
                 return
             }
-            let m = line.label(Self.modelLabel) ?? []
-            var k = 0
-            while k < names.count && !names[k].elementsEqual(m) { k += 1 }
-            if k == names.count { names.append(m); accs.append(Acc()) }
+            let k: Int
+            if let escaped = line.escapedLabel(Self.modelLabel) {
+                k = slot(escaped)
+            } else {
+                let m = line.label(Self.modelLabel) ?? []
+                var j = 0
+                while j < raw.count && !raw[j].bytes.elementsEqual(m) { j += 1 }
+                if j == raw.count { raw.append((m, slot(String(decoding: m, as: UTF8.self)))) }
+                k = raw[j].index
+            }
             let v = line.value
             func add(_ x: inout Double?) { x = (x ?? 0) + v }
             // Counters: the sample itself (suffix 0 on an x_total family, 6 on x); never _created.
@@ -290,7 +306,7 @@ public struct VLLMScrapeDecoder: Sendable {
             case .cacheConfig: break
             case .histogram(let slot):
                 let h = Self.index(slot)
-                accs[k].hist[h].seen = true
+                // Only a bucket with an `le`, a _sum or a _count makes the histogram exist.
                 switch line.suffixLength {
                 case 7:
                     guard let raw = line.label(Self.leLabel), let le = PrometheusParser.parseValue(raw) else { return }
@@ -302,8 +318,9 @@ public struct VLLMScrapeDecoder: Sendable {
                     }
                 case 4: accs[k].hist[h].sum += v
                 case 6: accs[k].hist[h].count += v
-                default: break
+                default: return
                 }
+                accs[k].hist[h].seen = true
             }
         }
         var out: [String: VLLMEngineSample] = [:]
@@ -328,7 +345,9 @@ public struct VLLMScrapeDecoder: Sendable {
                 default: a.sample.prefillComputedTokens = hist
                 }
             }
-            out[String(decoding: name, as: UTF8.self)] = a.sample
+            // A model no sample counted for (only _created lines, a bucket without `le`) is not reported.
+            if a.sample == VLLMEngineSample() { continue }
+            out[name] = a.sample
         }
         VLLMMetrics.applyCapacity(capacity, to: &out)
         return out

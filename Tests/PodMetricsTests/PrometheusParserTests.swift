@@ -259,13 +259,20 @@ func capture() throws -> [UInt8] {
         vllm:prefix_cache_hits_created{engine="0",model_name="m"} 1.7e9
         python_gc_objects_collected_total{generation="0"} 100
         """,
+        // Found by scripts/fuzz prometheus: the V1 KV name on one model must not hide another model's V0 name.
+        """
+        vllm:kv_cache_usage_perc{engine="0",model_name="tiny"} 0.0
+        vllm:gpu_cache_usage_perc{model_name="a"} 0.25
+        """,
     ])
     func agreesOnOlderAndMultiEnginePages(_ text: String) throws {
         let page = Array(text.utf8)
         let slow = VLLMMetrics.extract(try PrometheusParser(keep: VLLMMetrics.keep).parse(page))
         let fast = try VLLMScrapeDecoder().decode(page)
         #expect(fast == slow)
-        if let m = fast["m"] {
+        if let tiny = fast["tiny"] {
+            #expect(tiny.kvCacheUsage == 0 && fast["a"]?.kvCacheUsage == 0.25)
+        } else if let m = fast["m"] {
             #expect(m.kvCacheUsage.map { abs($0 - 0.6) < 1e-9 } == true)
             #expect(m.waiting == 3 && m.prefixCacheHits == 15)
         } else {

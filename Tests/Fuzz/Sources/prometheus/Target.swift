@@ -1,0 +1,27 @@
+import FuzzSupport
+import PodMetrics
+
+/// A /metrics page through the Prometheus parser (all families, and the
+/// vLLM families then VLLMMetrics.extract) and through the scraper's own
+/// decoder: when both accept a page they must read the same samples.
+let all = PrometheusParser()
+let kept = PrometheusParser(keep: VLLMMetrics.keep)
+let decoder = VLLMScrapeDecoder()
+
+func check(_ input: [UInt8]) {
+    _ = try? all.parse(input)
+    let slow = try? VLLMMetrics.extract(kept.parse(input))
+    let fast = try? decoder.decode(input)
+    guard let slow, let fast else { return }
+    // Compared as text: NaN samples are equal to themselves there.
+    let a = slow.keys.sorted().map { "\($0): \(slow[$0]!)" }, b = fast.keys.sorted().map { "\($0): \(fast[$0]!)" }
+    if a != b { Fuzz.fail("the parser and the scraper's decoder disagree:\n\(a)\n---\n\(b)") }
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    check(Fuzz.bytes(data, size))
+    return 0
+}
+
+@main struct Main { static func main() { Fuzz.main(fuzzOne, replay: check) } }
