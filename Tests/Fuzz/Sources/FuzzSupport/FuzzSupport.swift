@@ -32,17 +32,32 @@ public enum Fuzz {
         print("replayed \(n) inputs")
     }
 
+    /// The target's check, for the C callback below (set once by `main`
+    /// before libFuzzer starts; libFuzzer calls back on one thread).
+    nonisolated(unsafe) static var target: ([UInt8]) -> Void = { _ in }
+
     /// A target's main: libFuzzer's driver in fuzzing builds (`-DFUZZING`,
     /// its flags on the command line), else the replay of files.
-    public static func main(_ one: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt, replay body: ([UInt8]) -> Void) -> Never {
+    public static func main(_ check: @escaping ([UInt8]) -> Void) -> Never {
         #if FUZZING
+        target = check
         var argc = CommandLine.argc
         var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
-        exit(LLVMFuzzerRunDriver(&argc, &argv, one))
+        exit(LLVMFuzzerRunDriver(&argc, &argv, fuzzerTestOneInput))
         #else
-        replay(body)
+        replay(check)
         exit(0)
         #endif
+    }
+
+    /// Feeds `stream` to `body` in pieces of `size` bytes (the last shorter):
+    /// a parser must give the same answer however its input is cut.
+    public static func pieces(_ stream: [UInt8], _ size: Int, _ body: (ArraySlice<UInt8>) -> Bool) {
+        var i = 0
+        while i < stream.count {
+            guard body(stream[i..<min(stream.count, i + size)]) else { return }
+            i += size
+        }
     }
 
     /// Stops the process the way libFuzzer reports a finding: a target found
@@ -51,4 +66,12 @@ public enum Fuzz {
         FileHandle.standardError.write(Data("fuzz invariant broken: \(message)\n".utf8))
         abort()
     }
+}
+
+/// libFuzzer's callback, for every target: runs the target's check. (Also
+/// the symbol libFuzzer's own main would look for.)
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    Fuzz.target(Fuzz.bytes(data, size))
+    return 0
 }

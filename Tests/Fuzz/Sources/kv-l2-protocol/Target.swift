@@ -12,12 +12,10 @@ func check(_ input: [UInt8]) {
     guard let first = input.first else { return }
     let stream = Array(input.dropFirst())
     var decoder = AgentProtocol.Decoder(magic: CacheProtocol.magic, maxBody: CacheProtocol.maxBody)
-    let chunk = max(1, Int(first) * 8)
-    var i = 0
-    while i < stream.count {
-        guard let frames = try? decoder.feed(stream[i..<min(stream.count, i + chunk)]) else { return }
+    Fuzz.pieces(stream, max(1, Int(first) * 8)) { piece in
+        guard let frames = try? decoder.feed(piece) else { return false }
         for f in frames { apply(f) }
-        i += chunk
+        return true
     }
     // Bodies on their own, too.
     _ = try? CacheProtocol.decodeGetResponse(stream)
@@ -47,10 +45,4 @@ func apply(_ f: AgentProtocol.Frame) {
     }
 }
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    check(Fuzz.bytes(data, size))
-    return 0
-}
-
-@main struct Main { static func main() { Fuzz.main(fuzzOne, replay: check) } }
+@main struct Main { static func main() { Fuzz.main(check) } }

@@ -12,10 +12,4 @@ func check(_ input: [UInt8]) {
     _ = OpenAIUsage.parse(responseBody: body)
 }
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    check(Fuzz.bytes(data, size))
-    return 0
-}
-
-@main struct Main { static func main() { Fuzz.main(fuzzOne, replay: check) } }
+@main struct Main { static func main() { Fuzz.main(check) } }

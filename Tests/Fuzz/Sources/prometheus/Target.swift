@@ -18,10 +18,4 @@ func check(_ input: [UInt8]) {
     if a != b { Fuzz.fail("the parser and the scraper's decoder disagree:\n\(a)\n---\n\(b)") }
 }
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    check(Fuzz.bytes(data, size))
-    return 0
-}
-
-@main struct Main { static func main() { Fuzz.main(fuzzOne, replay: check) } }
+@main struct Main { static func main() { Fuzz.main(check) } }
