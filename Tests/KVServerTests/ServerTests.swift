@@ -137,10 +137,19 @@ func page(_ i: Int, _ n: Int = 4096) -> CacheProtocol.Block { block(i, bytes: n)
         config.healthIntervalMillis = 50
         config.readTimeoutMillis = 2_000
         let up = Mutex([0, 0])
+        let changed = DispatchSemaphore(value: 0)
         let tiers = try (0..<2).map { i in
             let t = try L2Tier(configuration: config, loop: loop) { keys in keys.compactMap { k in blocks[k].map { (k, $0) } } }
-            t.onRingChange = { _, isUp, _ in up.withLock { $0[i] += isUp ? 1 : -1 } }
+            t.onRingChange = { _, isUp, _ in up.withLock { $0[i] += isUp ? 1 : -1 }; changed.signal() }
+            t.onStatsChange = { changed.signal() }
             return t
+        }
+        /// Re-checks `cond` each time a tier reports a change (ring or counters); fails after 10 s with `what`.
+        func waitFor(_ what: String, _ cond: () -> Bool) throws {
+            let end = DispatchTime.now() + 10
+            while !cond() {
+                guard changed.wait(timeout: end) == .success else { throw AgentProtocol.Malformed("timed out waiting until \(what)") }
+            }
         }
         for t in tiers { loop.execute { t.start() } }
         try waitFor("both tiers see three members") { up.withLock { $0 == [3, 3] } }
@@ -183,15 +192,6 @@ func completion<T: Sendable>(on loop: EventLoop, _ start: @escaping @Sendable (@
     loop.execute { start { v in box.withLock { $0 = v }; sem.signal() } }
     guard sem.wait(timeout: .now() + 10) == .success else { throw AgentProtocol.Malformed("operation did not complete within 10 s") }
     return box.withLock { $0! }
-}
-
-/// Polls a condition every 10 ms until it holds; fails after 10 s with `what`.
-func waitFor(_ what: String, _ cond: () -> Bool) throws {
-    let end = Date().addingTimeInterval(10)
-    while !cond() {
-        guard Date() < end else { throw AgentProtocol.Malformed("timed out waiting until \(what)") }
-        Thread.sleep(forTimeInterval: 0.01)
-    }
 }
 
 @Suite struct ResolverTests {

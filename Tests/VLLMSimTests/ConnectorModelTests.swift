@@ -59,8 +59,9 @@ import Testing
         #expect(rb[0].prefillTokens == prompt.count - usable * 16, "B prefills only what it did not load")
         // B's first step is charged the modelled transfer of the loaded blocks instead of their prefill.
         let transfer = Double(usable) * KVConnectorSettings(socketPath: "").secondsPerLoadedBlock
-        #expect(rb[0].seconds < ra[0].seconds)
-        #expect(rb[0].seconds >= transfer)
+        let profile = b.configuration.profile
+        #expect(rb[0].seconds == profile.stepSeconds(tokens: rb[0].scheduledTokens, context: rb[0].contextTokens) + transfer)
+        #expect(ra[0].seconds == profile.stepSeconds(tokens: ra[0].scheduledTokens, context: ra[0].contextTokens))
         let page = mb.render(model: "tiny")
         #expect(page.contains("vllm:external_prefix_cache_hits_total{engine=\"0\",model_name=\"tiny\"} \(usable * 16)"))
         #expect(b.connector!.corruptBlocks == 0)
