@@ -25,7 +25,7 @@ public enum ConfigValidator {
     public static func detect(_ text: String, path: String = "") -> Kind {
         let trimmed = text.drop { $0.isWhitespace }
         if trimmed.first == "[" || path.hasSuffix(".json") { return .users }
-        if let top = (try? Yams.load(yaml: text)) as? [String: Any] {
+        if let top = (try? YAMLLocation.load(text)) as? [String: Any] {
             if top["static_resources"] != nil || top["admin"] != nil { return .envoy }
             if top["models"] != nil { return .pods }
         }
@@ -95,7 +95,7 @@ struct EnvoyConfigCheck {
     func run() -> [String] {
         let root: Any?
         do {
-            root = try Yams.load(yaml: text)
+            root = try YAMLLocation.load(text)
         } catch {
             return [ConfigValidator.located(path, YAMLLocation.line(of: error), "invalid YAML: \(error)")]
         }

@@ -39,7 +39,7 @@ public struct KubernetesConfiguration: Sendable {
         }
         let root: [String: Any]
         do {
-            guard let r = try Yams.load(yaml: text) as? [String: Any] else { throw ConfigError(message: "kubeconfig \(path): not a mapping") }
+            guard let r = try YAMLLocation.load(text) as? [String: Any] else { throw ConfigError(message: "kubeconfig \(path): not a mapping") }
             root = r
         } catch let e as ConfigError {
             throw e

@@ -49,7 +49,7 @@ public enum StaticPodsFile {
     public static func parseTable(_ text: String, path: String = "<inline>") throws(LoadError) -> ModelTable {
         let root: Any?
         do {
-            root = try Yams.load(yaml: text)
+            root = try YAMLLocation.load(text)
         } catch {
             throw LoadError(path: path, reason: "invalid YAML: \(error)", line: YAMLLocation.line(of: error))
         }

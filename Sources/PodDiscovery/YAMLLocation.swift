@@ -39,8 +39,40 @@ public struct YAMLLocation {
         }
     }
 
+    /// Parses YAML (or JSON) into plain values like `Yams.load`, but first
+    /// refuses what Yams's constructor would trap on: a mapping key that is
+    /// itself a list or a mapping (`{[a]: 1}`, `? [a]`). Configuration files
+    /// are operator input, so bad ones get an error with a line, never a crash.
+    public static func load(_ text: String) throws -> Any? {
+        guard let node = try Yams.compose(yaml: text) else { return nil }
+        try checkKeys(node)
+        return node.any
+    }
+
+    /// A mapping key that is not a plain scalar.
+    public struct KeyError: Error, CustomStringConvertible {
+        public let line: Int?
+        public var description: String { "mapping keys must be plain names, not lists or mappings" + (line.map { " (line \($0))" } ?? "") }
+    }
+
+    private static func checkKeys(_ root: Node) throws {
+        var stack = [root]
+        while let node = stack.popLast() {
+            switch node {
+            case .mapping(let m):
+                for (k, v) in m {
+                    guard case .scalar = k else { throw KeyError(line: k.mark?.line) }
+                    stack.append(v)
+                }
+            case .sequence(let s): stack.append(contentsOf: s)
+            default: break
+            }
+        }
+    }
+
     /// The line a YAML parse error points at.
     public static func line(of error: any Error) -> Int? {
+        if let k = error as? KeyError { return k.line }
         guard let e = error as? YamlError else { return nil }
         switch e {
         case .scanner(_, _, let m, _), .parser(_, _, let m, _), .composer(_, _, let m, _): return m.line

@@ -115,10 +115,15 @@ public enum VLLMMetrics {
         // The V1 KV name wins for a model that has it (per model, as the scraper's decoder reads it).
         let v1KVModels = Set(families.filter { $0.name == "vllm:kv_cache_usage_perc" }
             .flatMap { $0.samples.filter { !$0.name.hasSuffix("_created") }.map { $0.label("model_name") ?? "" } })
+        // The page's first cache_config_info sample is the engine's config
+        // (a page that repeats it, or whose first lacks numbers, gets none
+        // from the later ones: both readers agree on exactly this).
         var capacity: (tokens: Double, size: Double)?
+        var configSeen = false
         for f in families {
             if f.name == "vllm:cache_config_info" {
-                if let s = f.samples.first {
+                if !configSeen, let s = f.samples.first(where: { $0.name == f.name }) {
+                    configSeen = true
                     capacity = Self.capacity(blocks: s.label("num_gpu_blocks").flatMap(Double.init),
                                              size: s.label("block_size").flatMap(Double.init))
                 }
@@ -270,10 +275,12 @@ public struct VLLMScrapeDecoder: Sendable {
             return accs.count - 1
         }
         var capacity: (tokens: Double, size: Double)?
+        var configSeen = false
         try parser.scan(page) { line in
             if case .cacheConfig = roles[line.family] {
-                // Engine-wide, no model_name: read once, given to every model below.
-                if capacity == nil {
+                // Engine-wide, no model_name: the first sample only, given to every model below.
+                if !configSeen && line.suffixLength == 0 {
+                    configSeen = true
                     capacity = VLLMMetrics.capacity(blocks: line.label(Self.blocksLabel).flatMap { PrometheusParser.parseValue($0) },
                                                     size: line.label(Self.blockSizeLabel).flatMap { PrometheusParser.parseValue($0) })
                 }

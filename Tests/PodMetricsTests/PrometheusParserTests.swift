@@ -264,6 +264,13 @@ func capture() throws -> [UInt8] {
         vllm:kv_cache_usage_perc{engine="0",model_name="tiny"} 0.0
         vllm:gpu_cache_usage_perc{model_name="a"} 0.25
         """,
+        // Found by scripts/fuzz prometheus: the first cache_config_info sample is the config,
+        // even when it lacks num_gpu_blocks and a later one has it.
+        """
+        vllm:cache_config_info{block_size="16"} 1
+        vllm:num_requests_running{model_name="c"} 1
+        vllm:cache_config_info{block_size="16",num_gpu_blocks="64"} 1
+        """,
     ])
     func agreesOnOlderAndMultiEnginePages(_ text: String) throws {
         let page = Array(text.utf8)
@@ -275,6 +282,8 @@ func capture() throws -> [UInt8] {
         } else if let m = fast["m"] {
             #expect(m.kvCacheUsage.map { abs($0 - 0.6) < 1e-9 } == true)
             #expect(m.waiting == 3 && m.prefixCacheHits == 15)
+        } else if let c = fast["c"] {
+            #expect(c.kvCapacityTokens == nil && c.running == 1)
         } else {
             #expect(fast["a"]?.kvCacheUsage == 0.25 && fast["b"]?.running == 5)
             #expect(fast["a"]?.timePerOutputToken?.mean == 0.25)
