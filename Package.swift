@@ -23,7 +23,7 @@ let package = Package(
         .library(name: "switchboard_kv", type: .dynamic, targets: ["CKVClient"]),
         // The parsers and decoders the fuzz targets drive (Tests/Fuzz, its own package; scripts/fuzz).
         .library(name: "SwitchboardFuzzing", targets: ["ExtProcProto", "HTTP2", "GRPCServer", "OpenAIAPI", "PodMetrics", "PodDiscovery",
-                                                       "KVProtocol", "KVServer"]),
+                                                       "RateLimit", "KVProtocol", "KVServer"]),
         // The CUDA shim (runtime loaded with dlopen; "unavailable" without a GPU).
         .library(name: "switchboard_cuda", type: .dynamic, targets: ["CCudaShim"]),
     ],
@@ -100,7 +100,7 @@ let package = Package(
             "PodSnapshot", "EventLoop", "HTTP1", "Metrics", .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
         // Per-user request and token limits: window arithmetic and the in-process store.
-        .target(name: "RateLimit", dependencies: ["Redis"], swiftSettings: strict),
+        .target(name: "RateLimit", dependencies: ["Redis", "PodDiscovery"], swiftSettings: strict),
         // Native byte-level BPE from Hugging Face tokenizer.json (GPT-2, Llama-3, Qwen2 families).
         .target(name: "Tokenization", swiftSettings: strict),
         // Chained prefix-block keys and the bounded index of which pod holds which block.

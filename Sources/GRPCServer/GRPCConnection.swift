@@ -27,6 +27,9 @@ final class GRPCConnection: StreamSocketDelegate {
     var lastActivity = monotonicNanos()
     var pingOutstandingSince: UInt64?
     var keepaliveTimer: TimerID?
+    /// Set until the peer's first SETTINGS frame arrives.
+    var handshakeTimer: TimerID?
+    var handshakeDone = false
     var draining = false
     var finalGoawaySent = false
     var closed = false
@@ -43,6 +46,17 @@ final class GRPCConnection: StreamSocketDelegate {
         socket.delegate = self
         flushSession()
         scheduleKeepalive()
+        let limit = server.configuration.handshakeTimeoutNanos
+        if limit > 0 {
+            handshakeTimer = socket.loop.schedule(afterNanos: limit) { [weak self] in
+                guard let self, !self.handshakeDone, !self.closed else { return }
+                self.handshakeTimer = nil
+                self.server.stats.handshakeTimeouts.add(1)
+                self.logger.warning("grpc.connection.handshake_timeout",
+                                    metadata: ["grpc.handshake_timeout_s": "\(Double(limit) / 1e9)"])
+                self.close()
+            }
+        }
     }
 
     var openStreamCount: Int { streams.count }
@@ -79,6 +93,7 @@ final class GRPCConnection: StreamSocketDelegate {
             logger.debug("grpc.connection.closed", metadata: ["error": "\(e)"])
         }
         if let t = keepaliveTimer { socket.loop.cancel(t) }
+        if let t = handshakeTimer { socket.loop.cancel(t); handshakeTimer = nil }
         let open = streams
         streams.removeAll()
         for (_, s) in open {
@@ -138,6 +153,11 @@ final class GRPCConnection: StreamSocketDelegate {
         case .pingAck:
             pingOutstandingSince = nil
             if draining { sendFinalGoaway() }
+        case .settings:
+            if !handshakeDone {
+                handshakeDone = true
+                if let t = handshakeTimer { socket.loop.cancel(t); handshakeTimer = nil }
+            }
         }
     }
 

@@ -156,6 +156,8 @@ public final class GRPCServerStats: Sendable {
     public let messagesSent = Counter()
     public let errorStatuses = Counter()
     public let protocolErrors = Counter()
+    /// Connections closed because the peer did not finish its preface in time.
+    public let handshakeTimeouts = Counter()
     public let unknownMethods = Counter()
     public let compressedRejected = Counter()
     public let oversizeRejected = Counter()

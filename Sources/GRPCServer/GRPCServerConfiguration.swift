@@ -12,6 +12,10 @@ public struct GRPCServerConfiguration: Sendable {
     public var keepaliveIntervalNanos: UInt64 = 30_000_000_000
     /// How long to wait for a PING ack (or any frame) before closing.
     public var keepaliveTimeoutNanos: UInt64 = 10_000_000_000
+    /// How long a new connection has to complete its HTTP/2 preface (the
+    /// magic and a SETTINGS frame) before it is closed; 0 turns it off. A
+    /// client trickling its first bytes cannot hold a connection open for long.
+    public var handshakeTimeoutNanos: UInt64 = 10_000_000_000
     /// How long a draining server waits for in-flight RPCs before closing anyway.
     public var drainTimeoutNanos: UInt64 = 15_000_000_000
     /// HTTP/2 settings, including the reset-rate limit for trusted peers.

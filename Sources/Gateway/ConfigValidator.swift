@@ -1,5 +1,6 @@
 import Foundation
 import PodDiscovery
+import RateLimit
 import Yams
 
 /// `switchboard validate`: checks the files a deployment hands the gateway

@@ -47,7 +47,8 @@ enum GatewayAdmin {
                     "scrapes": ["succeeded": scraper.counters.succeeded.value, "failed": scraper.counters.failed.value,
                                 "postponed_saturated": scraper.counters.skippedSaturated.value],
                     "grpc": ["open_streams": grpc.openStreams, "connections_accepted": grpc.stats.connectionsAccepted.value,
-                             "protocol_errors": grpc.stats.protocolErrors.value],
+                             "protocol_errors": grpc.stats.protocolErrors.value,
+                             "handshake_timeouts": grpc.stats.handshakeTimeouts.value],
                     "discovery": (["kind": discovery.kind] as [String: Any]).merging(discovery.debugCounters) { a, _ in a },
                 ]
                 return .json(GatewayAdmin.encode(obj))

@@ -135,6 +135,8 @@ enum GatewayMetrics {
         w.sample("switchboard_grpc_streams_open", Double(grpc.openStreams))
         w.family("switchboard_grpc_protocol_errors_total", .counter, help: "HTTP/2 or gRPC framing errors from peers.")
         w.sample("switchboard_grpc_protocol_errors_total", Double(grpc.stats.protocolErrors.value))
+        w.family("switchboard_grpc_handshake_timeouts_total", .counter, help: "ext_proc connections closed for not sending the HTTP/2 preface in time.")
+        w.sample("switchboard_grpc_handshake_timeouts_total", Double(grpc.stats.handshakeTimeouts.value))
         w.family("switchboard_grpc_serving", .gauge, help: "1 while serving, 0 while draining.")
         w.sample("switchboard_grpc_serving", grpc.isServing ? 1.0 : 0.0)
         return w.text

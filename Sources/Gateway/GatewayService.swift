@@ -64,6 +64,8 @@ public struct GatewayConfiguration: Sendable {
     public var scraper = ScraperConfiguration()
     public var keepaliveSeconds: Double = 30
     public var keepaliveTimeoutSeconds: Double = 10
+    /// Seconds a new ext_proc connection has to send its HTTP/2 preface.
+    public var handshakeTimeoutSeconds: Double = 10
 
     public init(discovery: Discovery) {
         self.discovery = discovery
@@ -211,6 +213,7 @@ public final class GatewayService {
         grpc.drainTimeoutNanos = UInt64(configuration.drainTimeoutSeconds * 1e9)
         grpc.keepaliveIntervalNanos = UInt64(configuration.keepaliveSeconds * 1e9)
         grpc.keepaliveTimeoutNanos = UInt64(configuration.keepaliveTimeoutSeconds * 1e9)
+        grpc.handshakeTimeoutNanos = UInt64(configuration.handshakeTimeoutSeconds * 1e9)
         grpc.healthServices = ["", ExtProcService.serviceName]
 
         let loopCount = configuration.loops > 0 ? configuration.loops : System.coreCount

@@ -100,8 +100,10 @@ public final class HTTP1Client: StreamSocketDelegate {
                 finish(.success(resp))
             }
         } catch {
-            socket.close()
+            // Report the parse failure first: closing the socket would
+            // otherwise report "closed before the response" for this request.
             finish(.failure(.malformedResponse("\(error)")))
+            socket.close()
         }
     }
 

@@ -3,7 +3,15 @@ import EventLoop
 /// Incremental HTTP/1.1 response parser: status line, headers, and a body by
 /// Content-Length, chunked encoding, or read-until-close.
 struct HTTP1ResponseParser {
-    enum Failure: Error { case malformed(String), tooLarge }
+    enum Failure: Error, CustomStringConvertible {
+        case malformed(String), tooLarge(Int)
+        var description: String {
+            switch self {
+            case .malformed(let why): return why
+            case .tooLarge(let limit): return "body larger than \(limit >> 20) MiB"
+            }
+        }
+    }
     let maxBodyBytes: Int
     private var buffer: [UInt8] = []
     private var head: (status: Int, headers: [(String, String)])?
@@ -42,7 +50,7 @@ struct HTTP1ResponseParser {
                 if name == "transfer-encoding" && value.lowercased().contains("chunked") { chunked = true }
             }
             head = (status, headers)
-            if let n = length, n > maxBodyBytes { throw .tooLarge }
+            if let n = length, n > maxBodyBytes { throw .tooLarge(maxBodyBytes) }
         }
         if chunked {
             while true {
@@ -58,7 +66,7 @@ struct HTTP1ResponseParser {
                     body.append(contentsOf: buffer[0..<r])
                     buffer.removeFirst(r + 2)
                     chunkRemaining = nil
-                    if body.count > maxBodyBytes { throw .tooLarge }
+                    if body.count > maxBodyBytes { throw .tooLarge(maxBodyBytes) }
                 } else {
                     guard let e = HTTP1RequestParser.find(buffer, [13, 10]) else { return nil }
                     let hex = String(decoding: buffer[0..<e], as: UTF8.self).split(separator: ";").first.map(String.init) ?? ""
@@ -75,7 +83,7 @@ struct HTTP1ResponseParser {
             return response()
         }
         if head!.status == 204 || head!.status == 304 { return response() }
-        if buffer.count > maxBodyBytes { throw .tooLarge }
+        if buffer.count > maxBodyBytes { throw .tooLarge(maxBodyBytes) }
         return nil  // read until close
     }
 

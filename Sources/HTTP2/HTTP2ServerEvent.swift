@@ -15,4 +15,7 @@ public enum HTTP2ServerEvent: Sendable {
     case goaway(errorCode: UInt32)
     /// An acknowledgement of our PING arrived.
     case pingAck
+    /// The peer's SETTINGS frame (not an acknowledgement) arrived: after the
+    /// first one the peer has completed its connection preface.
+    case settings
 }

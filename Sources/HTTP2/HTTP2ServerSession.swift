@@ -282,6 +282,8 @@ private func onFrameRecv(_ session: OpaquePointer?, _ frame: UnsafePointer<nghtt
         o.events.append(.goaway(errorCode: f.pointee.goaway.error_code))
     case NGHTTP2_PING.rawValue:
         if (f.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue)) != 0 { o.events.append(.pingAck) }
+    case NGHTTP2_SETTINGS.rawValue:
+        if (f.pointee.hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue)) == 0 { o.events.append(.settings) }
     default:
         break
     }

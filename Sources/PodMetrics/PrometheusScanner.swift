@@ -20,6 +20,13 @@ public struct PrometheusLineView {
         var escaped: Bool
     }
 
+    /// The suffix's first letter after its underscore (`t` for `_total`,
+    /// `c` for `_count`, `b` for `_bucket`, `g` for `_gcount`/`_gsum`), 0
+    /// for a plain sample: with `suffixLength` it tells same-length suffixes apart.
+    public var suffixLetter: UInt8 {
+        suffixLength > 1 ? page[sampleName.lowerBound + familyNameLength + 1] : 0
+    }
+
     /// The sample name's suffix after the family name (`_bucket`, …, or "").
     public var suffix: String {
         String(decoding: page[(sampleName.lowerBound + familyNameLength)..<sampleName.upperBound], as: UTF8.self)

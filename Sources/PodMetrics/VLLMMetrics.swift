@@ -135,8 +135,8 @@ public enum VLLMMetrics {
                 for s in f.samples {
                     let model = s.label("model_name") ?? ""
                     var acc = byModel[model] ?? ([], [], 0, 0)
-                    switch s.name.utf8.count - baseLength {
-                    case 7:  // _bucket
+                    switch s.name.utf8.dropFirst(baseLength) {
+                    case let x where x.elementsEqual("_bucket".utf8):
                         guard let le = s.label("le").flatMap(Double.init) else { continue }
                         if let k = acc.bounds.firstIndex(of: le) {
                             acc.counts[k] += s.value
@@ -144,9 +144,9 @@ public enum VLLMMetrics {
                             acc.bounds.append(le)
                             acc.counts.append(s.value)
                         }
-                    case 4: acc.sum += s.value    // _sum
-                    case 6: acc.count += s.value  // _count
-                    default: continue             // _created and anything else
+                    case let x where x.elementsEqual("_sum".utf8): acc.sum += s.value
+                    case let x where x.elementsEqual("_count".utf8): acc.count += s.value
+                    default: continue  // _created and anything else
                     }
                     byModel[model] = acc
                 }
@@ -170,8 +170,11 @@ public enum VLLMMetrics {
             }
             var kvSeen: [String: Int] = [:]
             for s in f.samples {
-                // _created samples (start times) share the family of some counters.
-                if s.name.hasSuffix("_created") { continue }
+                // Only the sample itself: a gauge's own name, a counter's own
+                // name or its _total (never _created start times, nor a stray
+                // _bucket or _count someone put on a counter's name).
+                let suffix = s.name.utf8.dropFirst(f.name.utf8.count)
+                guard suffix.isEmpty || (Self.counters.contains(f.name) && suffix.elementsEqual("_total".utf8)) else { continue }
                 let model = s.label("model_name") ?? ""
                 var e = out[model] ?? VLLMEngineSample()
                 switch f.name {
@@ -298,8 +301,9 @@ public struct VLLMScrapeDecoder: Sendable {
             }
             let v = line.value
             func add(_ x: inout Double?) { x = (x ?? 0) + v }
-            // Counters: the sample itself (suffix 0 on an x_total family, 6 on x); never _created.
-            let counterSample = line.suffixLength == 0 || line.suffixLength == 6
+            // Counters: the sample itself (no suffix on an x_total family, _total on x);
+            // never _created, nor a stray _count or _bucket on a counter's name.
+            let counterSample = line.suffixLength == 0 || (line.suffixLength == 6 && line.suffixLetter == UInt8(ascii: "t"))
             switch roles[line.family] {
             case .running: if line.suffixLength == 0 { add(&accs[k].sample.running) }
             case .waiting: if line.suffixLength == 0 { add(&accs[k].sample.waiting) }
@@ -314,8 +318,8 @@ public struct VLLMScrapeDecoder: Sendable {
             case .histogram(let slot):
                 let h = Self.index(slot)
                 // Only a bucket with an `le`, a _sum or a _count makes the histogram exist.
-                switch line.suffixLength {
-                case 7:
+                switch (line.suffixLength, line.suffixLetter) {
+                case (7, UInt8(ascii: "b")):
                     guard let raw = line.label(Self.leLabel), let le = PrometheusParser.parseValue(raw) else { return }
                     if let at = accs[k].hist[h].bounds.firstIndex(of: le) {
                         accs[k].hist[h].counts[at] += v
@@ -323,8 +327,8 @@ public struct VLLMScrapeDecoder: Sendable {
                         accs[k].hist[h].bounds.append(le)
                         accs[k].hist[h].counts.append(v)
                     }
-                case 4: accs[k].hist[h].sum += v
-                case 6: accs[k].hist[h].count += v
+                case (4, _): accs[k].hist[h].sum += v
+                case (6, UInt8(ascii: "c")): accs[k].hist[h].count += v
                 default: return
                 }
                 accs[k].hist[h].seen = true

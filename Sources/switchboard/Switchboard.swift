@@ -155,6 +155,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds to wait for the PING's answer before closing the connection.")
     var keepaliveTimeout: Double = 10
 
+    @Option(help: "Seconds a new ext_proc connection has to send its HTTP/2 preface before it is closed (0 = no limit).")
+    var handshakeTimeout: Double = 10
+
     @Option(help: "Seed for the random router (reproducible runs).")
     var seed: UInt64?
 
@@ -310,6 +313,7 @@ struct Serve: ParsableCommand {
         c.drainTimeoutSeconds = drainTimeout
         c.keepaliveSeconds = keepalive
         c.keepaliveTimeoutSeconds = keepaliveTimeout
+        c.handshakeTimeoutSeconds = handshakeTimeout
         c.seed = seed
         c.adminListen = adminListen == "off" ? nil : try SocketAddress(parsing: adminListen)
         c.usageAccounting = usageAccounting

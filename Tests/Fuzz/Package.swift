@@ -18,7 +18,7 @@ func target(_ name: String) -> Target {
                       path: "Sources/\(name)", swiftSettings: [.swiftLanguageMode(.v6)])
 }
 
-let names = ["extproc-request", "h2-grpc-server", "openai-request", "sse-usage", "prometheus", "pods-file", "kv-agent-protocol",
+let names = ["extproc-request", "h2-grpc-server", "openai-request", "sse-usage", "prometheus", "pods-file", "users-file", "kv-agent-protocol",
              "kv-l2-protocol"]
 
 let package = Package(

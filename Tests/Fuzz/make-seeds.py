@@ -2,7 +2,7 @@
 """Writes the fuzz targets' seed corpora into Tests/Fuzz/corpus/<target>/
 (committed; rerun after a protocol change). Seeds are real inputs: the
 ext_proc captures of ExtProcProtoTests, the vLLM /metrics capture of
-PodMetricsTests, the pods file of docs/pods-file.md, and frames built with
+PodMetricsTests, the pods file of docs/pods-file.md, users-file records as docs/limits.md shows them, and frames built with
 the protocols' documented layouts (an HTTP/2 client stream made with the
 `h2` library carrying a real ext_proc message)."""
 import os
@@ -72,6 +72,8 @@ def main():
 
     doc = open(os.path.join(ROOT, "docs", "pods-file.md")).read()
     write("pods-file", "docs-example", doc.split("```yaml\n", 1)[1].split("```", 1)[0])
+    write("users-file", "records", '[\n  {"name": "alice", "rpm": 50, "tpm": 10000},\n  {"name": "bob", "rpm": 0},\n  {"name": "carol"}\n]\n')
+    write("users-file", "unicode-and-escapes", '[{"name": "\\u00e9l\\"ise\\n", "rpm": 1, "tpm": 2}]')
     write("pods-file", "flow", "models: [{name: m, endpoints: ['127.0.0.1:8000', {address: '[::1]:9', metricsPort: 9100}]}]\n")
 
     def frame(magic, op, rid, body, status=0, deadline=0):

@@ -271,6 +271,13 @@ func capture() throws -> [UInt8] {
         vllm:num_requests_running{model_name="c"} 1
         vllm:cache_config_info{block_size="16",num_gpu_blocks="64"} 1
         """,
+        // Found by scripts/fuzz prometheus: a _bucket or _count sample on a counter's name is not the counter.
+        """
+        vllm:num_preemptions_bucket{le="2.0",model_name="d"} 54
+        vllm:num_preemptions_count{model_name="d"} 3
+        vllm:num_preemptions_total{model_name="d"} 7
+        vllm:num_requests_running{model_name="d"} 1
+        """,
     ])
     func agreesOnOlderAndMultiEnginePages(_ text: String) throws {
         let page = Array(text.utf8)
@@ -282,6 +289,8 @@ func capture() throws -> [UInt8] {
         } else if let m = fast["m"] {
             #expect(m.kvCacheUsage.map { abs($0 - 0.6) < 1e-9 } == true)
             #expect(m.waiting == 3 && m.prefixCacheHits == 15)
+        } else if let d = fast["d"] {
+            #expect(d.preemptions == 7 && d.running == 1)
         } else if let c = fast["c"] {
             #expect(c.kvCapacityTokens == nil && c.running == 1)
         } else {

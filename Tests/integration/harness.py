@@ -219,6 +219,14 @@ class Stack:
                 listen += ["--listen", f"127.0.0.1:{p}"]
             self.sim = self._spawn("vllm-sim", [binary("vllm-sim")] + listen + self.sim_args)
         self.start_switchboard()
+        self.start_envoy()
+        for p in ([] if self.external_pods else self.pod_ports + [self.trap_port]):
+            wait_port(p)
+        return self
+
+    def start_envoy(self):
+        """Renders Envoy's config (`switchboard envoy-config`) and starts
+        Envoy; again after a kill, on the same ports."""
         cfg = subprocess.run([binary("switchboard"), "envoy-config",
                               "--listen", f"127.0.0.1:{self.envoy_port}",
                               "--admin", f"127.0.0.1:{self.admin_port}",
@@ -236,11 +244,9 @@ class Stack:
         self.envoy = self._spawn("envoy", [envoy_binary(), "-c", self.envoy_config, "--concurrency",
                                            str(self.envoy_concurrency), "-l", "warning",
                                            "--base-id", str(free_port())])
-        for p in ([] if self.external_pods else self.pod_ports + [self.trap_port]):
-            wait_port(p)
         wait_port(self.envoy_port)
         wait_port(self.admin_port)
-        return self
+        return self.envoy
 
     def start_switchboard(self):
         args = [binary("switchboard"), "serve", "--pods-file", self.pods_file,
