@@ -23,4 +23,13 @@ public enum SecretEnvironment {
     public static func value(_ name: String) -> String? {
         ProcessInfo.processInfo.environment[name].flatMap { $0.isEmpty ? nil : $0 }
     }
+
+    /// A secret file's content without its trailing newline (a mounted
+    /// Kubernetes Secret); nil when unreadable or empty.
+    public static func file(_ path: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        var s = String(decoding: data, as: UTF8.self)
+        while s.last == "\n" || s.last == "\r" { s.removeLast() }
+        return s.isEmpty ? nil : s
+    }
 }

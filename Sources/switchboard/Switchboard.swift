@@ -234,7 +234,7 @@ struct Serve: ParsableCommand {
                 guard var r = try? LimitsConfiguration.redis(address: address) else {
                     throw ValidationError("--redis wants host:port, got '\(address)'")
                 }
-                r.password = redisAccess.password
+                r.password = try redisAccess.password
                 r.username = redisAccess.redisUsername
                 guard redisAccess.redisDb >= 0, redisTimeoutMs > 0 else { throw ValidationError("--redis-db must be >= 0 and --redis-timeout-ms > 0") }
                 r.database = redisAccess.redisDb
@@ -552,8 +552,9 @@ struct Users: ParsableCommand {
 
 /// How to log in to Redis (serve --redis, users --redis).
 struct RedisAccessOptions: ParsableArguments {
-    @Option(help: "Redis AUTH password ($REDIS_PASSWORD when unset).")
-    var redisPassword: String?
+    // The password itself is never an argument: /proc/PID/cmdline is readable by every user of the host.
+    @Option(help: "File holding the Redis AUTH password (a mounted Secret); else $REDIS_PASSWORD.")
+    var redisPasswordFile: String?
 
     @Option(help: "Redis ACL user (AUTH user password).")
     var redisUsername: String?
@@ -562,6 +563,12 @@ struct RedisAccessOptions: ParsableArguments {
     var redisDb: Int = 0
 
     var password: String? {
-        redisPassword ?? SecretEnvironment.value("REDIS_PASSWORD")
+        get throws {
+            guard let path = redisPasswordFile else { return SecretEnvironment.value("REDIS_PASSWORD") }
+            guard let p = SecretEnvironment.file(path) else {
+                throw ValidationError("cannot read --redis-password-file \(path) (or it is empty)")
+            }
+            return p
+        }
     }
 }
