@@ -18,7 +18,7 @@ import time
 
 import hpack
 
-from harness import Proc, Stack, binary, chat, free_ports, wait_port, wait_until
+from harness import Proc, Stack, binary, chat, free_ports, rss_kib, wait_port, wait_until
 
 
 class Load:
@@ -329,11 +329,6 @@ def read_frames(sock, until, timeout=30):
             frames.append((buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF, buf[9:9 + n]))
             buf = buf[9 + n:]
     return frames
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
 
 
 def test_client_opens_streams_and_never_sends():
