@@ -93,12 +93,13 @@ def test_processor_sigkilled_and_restarted_under_load():
 
 
 def test_pod_killed_mid_stream():
-    """Two pods in separate processes; long streams on both; one process
-    killed: its streams end early (the client can tell: no [DONE]), the
-    other pod's complete, and the gateway's in-flight count for the dead
-    pod returns to zero."""
+    """Two pods in separate processes; long streams on both (least-request
+    spreads them evenly), read raw and through the OpenAI SDK; one pod
+    killed: its streams end early — raw clients can tell (no [DONE]), the
+    SDK raises an error — the other pod's complete, and the gateway's
+    in-flight count for the dead pod returns to zero."""
+    import openai
     p1, p2 = free_ports(2)
-    import tempfile
     d = tempfile.mkdtemp(prefix="fault-pod-")
     sims = [Proc(f"sim-{p}", [binary("vllm-sim"), "--listen", f"127.0.0.1:{p}", "--ttft-ms", "5", "--itl-ms", "20",
                               "--max-tokens", "400"], d) for p in (p1, p2)]
@@ -113,6 +114,7 @@ def test_pod_killed_mid_stream():
                 c = socket.create_connection(("127.0.0.1", s.envoy_port), timeout=30)
                 body = json.dumps(chat(content=f"long {i}", stream=True, max_tokens=300)).encode()
                 c.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                          b"routing-strategy: least-request\r\n"
                           + f"content-length: {len(body)}\r\n\r\n".encode() + body)
                 head = b""
                 while b"\r\n\r\n" not in head:
@@ -121,9 +123,18 @@ def test_pod_killed_mid_stream():
                     head += chunk
                 pod = [l.split(b": ", 1)[1].decode() for l in head.split(b"\r\n") if l.lower().startswith(b"x-switchboard-pod:")]
                 streams.append((c, pod[0] if pod else "?", head))
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{s.envoy_port}/v1", api_key="unused", max_retries=0, timeout=30)
+            sdk = []
+            for i in range(4):
+                st = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": f"sdk {i}"}],
+                                                    stream=True, max_tokens=300,
+                                                    extra_headers={"routing-strategy": "least-request"})
+                sdk.append((st, st.response.headers.get("x-switchboard-pod")))
             on_p1 = [x for x in streams if x[1] == f"127.0.0.1:{p1}"]
-            wait_until(lambda: sum(e["in_flight_requests"] for e in s.admin("/debug/pods")[1]["models"]["tiny"]) == 8,
-                       "8 streams in flight")
+            sdk_p1 = [x for x in sdk if x[1] == f"127.0.0.1:{p1}"]
+            assert len(on_p1) == 4 and len(sdk_p1) == 2, ([x[1] for x in streams], [x[1] for x in sdk])
+            wait_until(lambda: sum(e["in_flight_requests"] for e in s.admin("/debug/pods")[1]["models"]["tiny"]) == 12,
+                       "12 streams in flight")
             fault_at = time.monotonic()
             sims[0].signal(signal.SIGKILL)
             sims[0].wait(5)
@@ -143,13 +154,24 @@ def test_pod_killed_mid_stream():
                         break
                 c.close()
                 results.append((pod, b"data: [DONE]" in data))
+            sdk_results = []
+            for st, pod in sdk:
+                try:
+                    n = sum(1 for _ in st)
+                    sdk_results.append((pod, f"completed ({n} chunks)"))
+                except Exception as e:  # noqa: BLE001 - the error the SDK reports is the result
+                    sdk_results.append((pod, f"error {type(e).__name__}: {str(e)[:80]}"))
             ended = time.monotonic() - fault_at
             cut = [r for r in results if r[0] == f"127.0.0.1:{p1}"]
             whole = [r for r in results if r[0] == f"127.0.0.1:{p2}"]
-            print(f"\nfault pod killed mid-stream: {len(on_p1)} streams on the killed pod ended without [DONE], "
-                  f"{sum(1 for r in whole if r[1])}/{len(whole)} on the other completed; all ended {ended:.2f} s after the kill")
+            print(f"\nfault pod killed mid-stream: {len(on_p1)} raw streams on the killed pod ended without [DONE], "
+                  f"{sum(1 for r in whole if r[1])}/{len(whole)} on the other completed; OpenAI SDK: "
+                  f"{[r[1] for r in sdk_results if r[0] == f'127.0.0.1:{p1}']} on the killed pod, "
+                  f"{[r[1] for r in sdk_results if r[0] != f'127.0.0.1:{p1}']} on the other; all ended {ended:.2f} s after the kill")
             assert all(not done for _, done in cut), "a stream on the killed pod claimed completion"
             assert all(done for _, done in whole), "a stream on the live pod was cut"
+            assert all(r[1].startswith("error") for r in sdk_results if r[0] == f"127.0.0.1:{p1}"), sdk_results
+            assert all(r[1].startswith("completed") for r in sdk_results if r[0] != f"127.0.0.1:{p1}"), sdk_results
             wait_until(lambda: next(e for e in s.admin("/debug/pods")[1]["models"]["tiny"]
                                     if e["address"] == f"127.0.0.1:{p1}")["in_flight_requests"] == 0,
                        "the dead pod's in-flight count to return to zero")
