@@ -450,7 +450,14 @@ def test_burst_of_10000_concurrent_streams():
     import h2.config
     import h2.connection
     import h2.events
+    import resource
     n, nconn = 10_000, 10
+    # Envoy and the pods each hold one descriptor per request: ~10,000.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the processes started below
+    assert hard == resource.RLIM_INFINITY or hard >= n + 2000, \
+        f"the burst needs about {n + 2000} descriptors per process; this machine allows {hard} (raise the hard `ulimit -n`)"
     with Stack(pods=2, ttft_ms=15_000, itl_ms=1, max_tokens=2, sim_loops=2) as s:
         socks, conns = [], []
         for _ in range(nconn):
