@@ -188,6 +188,13 @@ def test_each_variant_renders_objects_kubernetes_accepts(name, tmp_path):
         assert svc["spec"]["clusterIP"] == "None"
         names = [f"sb-switchboard-kv-server-{i}.sb-switchboard-kv-server.serving.svc:7480" for i in range(3)]
         assert f"--l2={','.join(names + ['10.0.9.9:7480'])}" in args, args
+        # The unauthenticated data port admits only this release's agents; metrics stay open.
+        np = by_kind["NetworkPolicy"][0]["spec"]
+        assert np["podSelector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+        agent_labels = by_kind["DaemonSet"][0]["spec"]["template"]["metadata"]["labels"]
+        data_rule = next(r for r in np["ingress"] if r["ports"] == [{"port": "kv", "protocol": "TCP"}])
+        assert [f["podSelector"]["matchLabels"].items() <= agent_labels.items() for f in data_rule["from"]] == [True]
+        assert {"ports": [{"port": "metrics", "protocol": "TCP"}]} in np["ingress"]
         server_args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
         assert "--block-bytes=2097152" in server_args and "--capacity=64G" in server_args
         # The rendered flags are ones the real binaries accept (--help after them: parsed, not started).
@@ -229,6 +236,8 @@ BAD = [
     ("bad l2 member", {"kvAgent": {"enabled": True, "l2": {"members": ["nohost"]}}}),
     ("envoy gateway without a gateway", {"envoyGateway": {"enabled": True, "pool": {"selector": {"a": "b"}}}}),
     ("envoy gateway without a pool selector", {"envoyGateway": {"enabled": True, "gateway": {"name": "gw"}}}),
+    ("kv server network policy peers not a list", {"kvAgent": {"enabled": True},
+                                                   "kvServer": {"enabled": True, "networkPolicy": {"extraFrom": "all"}}}),
 ]
 
 
