@@ -28,39 +28,66 @@ public enum RedisMembership {
     """
 }
 
+/// One Redis connection and a periodic task on its loop: `tick` runs when
+/// the connection comes up and every `intervalMillis`. Loop-confined.
+final class RedisTicker {
+    let redis: RedisConnection
+    let loop: EventLoop
+    let intervalMillis: UInt64
+    private var timer: TimerID?
+
+    init(redis: RedisConfiguration, intervalMillis: UInt64, loop: EventLoop) {
+        self.redis = RedisConnection(configuration: redis, loop: loop)
+        self.intervalMillis = intervalMillis
+        self.loop = loop
+    }
+
+    /// Connects and starts ticking. Call on the loop.
+    func start(_ tick: @escaping () -> Void) {
+        redis.onStateChange = { up, _ in if up { tick() } }
+        redis.start()
+        schedule(tick)
+    }
+
+    private func schedule(_ tick: @escaping () -> Void) {
+        timer = loop.schedule(afterNanos: intervalMillis * 1_000_000) { [weak self] in
+            tick()
+            self?.schedule(tick)
+        }
+    }
+
+    /// Stops the ticks; the connection stays.
+    func stop() {
+        if let t = timer { loop.cancel(t) }
+        timer = nil
+    }
+
+    func close() {
+        stop()
+        redis.close()
+    }
+}
+
 /// A cache server's registration: a heartbeat every `intervalMillis` on its
 /// loop. Loop-confined (the invariant behind `@unchecked Sendable`).
 public final class RedisRegistration: @unchecked Sendable {
     public let address: String
     public let key: String
-    let redis: RedisConnection
-    let loop: EventLoop
-    let intervalMillis: UInt64
-    private var timer: TimerID?
+    private let ticker: RedisTicker
+    private var redis: RedisConnection { ticker.redis }
     /// Called on the loop after each heartbeat (nil) or failure (why).
     public var onHeartbeat: ((String?) -> Void)?
 
     public init(redis: RedisConfiguration, address: String, key: String = RedisMembership.defaultKey,
                 intervalMillis: UInt64 = 1_000, loop: EventLoop) {
-        self.redis = RedisConnection(configuration: redis, loop: loop)
+        ticker = RedisTicker(redis: redis, intervalMillis: intervalMillis, loop: loop)
         self.address = address
         self.key = key
-        self.intervalMillis = intervalMillis
-        self.loop = loop
     }
 
     /// Connects and starts the heartbeats. Call on the loop.
     public func start() {
-        redis.onStateChange = { [weak self] up, _ in if up { self?.beat() } }
-        redis.start()
-        schedule()
-    }
-
-    private func schedule() {
-        timer = loop.schedule(afterNanos: intervalMillis * 1_000_000) { [weak self] in
-            self?.beat()
-            self?.schedule()
-        }
+        ticker.start { [weak self] in self?.beat() }
     }
 
     private func beat() {
@@ -79,28 +106,21 @@ public final class RedisRegistration: @unchecked Sendable {
 
     /// Removes the registration (clean stop), then calls `done` on the loop.
     public func deregister(_ done: @escaping () -> Void) {
-        if let t = timer { loop.cancel(t) }
-        timer = nil
+        ticker.stop()
         guard redis.isConnected else { return done() }
         redis.send(["ZREM", key, address]) { _ in done() }
     }
 
-    public func close() {
-        if let t = timer { loop.cancel(t) }
-        timer = nil
-        redis.close()
-    }
+    public func close() { ticker.close() }
 }
 
 /// An agent's view of the registered servers: the member list every
 /// `intervalMillis`, handed to `onMembers` when it changes. Loop-confined.
 public final class RedisDiscovery: @unchecked Sendable {
     public let key: String
-    let redis: RedisConnection
-    let loop: EventLoop
-    let intervalMillis: UInt64
     let ttlMillis: UInt64
-    private var timer: TimerID?
+    private let ticker: RedisTicker
+    private var redis: RedisConnection { ticker.redis }
     private var last: [String]?
     /// Called on the loop with the sorted member list when it changes.
     public var onMembers: (([String]) -> Void)?
@@ -109,25 +129,14 @@ public final class RedisDiscovery: @unchecked Sendable {
 
     public init(redis: RedisConfiguration, key: String = RedisMembership.defaultKey, intervalMillis: UInt64 = 1_000,
                 ttlMillis: UInt64 = 5_000, loop: EventLoop) {
-        self.redis = RedisConnection(configuration: redis, loop: loop)
+        ticker = RedisTicker(redis: redis, intervalMillis: intervalMillis, loop: loop)
         self.key = key
-        self.intervalMillis = intervalMillis
         self.ttlMillis = ttlMillis
-        self.loop = loop
     }
 
     /// Connects and starts listing. Call on the loop.
     public func start() {
-        redis.onStateChange = { [weak self] up, _ in if up { self?.list() } }
-        redis.start()
-        schedule()
-    }
-
-    private func schedule() {
-        timer = loop.schedule(afterNanos: intervalMillis * 1_000_000) { [weak self] in
-            self?.list()
-            self?.schedule()
-        }
+        ticker.start { [weak self] in self?.list() }
     }
 
     private func list() {
@@ -149,9 +158,5 @@ public final class RedisDiscovery: @unchecked Sendable {
         }
     }
 
-    public func close() {
-        if let t = timer { loop.cancel(t) }
-        timer = nil
-        redis.close()
-    }
+    public func close() { ticker.close() }
 }

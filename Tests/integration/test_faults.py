@@ -22,11 +22,14 @@ from harness import Proc, Stack, binary, chat, free_ports, rss_kib, wait_port, w
 
 
 class Load:
-    """Closed-loop clients recording (start, end, outcome) per request."""
+    """Closed-loop clients recording (start, end, outcome) per request. A
+    client that got no response at all (the component it talks to is down)
+    waits for `recovered` — set by the test once the component is back, or
+    at exit — instead of spinning on refused connections."""
 
     def __init__(self, stack, workers=4, timeout=30):
         self.stack, self.timeout = stack, timeout
-        self.records, self.stop_flag = [], threading.Event()
+        self.records, self.stop_flag, self.recovered = [], threading.Event(), threading.Event()
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self.run, args=(w,)) for w in range(workers)]
 
@@ -42,8 +45,8 @@ class Load:
                 outcome = f"no response: {type(e).__name__}"
             with self.lock:
                 self.records.append((t0, time.monotonic(), outcome))
-            if outcome != 200:
-                time.sleep(0.01)  # a client's retry pacing after an error
+            if isinstance(outcome, str):
+                self.recovered.wait(self.timeout)
 
     def __enter__(self):
         for t in self.threads:
@@ -52,6 +55,7 @@ class Load:
 
     def __exit__(self, *exc):
         self.stop_flag.set()
+        self.recovered.set()
         for t in self.threads:
             t.join(timeout=self.timeout + 5)
 
@@ -81,6 +85,7 @@ def test_processor_sigkilled_and_restarted_under_load():
             s.switchboard.wait(5)
             s.start_switchboard()
             restarted_at = time.monotonic()
+            load.recovered.set()
             load.wait_for_successes(100, restarted_at, "100 requests after the restart")
         failed, lost, recovery = load.report("processor SIGKILL + restart", fault_at)
         # Clients saw errors only around the outage: an answer every time (Envoy's 5xx), never a hang.
@@ -201,6 +206,7 @@ def test_envoy_restarted_under_load():
             down_until = time.monotonic()
             s.start_envoy()
             restarted_at = time.monotonic()
+            load.recovered.set()
             load.wait_for_successes(100, restarted_at, "100 requests through the new Envoy")
         failed, lost, recovery = load.report("Envoy SIGKILL + restart", fault_at)
         # Every failure is a connection error around the outage (no HTTP error from a live Envoy).
@@ -406,27 +412,29 @@ def test_slow_client_trickling_bytes_to_the_processor():
             fault_at = time.monotonic()
             payload = PREFACE + frame(4, 0, 0)
             cut = {}
+
+            def closed(c):
+                try:
+                    return c.recv(4096) == b""
+                except OSError:
+                    return True
             for step in range(len(payload)):  # bounded: 33 bytes, 8.25 s at this pace
                 for i, c in enumerate(conns):
-                    if i in cut:
-                        continue
-                    readable, _, _ = select.select([c], [], [], 0)
-                    closed = False
-                    if readable:
-                        try:
-                            closed = c.recv(4096) == b""
-                        except OSError:
-                            closed = True
-                    if not closed:
+                    if i not in cut:
                         try:
                             c.send(payload[step:step + 1])
                         except OSError:
-                            closed = True
-                    if closed:
-                        cut[i] = time.monotonic() - fault_at
+                            cut[i] = time.monotonic() - fault_at
+                # Until the next byte is due (the trickle's pace), wait on the gateway closing connections.
+                due = time.monotonic() + 0.25
+                while len(cut) < len(conns) and due > time.monotonic():
+                    open_ = [c for i, c in enumerate(conns) if i not in cut]
+                    readable, _, _ = select.select(open_, [], [], max(0.0, due - time.monotonic()))
+                    for c in readable:
+                        if closed(c):
+                            cut[conns.index(c)] = time.monotonic() - fault_at
                 if len(cut) == len(conns):
                     break
-                time.sleep(0.25)  # the trickle's pace (the fault itself)
             stats = s.admin("/debug/stats")[1]["grpc"]
             load.wait_for_successes(20, time.monotonic(), "20 requests after the trickling clients")
         for c in conns:
