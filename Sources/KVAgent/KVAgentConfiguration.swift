@@ -1,6 +1,7 @@
 import Foundation
 import KVCache
 import KVL2Client
+import KVMembership
 
 /// Settings of a node agent.
 public struct KVAgentConfiguration: Sendable {
@@ -20,7 +21,7 @@ public struct KVAgentConfiguration: Sendable {
     /// L2 members registered in Redis (`host:port` of Redis), with the
     /// password from `REDIS_PASSWORD`; nil: the static list only.
     public var l2RedisAddress: String?
-    public var l2RedisKey = "switchboard:kv:servers"
+    public var l2RedisKey = RedisMembership.defaultKey
     public var l2RedisPassword: String?
     public init() {}
 }

@@ -296,13 +296,13 @@ public final class L2Tier: @unchecked Sendable {
                 let ks = idx.map { keys[$0] }
                 let body = (fetch ? CacheProtocol.Request.get(ks) : CacheProtocol.Request.exists(ks)).body()
                 // A member removed since the ring was read (discovery) answers nothing: its keys go on.
+                let m = members[memberID]
                 let call: (@escaping (Result<[UInt8], L2CallError>) -> Void) -> Void
-                if let m = members[memberID] {
+                if let m {
                     call = { m.call(fetch ? .get : .exists, body: body, timeoutMs: timeoutMs, $0) }
                 } else {
                     call = { [loop] done in loop.schedule(afterNanos: 0) { done(.failure(.connection("\(memberID) is no longer a member"))) } }
                 }
-                let m = members[memberID]
                 call { [unowned self] result in
                     var got = 0
                     switch result {

@@ -1,6 +1,7 @@
 import EventLoop
 import KVCache
 import Foundation
+import KVMembership
 import KVProtocol
 import Metrics
 import RDMA
@@ -24,7 +25,7 @@ public struct KVServerConfiguration: Sendable {
     /// Register in Redis (`host:port`; password from `REDIS_PASSWORD`) under
     /// `registerKey` as `advertise`, the address agents dial.
     public var registerRedisAddress: String?
-    public var registerKey = "switchboard:kv:servers"
+    public var registerKey = RedisMembership.defaultKey
     public var advertise: String?
     public var redisPassword: String?
     public init() {}

@@ -169,12 +169,13 @@ public enum VLLMMetrics {
                 continue
             }
             var kvSeen: [String: Int] = [:]
+            let isCounter = Self.counters.contains(f.name)
             for s in f.samples {
                 // Only the sample itself: a gauge's own name, a counter's own
                 // name or its _total (never _created start times, nor a stray
                 // _bucket or _count someone put on a counter's name).
                 let suffix = s.name.utf8.dropFirst(f.name.utf8.count)
-                guard suffix.isEmpty || (Self.counters.contains(f.name) && suffix.elementsEqual("_total".utf8)) else { continue }
+                guard suffix.isEmpty || (isCounter && suffix.elementsEqual("_total".utf8)) else { continue }
                 let model = s.label("model_name") ?? ""
                 var e = out[model] ?? VLLMEngineSample()
                 switch f.name {

@@ -59,7 +59,7 @@ struct KVAgentCommand: ParsableCommand {
     var l2Redis: String?
 
     @Option(help: "The Redis sorted set L2 servers register in.")
-    var l2RedisKey = "switchboard:kv:servers"
+    var l2RedisKey = KVAgentConfiguration().l2RedisKey
 
     @Option(help: "Copies of each block on the L2 ring.")
     var l2Replicas = 2

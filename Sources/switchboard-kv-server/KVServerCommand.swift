@@ -55,7 +55,7 @@ struct KVServerCommand: ParsableCommand {
     var registerRedis: String?
 
     @Option(help: "The Redis sorted set to register in.")
-    var registerKey = "switchboard:kv:servers"
+    var registerKey = KVServerConfiguration().registerKey
 
     @Option(help: "host:port agents dial, as registered (default: --listen when it names a host).")
     var advertise: String?
