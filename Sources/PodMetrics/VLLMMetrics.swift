@@ -114,7 +114,7 @@ public enum VLLMMetrics {
         var out: [String: VLLMEngineSample] = [:]
         // The V1 KV name wins for a model that has it (per model, as the scraper's decoder reads it).
         let v1KVModels = Set(families.filter { $0.name == "vllm:kv_cache_usage_perc" }
-            .flatMap { $0.samples.filter { !$0.name.hasSuffix("_created") }.map { $0.label("model_name") ?? "" } })
+            .flatMap { f in f.samples.filter { $0.name == f.name }.map { $0.label("model_name") ?? "" } })
         // The page's first cache_config_info sample is the engine's config
         // (a page that repeats it, or whose first lacks numbers, gets none
         // from the later ones: both readers agree on exactly this).

@@ -278,6 +278,11 @@ func capture() throws -> [UInt8] {
         vllm:num_preemptions_total{model_name="d"} 7
         vllm:num_requests_running{model_name="d"} 1
         """,
+        // Found reviewing the fix above: a stray suffix on the V1 KV name does not make a model V1.
+        """
+        vllm:kv_cache_usage_perc_count{model_name="e"} 1
+        vllm:gpu_cache_usage_perc{model_name="e"} 0.5
+        """,
     ])
     func agreesOnOlderAndMultiEnginePages(_ text: String) throws {
         let page = Array(text.utf8)
@@ -289,6 +294,8 @@ func capture() throws -> [UInt8] {
         } else if let m = fast["m"] {
             #expect(m.kvCacheUsage.map { abs($0 - 0.6) < 1e-9 } == true)
             #expect(m.waiting == 3 && m.prefixCacheHits == 15)
+        } else if let e = fast["e"] {
+            #expect(e.kvCacheUsage == 0.5)
         } else if let d = fast["d"] {
             #expect(d.preemptions == 7 && d.running == 1)
         } else if let c = fast["c"] {
