@@ -66,12 +66,8 @@ public final class EngineModel {
     /// The KV-connector model, when the pod has a node agent.
     let connector: SimKVConnector?
 
-    public init(configuration: EngineConfiguration, seed: UInt64 = 0, metrics: SimMetrics? = nil) {
-        self.configuration = configuration
-        self.seed = seed
-        self.metrics = metrics
-        pool = BlockPool(count: configuration.numBlocks)
-        connector = nil
+    public convenience init(configuration: EngineConfiguration, seed: UInt64 = 0, metrics: SimMetrics? = nil) {
+        self.init(configuration: configuration, seed: seed, metrics: metrics, connector: nil)
     }
 
     init(configuration: EngineConfiguration, seed: UInt64, metrics: SimMetrics?, connector: SimKVConnector?) {
@@ -200,9 +196,9 @@ public final class EngineModel {
                 running.append(id)
                 if s.firstScheduled == nil { s.firstScheduled = now }
                 metrics?.prefixQuery(tokens: s.tokens.count, hits: hit.count * bs)
-                if connector != nil {
+                if let connector {
                     metrics?.externalQuery(tokens: s.tokens.count - hit.count * bs, hits: loaded * bs)
-                    loadSeconds += Double(loaded) * connector!.settings.secondsPerLoadedBlock
+                    loadSeconds += Double(loaded) * connector.settings.secondsPerLoadedBlock
                 }
                 if s.cachedAtFirstSchedule < 0 {
                     s.cachedAtFirstSchedule = s.computed
